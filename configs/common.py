@@ -1,0 +1,71 @@
+"""The fields every config has. Model configs start from ``base()`` and change a few.
+
+Keeping one schema means every ``--config.FIELD=VALUE`` works with every config, and
+``training.config.validate`` checks them all in one place.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+
+  # Model: a name from models.list_models() and overrides of its module's fields.
+  c.model = "lenet1989"
+  c.model_kwargs = ml_collections.ConfigDict()
+  c.dtype = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
+
+  # Data: digits | synthetic | npz:<path> | a TFDS name (mnist, cifar10, ...).
+  c.dataset = "digits"
+  c.data_dir = config_dict.placeholder(str)  # TFDS data_dir; None = TFDS's default
+  c.download = True  # let TFDS try to download a dataset that is not prepared
+  c.image_size = config_dict.placeholder(int)  # resize on load (None = native size)
+  c.pad = 0  # zero-pad each side on load (MNIST 28 -> 32: pad=2)
+  c.normalization = "dataset"  # dataset (mean/std) | symmetric ([-1, 1]) | unit ([0, 1])
+  c.synthetic = ml_collections.ConfigDict(dict(
+      shape=(32, 32, 3), num_classes=10, num_train=1024, num_test=256, seed=0))
+
+  # Augmentation, inside the compiled step.
+  c.augment = ml_collections.ConfigDict(dict(
+      crop_padding=0,  # random crop after padding = translation by up to this many pixels
+      crop_mode="constant",  # constant (zero = background) | reflect | edge
+      flip=False))  # horizontal flip (not for digits)
+
+  # Optimisation.
+  c.num_epochs = 10
+  c.batch_size = 128
+  c.eval_batch_size = 512
+  c.loss = "cross_entropy"  # cross_entropy | mse (squared error on +-1 targets)
+  c.label_smoothing = 0.0
+  c.optimizer = "sgd"  # sgd | adam | adamw
+  c.learning_rate = 0.1
+  c.momentum = 0.9  # sgd
+  c.nesterov = False  # sgd
+  c.b1 = 0.9  # adam, adamw
+  c.b2 = 0.999
+  c.eps = 1e-8
+  c.weight_decay = 0.0  # on kernels only; L2 for sgd/adam, decoupled for adamw
+  c.schedule = "cosine"  # constant | step | cosine
+  c.warmup_epochs = 0.0  # linear warm-up from 0
+  c.decay_epochs = ()  # step schedule: epochs at which the rate is multiplied by...
+  c.decay_factor = 0.1
+  c.min_learning_rate = 0.0  # cosine floor
+
+  # Bookkeeping.
+  c.seed = 0
+  c.log_every_steps = 0  # 0: four times per epoch
+  c.eval_every_epochs = 1
+  c.checkpoint_every_epochs = 1
+  c.keep_checkpoints = 3
+  c.stop_after_steps = 0  # stop this run early (then resume), e.g. for time-limited jobs
+  return c
+
+
+def parse_arg(arg: str | None) -> dict[str, str | bool]:
+  """``"tiny,res=128"`` -> ``{"tiny": True, "res": "128"}`` (big_vision style)."""
+  out = {}
+  for item in filter(None, (arg or "").split(",")):
+    key, eq, value = item.partition("=")
+    out[key.strip()] = value.strip() if eq else True
+  return out

@@ -1,0 +1,36 @@
+r"""LeNet-1989, as in LeCun et al. (1989), "Backpropagation applied to handwritten zip code
+recognition": tanh units, squared error on +-1 targets, plain per-example SGD.
+
+  # First run, offline: scikit-learn's digits (8x8 upsampled to 16x16). 2-core CPU: ~40 s.
+  python train.py --config configs/lenet1989.py --workdir runs/lenet1989
+  # The paper's benchmark: USPS, 7291 train / 2007 test, 23 passes (paper: 5.0% error).
+  python train.py --config configs/lenet1989.py:usps --workdir runs/lenet1989_usps
+
+Arguments (comma-separated): ``usps`` trains on ../shared/data/usps (or $SHARED_DIR).
+"""
+
+import os
+
+from configs import common
+
+
+def usps_path() -> str:
+  return os.path.join(os.environ.get("SHARED_DIR", "../shared"), "data/usps/usps.npz")
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg)
+  c = common.base()
+  c.model = "lenet1989"
+  c.dataset = "npz:" + usps_path() if args.get("usps") else "digits"
+  c.normalization = "symmetric"  # the paper's inputs lie in [-1, 1], background -1
+  c.loss = "mse"
+  c.optimizer = "sgd"
+  c.momentum = 0.0
+  c.learning_rate = 0.03
+  c.schedule = "constant"
+  c.batch_size = 1  # the paper updated after every example
+  c.num_epochs = 23  # "23 passes through the training set"
+  c.eval_batch_size = 256
+  c.checkpoint_every_epochs = 5
+  return c

@@ -1,0 +1,53 @@
+r"""ResNet-20 for CIFAR-10 (He et al. 2015, Sec. 4.2): 0.27M parameters, option-A shortcuts.
+
+The paper's recipe: SGD momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by 10
+at 32k and 48k iterations (about epochs 82 and 123), 164 epochs in all; 4-pixel padding
+with random crops and horizontal flips. The paper reports 8.75% test error.
+
+  python train.py --config configs/resnet20_cifar.py --workdir runs/resnet20_cifar10
+  # Fashion-MNIST from ../shared/data, padded to 32x32:
+  python train.py --config configs/resnet20_cifar.py:fashion_mnist --workdir runs/r20_fm
+  # Seconds on a CPU: a narrow network on synthetic data (used by the tests).
+  python train.py --config configs/resnet20_cifar.py:tiny --workdir /tmp/r20_tiny
+
+Arguments (comma-separated): ``fashion_mnist``, ``tiny``.
+"""
+
+import os
+
+from configs import common
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg)
+  c = common.base()
+  c.model = "resnet20"
+  c.dataset = "cifar10"
+  c.augment.crop_padding = 4
+  c.augment.flip = True
+  c.num_epochs = 164
+  c.batch_size = 128
+  c.eval_batch_size = 500
+  c.optimizer = "sgd"
+  c.learning_rate = 0.1
+  c.momentum = 0.9
+  c.weight_decay = 1e-4
+  c.schedule = "step"
+  c.decay_epochs = (82, 123)
+  c.decay_factor = 0.1
+  c.checkpoint_every_epochs = 10
+  if args.get("fashion_mnist"):
+    shared = os.environ.get("SHARED_DIR", "../shared")
+    c.dataset = "npz:" + os.path.join(shared, "data/fashion_mnist/fashion_mnist.npz")
+    c.pad = 2  # 28 -> 32
+  if args.get("tiny"):
+    c.dataset = "synthetic"
+    c.synthetic.shape = (16, 16, 3)
+    c.synthetic.num_train = 256
+    c.synthetic.num_test = 100
+    c.model_kwargs.width = 4
+    c.num_epochs = 2
+    c.batch_size = 32
+    c.eval_batch_size = 64
+    c.decay_epochs = (1,)
+  return c

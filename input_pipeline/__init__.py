@@ -1,0 +1,41 @@
+"""One input interface for every dataset.
+
+Datasets load on the host into uint8 NHWC numpy arrays (``load_dataset``), go
+to the accelerator once (``put_on_mesh``), and are batched and augmented inside
+the compiled step (``train_batch``, ``eval_batch``, ``augment``, ``normalize``).
+
+Importing this package does not import TensorFlow: it is imported only when a
+TFDS dataset is loaded, because the accelerator machines do not have it.
+"""
+
+from input_pipeline.augment import augment
+from input_pipeline.augment import normalize
+from input_pipeline.augment import random_crop
+from input_pipeline.augment import random_flip
+from input_pipeline.datasets import ArrayDataset
+from input_pipeline.datasets import DatasetError
+from input_pipeline.datasets import KNOWN_DATASETS
+from input_pipeline.datasets import load_dataset
+from input_pipeline.device import epoch_permutation
+from input_pipeline.device import eval_batch
+from input_pipeline.device import num_eval_batches
+from input_pipeline.device import put_on_mesh
+from input_pipeline.device import steps_per_epoch
+from input_pipeline.device import train_batch
+
+__all__ = [
+    "ArrayDataset",
+    "DatasetError",
+    "KNOWN_DATASETS",
+    "augment",
+    "epoch_permutation",
+    "eval_batch",
+    "load_dataset",
+    "normalize",
+    "num_eval_batches",
+    "put_on_mesh",
+    "random_crop",
+    "random_flip",
+    "steps_per_epoch",
+    "train_batch",
+]

@@ -1,0 +1,520 @@
+"""Host loaders: every dataset becomes the same uint8 NHWC numpy arrays.
+
+    ds = load_dataset("digits")                      # sklearn, offline, 16x16x1
+    ds = load_dataset("npz:../shared/data/usps/usps.npz")
+    ds = load_dataset("mnist", pad=2)                # TFDS, 28x28 -> 32x32 for LeNet-5
+    ds = load_dataset("synthetic", synthetic={"shape": (8, 8, 3)})
+
+The trainer puts the arrays on the accelerator once and slices batches inside
+the compiled step (see ``device.py``), so everything here runs once per run and
+favours clarity over speed.
+
+TensorFlow is imported only inside ``_load_tfds``: the accelerator machines
+have no TensorFlow, and ``import input_pipeline`` must work there.
+
+Resizing (``image_size``) on the host uses antialiased bilinear interpolation
+with half-pixel centres (a triangle filter widened by the scale factor when
+shrinking, as PIL's BILINEAR and ``jax.image.resize(..., "linear")`` do).
+TFDS datasets with variable-size images (imagenet2012, imagenette) are resized
+inside tf.data instead: shorter side to ``image_size`` (antialiased bilinear),
+then a central ``image_size`` square crop, which keeps the aspect ratio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+# Holding train+test as uint8 above this needs a streaming host pipeline
+# (tracked in the recipes issue); a module constant so tests can lower it.
+MAX_IN_MEMORY_BYTES = 8 * 2**30
+
+# Work in chunks of about this many bytes so host-side passes stay cheap.
+_CHUNK_BYTES = 64 * 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class _Known:
+  """Per-dataset facts that cannot be read from the data itself.
+
+  Attributes:
+    flip: a horizontal flip keeps the label (digits and characters change
+      meaning or become unnatural when mirrored; objects and clothes do not).
+    eval_split: the TFDS split used as the test set when the split list is not
+      known yet (it is read from the prepared dataset otherwise).
+  """
+  flip: bool
+  eval_split: str = "test"
+
+
+# One table for every per-dataset choice. Names not listed get flip=False: a
+# flip that changes labels silently hurts, a missing one only costs accuracy.
+# npz files are looked up by their file stem (usps.npz -> "usps").
+KNOWN_DATASETS: dict[str, _Known] = {
+    "digits": _Known(flip=False),
+    "synthetic": _Known(flip=False),  # Class templates are not mirror-symmetric.
+    "mnist": _Known(flip=False),
+    "usps": _Known(flip=False),
+    "emnist": _Known(flip=False),
+    "kmnist": _Known(flip=False),
+    "svhn_cropped": _Known(flip=False),
+    "fashion_mnist": _Known(flip=True),
+    "cifar10": _Known(flip=True),
+    "cifar100": _Known(flip=True),
+    "stl10": _Known(flip=True),
+    "imagenette": _Known(flip=True, eval_split="validation"),
+    "imagenet2012": _Known(flip=True, eval_split="validation"),
+}
+
+_DEFAULT = _Known(flip=False)
+
+_SYNTHETIC_DEFAULTS = {
+    "shape": (32, 32, 3),
+    "num_classes": 10,
+    "num_train": 1024,
+    "num_test": 256,
+    "seed": 0,
+}
+
+
+class DatasetError(ValueError):
+  """One-line, user-facing: names the problem and the fix."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq on arrays is ambiguous.
+class ArrayDataset:
+  """A whole dataset on the host, as the trainer consumes it.
+
+  Attributes:
+    name: the name it was loaded by.
+    train_images: uint8 (N, H, W, C).
+    train_labels: int32 (N,).
+    test_images: uint8 (M, H, W, C).
+    test_labels: int32 (M,).
+    num_classes: number of classes; labels are in [0, num_classes).
+    mean: per-channel mean of the final train images, in [0, 1] units.
+    std: per-channel standard deviation, same units.
+    flip: whether a horizontal flip preserves the label (``KNOWN_DATASETS``).
+  """
+  name: str
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  num_classes: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  flip: bool
+
+  def __post_init__(self):
+    for split in ("train", "test"):
+      x = getattr(self, f"{split}_images")
+      y = getattr(self, f"{split}_labels")
+      if x.dtype != np.uint8 or x.ndim != 4:
+        raise ValueError(f"{split}_images must be uint8 NHWC, got {x.dtype} {x.shape}")
+      if y.dtype != np.int32 or y.shape != x.shape[:1]:
+        raise ValueError(
+            f"{split}_labels must be int32 ({x.shape[0]},), got {y.dtype} {y.shape}")
+    if self.train_images.shape[1:] != self.test_images.shape[1:]:
+      raise ValueError(f"train and test images differ in shape: "
+                       f"{self.train_images.shape[1:]} vs {self.test_images.shape[1:]}")
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    """(H, W, C) of every image."""
+    return tuple(self.train_images.shape[1:])
+
+  def __repr__(self) -> str:
+    return (f"ArrayDataset({self.name!r}, train={self.train_images.shape}, "
+            f"test={self.test_images.shape}, num_classes={self.num_classes}, "
+            f"flip={self.flip})")
+
+
+def load_dataset(name: str, *, data_dir: str | None = None,
+                 image_size: int | None = None, pad: int = 0,
+                 synthetic: Mapping[str, Any] | None = None,
+                 download: bool = True) -> ArrayDataset:
+  """Loads a dataset by name into host memory.
+
+  Args:
+    name: ``digits``, ``synthetic``, ``npz:<path>``, or a TFDS name (optionally
+      ``tfds:``-prefixed, with ``/config`` or ``:version`` as TFDS accepts).
+    data_dir: TFDS data directory (default: TFDS's own default).
+    image_size: final height and width before padding; None keeps the native
+      size (required for TFDS datasets whose images vary in size).
+    pad: zero pixels added on each side after resizing (MNIST 28 -> 32: pad=2).
+    synthetic: settings for ``synthetic``: shape, num_classes, num_train,
+      num_test, seed.
+    download: let TFDS download and prepare a dataset that is not there yet.
+
+  Returns:
+    The dataset, with mean and std computed from its final train images.
+
+  Raises:
+    DatasetError: with a one-line message that names the problem and the fix.
+  """
+  if image_size is not None and image_size < 1:
+    raise DatasetError(f"image_size must be a positive integer, got {image_size}")
+  if pad < 0:
+    raise DatasetError(f"pad must be >= 0, got {pad}")
+  if synthetic is not None and name != "synthetic":
+    raise DatasetError(f"synthetic settings were given for dataset {name!r}; "
+                       "they apply only to name='synthetic'")
+
+  if name == "digits":
+    raw = _load_digits(image_size or 16)
+    known_key = "digits"
+  elif name == "synthetic":
+    raw = _load_synthetic(synthetic or {})
+    known_key = "synthetic"
+  elif name.startswith("npz:"):
+    path = name[len("npz:"):]
+    raw = _load_npz(path)
+    known_key = os.path.splitext(os.path.basename(path))[0]
+  else:
+    tfds_name = name[len("tfds:"):] if name.startswith("tfds:") else name
+    known_key = _tfds_base_name(tfds_name)
+    raw = _load_tfds(tfds_name, data_dir=data_dir, image_size=image_size,
+                     pad=pad, download=download,
+                     eval_split=KNOWN_DATASETS.get(known_key, _DEFAULT).eval_split)
+  x_train, y_train, x_test, y_test, num_classes = raw
+
+  if image_size is not None and x_train.shape[1:3] != (image_size, image_size):
+    x_train = _resize_uint8(x_train, image_size)
+    x_test = _resize_uint8(x_test, image_size)
+  if pad:
+    widths = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+    x_train = np.pad(x_train, widths)
+    x_test = np.pad(x_test, widths)
+
+  mean, std = _channel_mean_std(x_train)
+  known = KNOWN_DATASETS.get(known_key, _DEFAULT)
+  return ArrayDataset(
+      name=name, train_images=x_train, train_labels=y_train.astype(np.int32),
+      test_images=x_test, test_labels=y_test.astype(np.int32),
+      num_classes=int(num_classes), mean=mean, std=std, flip=known.flip)
+
+
+# ----------------------------------------------------------------------------
+# Sources. Each returns (x_train, y_train, x_test, y_test, num_classes) with
+# uint8 NHWC images.
+
+
+def _load_digits(size: int):
+  """sklearn's 8x8 digits (embedded, offline), resized to size x size."""
+  from sklearn import datasets as sk_datasets  # Lazy: sklearn is slow to import.
+  from sklearn import model_selection
+
+  digits = sk_datasets.load_digits()
+  images = digits.images[..., None] * (255.0 / 16.0)  # 0..16 -> 0..255.
+  labels = digits.target.astype(np.int32)
+  # Resize the float images once, straight to the target size, so there is a
+  # single rounding to uint8.
+  images = _to_uint8(_resize(images, size))
+  # A fixed stratified split: sklearn ships no train/test partition.
+  x_train, x_test, y_train, y_test = model_selection.train_test_split(
+      images, labels, test_size=0.25, stratify=labels, random_state=0)
+  return x_train, y_train, x_test, y_test, 10
+
+
+def _load_npz(path: str):
+  """A file in shared/data's format (see shared/data/README.md)."""
+  full = os.path.abspath(os.path.expanduser(path))
+  if not os.path.isfile(full):
+    raise DatasetError(
+        f"npz file not found: {path} (resolved to {full}). Pass npz:<path> to an "
+        "existing file, relative to the current directory, e.g. "
+        "npz:../shared/data/usps/usps.npz")
+  try:
+    with np.load(full) as f:
+      missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+      if missing:
+        raise DatasetError(f"{path} lacks key(s) {', '.join(missing)}; it has "
+                           f"{', '.join(f.files) or 'none'}. Expected x_train, "
+                           "y_train, x_test, y_test (shared/data/README.md)")
+      arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+  except DatasetError:
+    raise
+  except Exception as e:  # Corrupt or not an npz at all.
+    raise DatasetError(f"cannot read {path} as .npz: {type(e).__name__}: "
+                       f"{_first_line(e)}") from None
+
+  out = []
+  for split in ("train", "test"):
+    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+    if x.ndim == 3:
+      x = x[..., None]  # Grayscale stored as (N, H, W).
+    if x.ndim != 4:
+      raise DatasetError(f"x_{split} in {path} has shape {x.shape}; expected "
+                         "(N, H, W, C) or (N, H, W)")
+    if x.dtype != np.uint8:
+      raise DatasetError(f"x_{split} in {path} has dtype {x.dtype}; expected uint8 "
+                         "pixels 0..255")
+    if y.ndim != 1 or len(y) != len(x):
+      raise DatasetError(f"y_{split} in {path} has shape {y.shape}; expected "
+                         f"({len(x)},) to match x_{split}")
+    if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+      raise DatasetError(f"y_{split} in {path} must hold class ids >= 0, got "
+                         f"dtype {y.dtype}")
+    out += [x, y.astype(np.int32)]
+  x_train, y_train, x_test, y_test = out
+  if x_train.shape[1:] != x_test.shape[1:]:
+    raise DatasetError(f"x_train and x_test in {path} differ in image shape: "
+                       f"{x_train.shape[1:]} vs {x_test.shape[1:]}")
+  num_classes = int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1
+  return x_train, y_train, x_test, y_test, num_classes
+
+
+def _load_synthetic(settings: Mapping[str, Any]):
+  """Random but learnable: a fixed random template per class plus noise."""
+  unknown = set(settings) - set(_SYNTHETIC_DEFAULTS)
+  if unknown:
+    raise DatasetError(f"unknown synthetic setting(s) {sorted(unknown)}; valid: "
+                       f"{', '.join(_SYNTHETIC_DEFAULTS)}")
+  cfg = {**_SYNTHETIC_DEFAULTS, **settings}
+  shape = tuple(int(s) for s in cfg["shape"])
+  if len(shape) != 3:
+    raise DatasetError(f"synthetic shape must be (H, W, C), got {cfg['shape']}")
+  num_classes = int(cfg["num_classes"])
+  rng = np.random.default_rng(cfg["seed"])
+  templates = rng.uniform(0, 255, size=(num_classes, *shape)).astype(np.float32)
+
+  def draw(n):
+    labels = rng.integers(0, num_classes, size=n).astype(np.int32)
+    # Noise std 64 against templates ~U(0, 255): classes overlap per pixel
+    # but are easily told apart over the whole image.
+    noise = rng.normal(0.0, 64.0, size=(n, *shape)).astype(np.float32)
+    return _to_uint8(templates[labels] + noise), labels
+
+  x_train, y_train = draw(int(cfg["num_train"]))
+  x_test, y_test = draw(int(cfg["num_test"]))
+  return x_train, y_train, x_test, y_test, num_classes
+
+
+def _tfds_base_name(name: str) -> str:
+  """'imagenette/320px-v2:1.0.0' -> 'imagenette'."""
+  return re.split(r"[/:]", name, maxsplit=1)[0]
+
+
+def _import_tf():
+  """Imports TensorFlow and TFDS on first use, hidden from any GPU."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DatasetError(
+        f"TFDS datasets need tensorflow and tensorflow-datasets ({e}); "
+        "pip install tensorflow-cpu tensorflow-datasets, or use digits, "
+        "synthetic or npz:<path>") from None
+  try:
+    # TF must not grab accelerator memory that JAX needs.
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:
+    pass  # Devices already initialised by an earlier import; nothing to do.
+  return tf, tfds
+
+
+def _load_tfds(name: str, *, data_dir: str | None, image_size: int | None,
+               pad: int, download: bool, eval_split: str):
+  """A TFDS dataset's train and test (or validation) splits, in memory."""
+  tf, tfds = _import_tf()
+  base = _tfds_base_name(name)
+  builders = tfds.list_builders()
+  if base not in builders:
+    close = difflib.get_close_matches(base, ["digits", "synthetic", *builders], n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise DatasetError(
+        f"unknown dataset {name!r}.{hint} Use digits, synthetic, npz:<path>, or a "
+        "TFDS name such as mnist, fashion_mnist, cifar10, cifar100, imagenette")
+  if data_dir is not None and not os.path.isdir(data_dir):
+    raise DatasetError(
+        f"TFDS data_dir {data_dir} does not exist; create it (TFDS downloads "
+        "into it) or pass the directory that holds prepared datasets")
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # Bad config or version.
+    raise DatasetError(f"TFDS cannot build {name!r}: {_first_line(e)}") from None
+
+  if not builder.is_prepared():
+    cause = "download=False"
+    if download:
+      try:
+        builder.download_and_prepare()
+        cause = ""
+      except Exception as e:  # Offline, manual download needed, ...
+        cause = f"download failed: {type(e).__name__}: {_first_line(e)}"
+    if cause:
+      raise DatasetError(_not_prepared_message(name, builder, data_dir, cause))
+
+  features = builder.info.features
+  if "image" not in features or "label" not in features:
+    raise DatasetError(f"TFDS dataset {name!r} has features {list(features)}; "
+                       "this loader needs 'image' and 'label'")
+  native = tuple(features["image"].shape)
+  if None in native[:2] and image_size is None:
+    raise DatasetError(f"{name!r} has images of varying size {native}; set "
+                       "image_size (e.g. 224) so they can be stacked")
+  channels = native[2]
+  loaded_size = image_size if None in native[:2] else None
+  shape = (loaded_size, loaded_size, channels) if loaded_size else native
+  final = (image_size or shape[0]) + 2 * pad, (image_size or shape[1]) + 2 * pad
+
+  splits = set(builder.info.splits)  # Empty when TFDS cannot know (mocks).
+  if splits:
+    test_split = "test" if "test" in splits else "validation"
+    if test_split not in splits or "train" not in splits:
+      raise DatasetError(f"{name!r} has splits {sorted(splits)}; this loader "
+                         "needs 'train' and 'test' or 'validation'")
+  else:
+    test_split = eval_split
+
+  datasets, sizes = {}, {}
+  for split in ("train", test_split):
+    ds = builder.as_dataset(
+        split=split, shuffle_files=False,
+        # No autocache: it would hold a second copy of the data inside TF.
+        read_config=tfds.ReadConfig(try_autocache=False))
+    ds = ds.map(lambda ex: (ex["image"], ex["label"]))
+    if loaded_size:
+      ds = ds.map(_tf_resize_crop(tf, loaded_size), num_parallel_calls=tf.data.AUTOTUNE)
+    n = int(ds.cardinality())
+    if n < 0:
+      n = builder.info.splits[split].num_examples
+    datasets[split], sizes[split] = ds, n
+  per_image = max(np.prod(shape), final[0] * final[1] * channels)
+  total = int(per_image) * sum(sizes.values())
+  if total > MAX_IN_MEMORY_BYTES:
+    raise DatasetError(
+        f"{name!r} needs {total / 2**30:.1f} GiB as uint8 arrays, over the "
+        f"{MAX_IN_MEMORY_BYTES / 2**30:.0f} GiB in-memory limit: it is too large to "
+        "hold in memory; use a smaller image_size, or it needs a streaming host "
+        "pipeline (tracked in the recipes issue)")
+
+  x_train, y_train = _read_split(tfds, datasets["train"], sizes["train"], shape)
+  x_test, y_test = _read_split(tfds, datasets[test_split], sizes[test_split], shape)
+  return x_train, y_train, x_test, y_test, features["label"].num_classes
+
+
+def _not_prepared_message(name, builder, data_dir, cause) -> str:
+  searched = builder.data_dir
+  root = data_dir or _data_dir_root(builder)
+  base = _tfds_base_name(name)
+  manual = (getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) or "").strip()
+  if manual:
+    first = " ".join(manual.split())[:160]
+    how = (f"it needs a manual download: put the files ({first}...) in "
+           f"{os.path.join(root, 'downloads', 'manual')} and run "
+           f"`tfds build {base} --data_dir {root}`")
+  else:
+    how = (f"run `tfds build {name} --data_dir {root}` (on a machine with internet, "
+           "then copy that folder here) or pass data_dir=<dir with the prepared "
+           "dataset>")
+  return (f"TFDS dataset {name!r} is not prepared in {searched} ({cause}); "
+          f"to prepare it, {how}")
+
+
+def _data_dir_root(builder) -> str:
+  """The data_dir a builder searched: its data_dir minus name/config/version."""
+  path = builder.data_dir
+  suffix = builder.info.full_name
+  if path.rstrip("/").endswith(suffix):
+    return path.rstrip("/")[:-len(suffix)].rstrip("/") or "/"
+  return path
+
+
+def _tf_resize_crop(tf, size: int):
+  """Shorter side to `size` (antialiased bilinear), then a central square crop."""
+  def fn(image, label):
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = size / tf.reduce_min(hw)
+    new_hw = tf.maximum(tf.cast(tf.round(hw * scale), tf.int32), size)
+    image = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
+    image = tf.image.resize_with_crop_or_pad(image, size, size)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+  return fn
+
+
+def _read_split(tfds, ds, n: int, shape):
+  """Fills preallocated arrays chunk by chunk.
+
+  Not ``batch_size=-1``: that batches by the split size TFDS records, which is
+  unknown under ``tfds.testing.mock_data`` (it then tries sys.maxsize and
+  aborts), and it would briefly hold two copies of the data.
+  """
+  images = np.empty((n, *shape), np.uint8)
+  labels = np.empty((n,), np.int32)
+  chunk = max(1, _CHUNK_BYTES // int(np.prod(shape)))
+  i = 0
+  for x, y in tfds.as_numpy(ds.batch(chunk)):
+    if i + len(x) > n:
+      raise DatasetError(f"TFDS returned more than the {n} examples it announced")
+    images[i:i + len(x)] = x
+    labels[i:i + len(y)] = y
+    i += len(x)
+  if i != n:
+    raise DatasetError(f"TFDS returned {i} examples, expected {n}")
+  return images, labels
+
+
+# ----------------------------------------------------------------------------
+# Host-side array helpers.
+
+
+def _first_line(e: BaseException) -> str:
+  lines = str(e).strip().splitlines()
+  return lines[0][:200] if lines else type(e).__name__
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+  return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _linear_weights(in_size: int, out_size: int) -> np.ndarray:
+  """(out_size, in_size) antialiased bilinear weights, half-pixel centres."""
+  scale = in_size / out_size
+  support = max(scale, 1.0)  # Widen the triangle when shrinking: antialiasing.
+  centres = (np.arange(out_size) + 0.5) * scale
+  dist = np.abs(np.arange(in_size)[None, :] + 0.5 - centres[:, None])
+  w = np.maximum(0.0, 1.0 - dist / support)
+  # Renormalising rows that hang over the border amounts to edge clamping.
+  return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+  """Resizes (N, H, W, C) to (N, size, size, C) as float32, in chunks."""
+  n, h, w, c = images.shape
+  wy, wx = _linear_weights(h, size), _linear_weights(w, size)
+  out = np.empty((n, size, size, c), np.float32)
+  step = max(1, _CHUNK_BYTES // (4 * max(h * w, size * size) * c))
+  for i in range(0, n, step):
+    x = images[i:i + step].astype(np.float32)
+    x = np.einsum("oh,nhwc->nowc", wy, x)
+    out[i:i + step] = np.einsum("pw,nowc->nopc", wx, x)
+  return out
+
+
+def _resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
+  return _to_uint8(_resize(images, size))
+
+
+def _channel_mean_std(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """Exact per-channel mean/std in [0, 1] units from pixel-value histograms."""
+  n, h, w, c = images.shape
+  counts = np.zeros((c, 256), np.int64)
+  step = max(1, _CHUNK_BYTES // max(1, h * w * c))
+  for i in range(0, n, step):
+    chunk = images[i:i + step]
+    for ch in range(c):
+      counts[ch] += np.bincount(chunk[..., ch].ravel(), minlength=256)
+  values = np.arange(256, dtype=np.float64) / 255.0
+  total = counts.sum(axis=1).astype(np.float64)
+  total[total == 0] = 1.0  # An empty train set gives mean 0, not NaN.
+  mean = counts @ values / total
+  var = counts @ values**2 / total - mean**2
+  std = np.sqrt(np.maximum(var, 0.0))
+  return tuple(float(m) for m in mean), tuple(float(s) for s in std)

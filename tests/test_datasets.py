@@ -1,0 +1,244 @@
+"""Tests for input_pipeline/datasets.py (offline; TFDS through mock_data)."""
+
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from input_pipeline import datasets
+from input_pipeline import DatasetError
+from input_pipeline import load_dataset
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return load_dataset("digits")
+
+
+def test_import_does_not_import_tensorflow():
+  code = ("import sys, input_pipeline; "
+          "bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]; "
+          "assert not bad, bad")
+  subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# digits ---------------------------------------------------------------------
+
+
+def test_digits_shapes_and_range(digits):
+  assert digits.train_images.shape == (1347, 16, 16, 1)
+  assert digits.test_images.shape == (450, 16, 16, 1)
+  assert digits.image_shape == (16, 16, 1)
+  assert digits.train_images.dtype == np.uint8
+  assert digits.train_labels.dtype == np.int32
+  assert digits.num_classes == 10
+  assert digits.flip is False
+  # 0..16 was scaled to 0..255: background is 0 and full ink reaches 255.
+  assert digits.train_images.min() == 0 and digits.train_images.max() == 255
+
+
+def test_digits_split_is_stratified(digits):
+  train = np.bincount(digits.train_labels, minlength=10) / 1347
+  test = np.bincount(digits.test_labels, minlength=10) / 450
+  np.testing.assert_allclose(train, test, atol=0.01)
+
+
+def test_digits_split_is_fixed(digits):
+  again = load_dataset("digits")
+  np.testing.assert_array_equal(again.train_images, digits.train_images)
+  np.testing.assert_array_equal(again.test_labels, digits.test_labels)
+
+
+def test_digits_image_size_resizes_from_source():
+  ds = load_dataset("digits", image_size=12, pad=3)
+  assert ds.train_images.shape == (1347, 18, 18, 1)
+  assert (ds.train_images[:, :3] == 0).all() and (ds.train_images[:, -3:] == 0).all()
+
+
+# npz ------------------------------------------------------------------------
+
+
+def _write_npz(path, **overrides):
+  rng = np.random.default_rng(0)
+  arrays = {
+      "x_train": rng.integers(0, 256, (12, 5, 6, 1), dtype=np.uint8),
+      "y_train": rng.integers(0, 3, 12).astype(np.uint8),
+      "x_test": rng.integers(0, 256, (4, 5, 6, 1), dtype=np.uint8),
+      "y_test": np.array([0, 1, 4, 2], np.uint8),  # Largest label only in test.
+  }
+  arrays.update(overrides)
+  arrays = {k: v for k, v in arrays.items() if v is not None}
+  np.savez_compressed(path, **arrays)
+  return arrays
+
+
+def test_npz_round_trip(tmp_path):
+  arrays = _write_npz(tmp_path / "tiny.npz")
+  ds = load_dataset(f"npz:{tmp_path / 'tiny.npz'}")
+  np.testing.assert_array_equal(ds.train_images, arrays["x_train"])
+  np.testing.assert_array_equal(ds.test_images, arrays["x_test"])
+  np.testing.assert_array_equal(ds.train_labels, arrays["y_train"])
+  assert ds.train_labels.dtype == np.int32
+  assert ds.num_classes == 5
+  assert ds.flip is False
+
+
+def test_npz_without_channel_axis(tmp_path):
+  x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+  _write_npz(tmp_path / "gray.npz", x_train=x, y_train=np.array([0, 1], np.uint8),
+             x_test=x, y_test=np.array([1, 0], np.uint8))
+  ds = load_dataset(f"npz:{tmp_path / 'gray.npz'}")
+  assert ds.train_images.shape == (2, 3, 4, 1)
+  np.testing.assert_array_equal(ds.train_images[..., 0], x)
+
+
+def test_npz_flip_comes_from_file_stem(tmp_path):
+  _write_npz(tmp_path / "fashion_mnist.npz")
+  _write_npz(tmp_path / "usps.npz")
+  assert load_dataset(f"npz:{tmp_path / 'fashion_mnist.npz'}").flip is True
+  assert load_dataset(f"npz:{tmp_path / 'usps.npz'}").flip is False
+
+
+def test_npz_missing_file_names_path(tmp_path):
+  path = tmp_path / "nowhere" / "missing.npz"
+  with pytest.raises(DatasetError, match="missing.npz") as e:
+    load_dataset(f"npz:{path}")
+  assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_npz_missing_key(tmp_path):
+  _write_npz(tmp_path / "bad.npz", y_test=None)
+  with pytest.raises(DatasetError, match="y_test"):
+    load_dataset(f"npz:{tmp_path / 'bad.npz'}")
+
+
+def test_npz_wrong_dims(tmp_path):
+  _write_npz(tmp_path / "flat.npz", x_train=np.zeros((12, 30), np.uint8))
+  with pytest.raises(DatasetError, match=r"x_train .*\(12, 30\)"):
+    load_dataset(f"npz:{tmp_path / 'flat.npz'}")
+
+
+# synthetic ------------------------------------------------------------------
+
+
+def test_synthetic_shapes_and_determinism():
+  cfg = {"shape": (6, 5, 2), "num_classes": 4, "num_train": 40, "num_test": 12}
+  a = load_dataset("synthetic", synthetic=cfg)
+  b = load_dataset("synthetic", synthetic=cfg)
+  c = load_dataset("synthetic", synthetic={**cfg, "seed": 1})
+  assert a.train_images.shape == (40, 6, 5, 2) and a.test_images.shape == (12, 6, 5, 2)
+  assert a.num_classes == 4 and a.train_labels.max() < 4
+  np.testing.assert_array_equal(a.train_images, b.train_images)
+  np.testing.assert_array_equal(a.test_labels, b.test_labels)
+  assert not np.array_equal(a.train_images, c.train_images)
+
+
+def test_synthetic_is_learnable():
+  ds = load_dataset("synthetic", synthetic={"shape": (8, 8, 3), "num_train": 500,
+                                            "num_test": 200})
+  x_train = ds.train_images.reshape(500, -1).astype(np.float32)
+  x_test = ds.test_images.reshape(200, -1).astype(np.float32)
+  centroids = np.stack([x_train[ds.train_labels == k].mean(0) for k in range(10)])
+  dist = ((x_test[:, None] - centroids[None]) ** 2).sum(-1)
+  accuracy = (dist.argmin(1) == ds.test_labels).mean()
+  assert accuracy > 0.5  # Chance is 0.1.
+
+
+def test_synthetic_rejects_unknown_setting():
+  with pytest.raises(DatasetError, match="num_clases"):
+    load_dataset("synthetic", synthetic={"num_clases": 3})
+
+
+# resize, pad, statistics ----------------------------------------------------
+
+
+def test_resize_and_pad_change_shapes():
+  cfg = {"shape": (8, 8, 3), "num_train": 6, "num_test": 3}
+  ds = load_dataset("synthetic", synthetic=cfg, image_size=12, pad=2)
+  assert ds.train_images.shape == (6, 16, 16, 3) and ds.test_images.shape == (3, 16, 16, 3)
+  assert ds.train_images.dtype == np.uint8
+  border = np.ones((16, 16), bool)
+  border[2:-2, 2:-2] = False
+  assert (ds.train_images[:, border] == 0).all()
+  assert ds.train_images[:, 2:-2, 2:-2].any()
+
+
+def test_host_resize_matches_jax_image_resize():
+  x = np.random.default_rng(0).uniform(0, 255, (2, 8, 10, 3)).astype(np.float32)
+  for size in (16, 5):  # Up and down (antialiased).
+    ours = datasets._resize(x, size)
+    ref = jax.image.resize(x, (2, size, size, 3), "linear", antialias=True)
+    np.testing.assert_allclose(ours, np.asarray(ref), atol=1e-3)
+
+
+def test_mean_std_match_numpy_on_final_arrays():
+  ds = load_dataset("synthetic", synthetic={"shape": (7, 7, 3), "num_train": 50},
+                    pad=1)
+  x = ds.train_images.astype(np.float64) / 255.0
+  np.testing.assert_allclose(ds.mean, x.mean(axis=(0, 1, 2)), rtol=1e-10)
+  np.testing.assert_allclose(ds.std, x.std(axis=(0, 1, 2)), rtol=1e-10)
+
+
+# TFDS -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def tfds_mock():
+  """TFDS with random examples, offline: USE_CODE needs no metadata files."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=7, policy=tfds.testing.MockPolicy.USE_CODE):
+    yield
+
+
+@pytest.mark.parametrize("name,shape,flip", [("mnist", (28, 28, 1), False),
+                                             ("tfds:cifar10", (32, 32, 3), True)])
+def test_tfds_mock(tfds_mock, name, shape, flip):
+  ds = load_dataset(name)
+  assert ds.train_images.shape == (7, *shape) and ds.test_images.shape == (7, *shape)
+  assert ds.train_images.dtype == np.uint8 and ds.train_labels.dtype == np.int32
+  assert ds.num_classes == 10 and ds.flip is flip
+  assert ds.train_labels.min() >= 0 and ds.train_labels.max() < 10
+  assert ds.train_images.std() > 0  # Real (random) pixels, not an empty buffer.
+
+
+def test_tfds_mock_pad(tfds_mock):
+  assert load_dataset("mnist", pad=2).image_shape == (32, 32, 1)
+
+
+def test_tfds_variable_size_needs_image_size(tfds_mock):
+  with pytest.raises(DatasetError, match="image_size"):
+    load_dataset("imagenette")
+  ds = load_dataset("imagenette", image_size=20)
+  assert ds.train_images.shape == (7, 20, 20, 3) and ds.test_images.shape == (7, 20, 20, 3)
+
+
+def test_tfds_too_large_for_memory(tfds_mock, monkeypatch):
+  monkeypatch.setattr(datasets, "MAX_IN_MEMORY_BYTES", 1000)
+  with pytest.raises(DatasetError, match="too large to hold in memory"):
+    load_dataset("mnist")
+
+
+def test_tfds_unknown_name_suggests():
+  pytest.importorskip("tensorflow_datasets")
+  with pytest.raises(DatasetError, match=r"unknown dataset 'cifar1O'.*cifar10") as e:
+    load_dataset("cifar1O")
+  assert "npz:<path>" in str(e.value)
+
+
+def test_tfds_missing_data_dir(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  missing = tmp_path / "no_such_dir"
+  with pytest.raises(DatasetError, match=str(missing)):
+    load_dataset("mnist", data_dir=str(missing))
+
+
+def test_tfds_not_prepared_without_download(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  with pytest.raises(DatasetError) as e:
+    load_dataset("cifar10", data_dir=str(tmp_path), download=False)
+  message = str(e.value)
+  assert "'cifar10'" in message and str(tmp_path) in message
+  assert "tfds build cifar10" in message
+  assert "\n" not in message

@@ -1,0 +1,85 @@
+"""Optimizers, schedules, weight-decay masks and losses."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import common
+from training import losses, optim
+
+
+def _config(**kw):
+  c = common.base()
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+def test_decay_mask_skips_biases_and_scales():
+  params = {"conv": {"kernel": jnp.ones((3, 3, 1, 2)), "bias": jnp.ones((8, 8, 2))},
+            "bn": {"scale": jnp.ones(2), "bias": jnp.ones(2)}}
+  mask = optim.decay_mask(params)
+  assert mask == {"conv": {"kernel": True, "bias": False}, "bn": {"scale": False, "bias": False}}
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_weight_decay_only_on_kernels(name):
+  c = _config(optimizer=name, weight_decay=0.1, learning_rate=0.1, momentum=0.0)
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 10))
+  params = {"d": {"kernel": jnp.ones(3), "bias": jnp.ones(3)}}
+  zero = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zero, tx.init(params), params)
+  assert np.all(np.asarray(updates["d"]["bias"]) == 0)
+  assert np.all(np.asarray(updates["d"]["kernel"]) < 0)
+
+
+def test_sgd_nesterov_matches_optax():
+  c = _config(optimizer="sgd", momentum=0.9, nesterov=True, learning_rate=0.5,
+              schedule="constant")
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 10))
+  ref = optax.sgd(0.5, momentum=0.9, nesterov=True)
+  p = jnp.array([1.0, -2.0])
+  s, r = tx.init(p), ref.init(p)
+  for g in (jnp.array([0.3, 0.1]), jnp.array([-0.2, 0.4])):
+    u, s = tx.update(g, s, p)
+    v, r = ref.update(g, r, p)
+    np.testing.assert_allclose(u, v, rtol=1e-6)
+
+
+def test_schedules():
+  spe = 10
+  c = _config(schedule="step", learning_rate=1.0, num_epochs=10, decay_epochs=(3, 6),
+              decay_factor=0.1)
+  s = optim.create_schedule(c, spe)
+  assert [float(s(t)) for t in (0, 29, 30, 59, 60, 99)] == pytest.approx(
+      [1, 1, 0.1, 0.1, 0.01, 0.01])
+  c = _config(schedule="cosine", learning_rate=1.0, num_epochs=10, warmup_epochs=2,
+              min_learning_rate=0.01)
+  s = optim.create_schedule(c, spe)
+  assert float(s(0)) == 0.0 and float(s(10)) == pytest.approx(0.5)
+  assert float(s(20)) == pytest.approx(1.0)
+  assert float(s(60)) == pytest.approx(0.01 + 0.99 * 0.5, rel=1e-5)
+  assert float(s(100)) == pytest.approx(0.01, rel=1e-4)
+  c = _config(schedule="constant", learning_rate=0.03, warmup_epochs=0)
+  assert float(optim.create_schedule(c, spe)(123)) == pytest.approx(0.03)
+  c = _config(schedule="step", learning_rate=1.0, warmup_epochs=1, decay_epochs=(5,))
+  s = optim.create_schedule(c, spe)
+  assert float(s(5)) == pytest.approx(0.5) and float(s(49)) == 1.0 and float(s(50)) == pytest.approx(0.1)
+
+
+def test_cross_entropy_and_smoothing():
+  logits = jnp.array([[2.0, 0.0, -1.0]])
+  labels = jnp.array([0])
+  p = jax.nn.softmax(logits)
+  np.testing.assert_allclose(losses.cross_entropy(logits, labels), -jnp.log(p[:, 0]), rtol=1e-6)
+  smooth = losses.cross_entropy(logits, labels, 0.3)
+  target = jnp.array([[0.8, 0.1, 0.1]])
+  np.testing.assert_allclose(smooth, -(target * jnp.log(p)).sum(-1), rtol=1e-6)
+
+
+def test_mse_on_pm1_targets():
+  out = jnp.array([[1.0, -1.0, -1.0], [0.0, 0.0, 0.0]])
+  np.testing.assert_allclose(losses.mse_pm1(out, jnp.array([0, 2])), [0.0, 1.0])
+  np.testing.assert_allclose(losses.mse_pm1(out, jnp.array([1, 2])), [8 / 3, 1.0], rtol=1e-6)

@@ -1,0 +1,136 @@
+"""train.py end to end: outputs, resume, multi-device equality and user-facing errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# LeNet-1989 on digits in a few dozen steps.
+DIGITS = ["--config", "configs/lenet1989.py", "--config.num_epochs=2",
+          "--config.batch_size=32", "--config.log_every_steps=10",
+          "--config.checkpoint_every_epochs=1"]
+# A BatchNorm network, narrow, on synthetic 16x16 images; crop and flip augmentation.
+TINY_BN = ["--config", "configs/resnet20_cifar.py:tiny", "--config.num_epochs=1",
+           "--config.log_every_steps=1"]
+
+
+def run(args, workdir, devices=1, check=True):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  proc = subprocess.run([sys.executable, "train.py", *args, "--workdir", str(workdir)],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  if check:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc
+
+
+def rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_end_to_end_outputs_and_resume(tmp_path):
+  full, split = tmp_path / "full", tmp_path / "split"
+  proc = run(DIGITS, full)
+  assert "final test accuracy" in proc.stdout
+  assert "ETA" in proc.stdout and "img/s" in proc.stdout
+  for name in ("config.json", "metrics.jsonl", "curves.png", "summary.json"):
+    assert (full / name).exists(), name
+  assert any(f.startswith("events") for f in os.listdir(full / "tensorboard"))
+  steps = sorted(int(s) for s in os.listdir(full / "checkpoints") if s.isdigit())
+  assert steps[-1] == 84  # 2 epochs of 1347 // 32 steps, final checkpoint
+  r = rows(full)
+  train = [x for x in r if "train_loss" in x]
+  evals = [x for x in r if "eval_top1" in x]
+  assert {"step", "epoch", "train_loss", "train_accuracy", "learning_rate",
+          "images_per_sec"} <= set(train[0])
+  assert {"eval_loss", "eval_top1", "eval_top5"} <= set(evals[0])
+  assert len(evals) == 2 and evals[-1]["eval_count"] == 450
+  assert evals[-1]["eval_top1"] > 0.5  # learning, not chance (0.1)
+
+  # Interrupted after 50 steps (mid-epoch), then resumed: the same end as one run.
+  proc = run(DIGITS + ["--config.stop_after_steps=50"], split)
+  assert "stopped after step 50/84" in proc.stdout
+  proc = run(DIGITS, split)
+  assert "resumed from" in proc.stdout and "(step 50/84)" in proc.stdout
+  a, b = rows(full), rows(split)
+  assert [x["step"] for x in a] == [x["step"] for x in b]
+  for x, y in zip(a, b):
+    for k in ("train_loss", "train_accuracy", "eval_loss", "eval_top1"):
+      if k in x:
+        assert x[k] == pytest.approx(y[k], abs=1e-6), (x, y)
+  sa = json.loads((full / "summary.json").read_text())
+  sb = json.loads((split / "summary.json").read_text())
+  assert sa["eval_top1"] == sb["eval_top1"] and sa["eval_loss"] == pytest.approx(sb["eval_loss"])
+
+  # Running a finished workdir again changes nothing and keeps every checkpoint.
+  before = sorted(os.listdir(split / "checkpoints"))
+  proc = run(DIGITS, split)
+  assert sorted(os.listdir(split / "checkpoints")) == before
+
+
+def test_eight_devices_match_one(tmp_path):
+  one = run(TINY_BN, tmp_path / "one", devices=1)
+  eight = run(TINY_BN, tmp_path / "eight", devices=8)
+  assert "8 device(s)" in eight.stdout and "1 device(s)" in one.stdout
+  a = [x["train_loss"] for x in rows(tmp_path / "one") if "train_loss" in x]
+  b = [x["train_loss"] for x in rows(tmp_path / "eight") if "train_loss" in x]
+  assert len(a) == 8  # 256 // 32 steps, every one logged
+  np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+  ea = [x["eval_loss"] for x in rows(tmp_path / "one") if "eval_loss" in x]
+  eb = [x["eval_loss"] for x in rows(tmp_path / "eight") if "eval_loss" in x]
+  np.testing.assert_allclose(ea, eb, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--config.model=lenet1990"], "unknown model 'lenet1990'"),
+    (["--config.dataset=mnits"], "unknown dataset 'mnits'"),
+    (["--config.nokey=1"], "unknown config key 'nokey'"),
+    (["--config.num_epochs=two"], "config.num_epochs is an int"),
+    (["--config.model_kwargs.widht=3"], "widht"),
+    (["--config.dataset=npz:/no/such/file.npz"], "/no/such/file.npz"),
+    (["--config.dataset=mnist", "--config.data_dir=/no/such/dir"], "/no/such/dir"),
+])
+def test_bad_input_is_one_line(tmp_path, extra, message):
+  proc = run(DIGITS + extra, tmp_path / "w", check=False)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  err = proc.stderr.strip().splitlines()
+  assert err[-1].startswith("error: ") and message in err[-1], proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+
+
+def test_batch_size_must_divide_devices(tmp_path):
+  proc = run(TINY_BN + ["--config.batch_size=12"], tmp_path / "w", devices=8, check=False)
+  assert proc.returncode == 2
+  assert "batch_size=12 does not divide over 8 devices" in proc.stderr
+
+
+def test_nan_loss_stops_and_keeps_checkpoints(tmp_path):
+  w = tmp_path / "w"
+  run(DIGITS + ["--config.num_epochs=1"], w)
+  # Continue the same workdir for more epochs at an absurd learning rate.
+  proc = run(DIGITS + ["--config.num_epochs=3", "--config.learning_rate=1e30",
+                       "--config.loss=cross_entropy", "--config.model_kwargs.activation=relu",
+                       "--config.model_kwargs.output_activation=None"], w, check=False)
+  assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+  assert "training loss is nan" in proc.stderr and "step 42" in proc.stderr
+  assert sorted(int(s) for s in os.listdir(w / "checkpoints") if s.isdigit()) == [42]
+
+
+def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
+  w = tmp_path / "w"
+  run(DIGITS + ["--config.num_epochs=1"], w)
+  ckpt = w / "checkpoints" / "42"
+  for root, _, files in os.walk(ckpt):
+    for f in files:
+      with open(os.path.join(root, f), "wb") as fh:
+        fh.write(b"garbage")
+  proc = run(DIGITS, w, check=False)
+  assert proc.returncode == 2
+  assert "cannot restore the checkpoint" in proc.stderr and str(ckpt) in proc.stderr
+  assert ckpt.exists() and any(files for _, _, files in os.walk(ckpt))

@@ -1,0 +1,266 @@
+r"""Trains and evaluates any model of the zoo on any dataset, from one config.
+
+  python train.py --config configs/lenet1989.py --workdir runs/lenet1989
+  python train.py --config configs/resnet20_cifar.py:tiny --workdir runs/r20 \
+      --config.dataset=npz:../shared/data/fashion_mnist/fashion_mnist.npz --config.pad=2
+
+The workdir receives ``config.json``, ``metrics.jsonl``, TensorBoard events, orbax
+checkpoints, ``curves.png`` and ``summary.json``. Running again with the same workdir
+resumes from the latest checkpoint and ends exactly where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+import input_pipeline
+import models
+from training import checkpoint as checkpoint_lib
+from training import config as config_lib
+from training import logger as logger_lib
+from training import optim
+from training import steps as steps_lib
+
+
+class TrainingError(RuntimeError):
+  """A run that cannot go on (bad setup, NaN loss). One line for the user."""
+
+
+USER_ERRORS = (config_lib.ConfigError, input_pipeline.DatasetError, models.UnknownModelError,
+               checkpoint_lib.CheckpointError, TrainingError)
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def create_mesh() -> Mesh:
+  """All devices on one ``data`` axis: the batch is split, the state replicated."""
+  return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def input_stats(config: ml_collections.ConfigDict, ds) -> tuple[tuple[float, ...], ...]:
+  """Per-channel mean and std used to normalise the raw [0, 255] pixels."""
+  channels = ds.image_shape[-1]
+  if config.normalization == "dataset":
+    return tuple(ds.mean), tuple(ds.std)
+  if config.normalization == "symmetric":  # [-1, 1], LeCun's input range
+    return (0.5,) * channels, (0.5,) * channels
+  return (0.0,) * channels, (1.0,) * channels  # "unit": [0, 1]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+  # Devices. Every batch is split over the "data" axis.
+  mesh = create_mesh()
+  replicated = NamedSharding(mesh, P())
+  for field in ("batch_size", "eval_batch_size"):
+    if config[field] % mesh.size:
+      raise TrainingError(
+          f"{field}={config[field]} does not divide over {mesh.size} devices; use a multiple "
+          f"of {mesh.size} (e.g. --config.{field}={mesh.size * max(1, config[field] // mesh.size)})")
+
+  # Data: loaded once on the host, then kept on the accelerator.
+  ds = input_pipeline.load_dataset(
+      config.dataset, data_dir=config.data_dir, image_size=config.image_size, pad=config.pad,
+      synthetic=config.synthetic.to_dict() if config.dataset == "synthetic" else None,
+      download=config.download)
+  num_train = len(ds.train_labels)
+  if config.batch_size > num_train:
+    raise TrainingError(f"batch_size={config.batch_size} is larger than the {num_train} "
+                        f"training examples of {ds.name}; lower --config.batch_size")
+  if config.augment.flip and not ds.flip:
+    print(f"warning: horizontal flips do not preserve the labels of {ds.name}", file=sys.stderr)
+  steps_per_epoch = num_train // config.batch_size
+  total_steps = config.num_epochs * steps_per_epoch
+  log_every = config.log_every_steps or max(1, steps_per_epoch // 4)
+  print(f"data: {ds.name}: {num_train} train / {len(ds.test_labels)} test images of "
+        f"{ds.image_shape}, {ds.num_classes} classes; {mesh.size} device(s) "
+        f"({jax.devices()[0].platform})", flush=True)
+
+  # Model, optimizer and state.
+  try:
+    model = models.create_model(config.model, num_classes=ds.num_classes,
+                                dtype=DTYPES[config.dtype], **config.model_kwargs.to_dict())
+  except TypeError as e:
+    raise config_lib.ConfigError(f"config.model_kwargs: {e}") from None
+  schedule = optim.create_schedule(config, steps_per_epoch)
+  tx = optim.create_optimizer(config, schedule)
+  rng = jax.random.key(config.seed)
+  init_rng, data_rng, step_rng = jax.random.split(rng, 3)
+  init_fn = functools.partial(steps_lib.init_state, model, tx, image_shape=ds.image_shape)
+  abstract = jax.eval_shape(init_fn, init_rng)
+  num_params = sum(x.size for x in jax.tree.leaves(abstract.params))
+  print(f"model: {config.model}: {num_params:,} parameters, compute {config.dtype}", flush=True)
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+
+  checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    state = checkpointer.restore(latest, abstract)
+    print(f"resumed from {checkpointer.directory}/{latest} (step {latest}/{total_steps})",
+          flush=True)
+  else:
+    state = jax.jit(init_fn, out_shardings=replicated)(init_rng)
+  start_step = int(state.step)
+
+  # Compiled steps. The state is donated: updated in place on the device.
+  mean, std = input_stats(config, ds)
+  step_cfg = steps_lib.StepConfig(
+      loss=config.loss, label_smoothing=config.label_smoothing,
+      crop_padding=config.augment.crop_padding, crop_mode=config.augment.crop_mode,
+      flip=config.augment.flip, mean=mean, std=std)
+  shard_batch = lambda tree: jax.tree.map(
+      lambda x: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P("data"))), tree)
+  train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng, shard_batch)
+  eval_step = steps_lib.make_eval_step(model, step_cfg, shard_batch)
+  train_fn = jax.jit(
+      steps_lib.device_train_step(train_step, config.batch_size, steps_per_epoch),
+      donate_argnums=(0, 1), out_shardings=(replicated, replicated))
+  eval_fn = jax.jit(steps_lib.device_eval_step(eval_step, config.eval_batch_size),
+                    donate_argnums=(1,), out_shardings=replicated)
+  perm_fn = jax.jit(functools.partial(input_pipeline.epoch_permutation, num_examples=num_train),
+                    out_shardings=replicated)
+  data = input_pipeline.put_on_mesh(ds, mesh)
+  num_eval = input_pipeline.num_eval_batches(len(ds.test_labels), config.eval_batch_size)
+
+  def evaluate(state) -> dict[str, float]:
+    acc = steps_lib.zero_metrics(steps_lib.EVAL_METRICS)
+    for i in range(num_eval):
+      acc = eval_fn(state, acc, data, i)
+    m = jax.device_get(acc)
+    return {"eval_loss": float(m["loss"] / m["count"]), "eval_top1": float(m["top1"] / m["count"]),
+            "eval_top5": float(m["top5"] / m["count"]), "eval_count": float(m["count"])}
+
+  logger = logger_lib.MetricsLogger(workdir, total_steps, resume_step=start_step)
+
+  def save(step: int, state, last_loss: float) -> None:
+    if not math.isfinite(last_loss):
+      return  # never checkpoint a diverged state
+    checkpointer.save(step, state)
+
+  # The loop. The host only waits on the device at log, eval and checkpoint points.
+  acc = steps_lib.zero_metrics(steps_lib.TRAIN_METRICS)
+  step, perm, perm_epoch = start_step, None, None
+  t_log, step_log = time.time(), start_step
+  last_loss, stopped = 0.0, False
+  t_start = time.time()
+  try:
+    while step < total_steps:
+      epoch = step // steps_per_epoch
+      if epoch != perm_epoch:
+        perm, perm_epoch = perm_fn(data_rng, epoch), epoch
+      state, acc = train_fn(state, acc, data, perm)
+      step += 1
+      if step == start_step + 1:
+        jax.block_until_ready(state)
+        logger.mark_start(step)  # the ETA leaves compilation out
+      epoch_end = step % steps_per_epoch == 0
+      if step % log_every == 0 or epoch_end or step == total_steps:
+        m = jax.device_get(acc)
+        acc = steps_lib.zero_metrics(steps_lib.TRAIN_METRICS)
+        last_loss = float(m["loss"] / m["count"])
+        now = time.time()
+        row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": last_loss,
+               "train_accuracy": float(m["correct"] / m["count"]),
+               "learning_rate": float(schedule(step - 1)),
+               "images_per_sec": (step - step_log) * config.batch_size / (now - t_log)}
+        t_log, step_log = now, step
+        if not math.isfinite(last_loss):
+          kept = checkpointer.latest_step()
+          raise TrainingError(
+              f"the training loss is {last_loss} at step {step} (epoch {row['epoch']:.2f}). "
+              f"Lower --config.learning_rate (now {config.learning_rate}) or check the data. "
+              + (f"The last good checkpoint, step {kept}, is kept in {checkpointer.directory}."
+                 if kept is not None else "No checkpoint was written."))
+        logger.write(row)
+        logger.print_train(row, config.num_epochs)
+      if epoch_end and ((epoch + 1) % config.eval_every_epochs == 0 or step == total_steps):
+        row = {"step": step, "epoch": epoch + 1, **evaluate(state)}
+        logger.write(row)
+        logger.print_eval(row, config.num_epochs)
+      if epoch_end and (epoch + 1) % config.checkpoint_every_epochs == 0:
+        save(step, state, last_loss)
+      if config.stop_after_steps and step - start_step >= config.stop_after_steps:
+        stopped = True
+        break
+  except KeyboardInterrupt:
+    save(step, state, last_loss)
+    checkpointer.close()
+    print(f"\ninterrupted at step {step}; checkpoint saved. Run the same command to resume.")
+    raise SystemExit(130) from None
+
+  save(step, state, last_loss)  # the final (or stopping) checkpoint
+  checkpointer.close()
+  wall = time.time() - t_start
+  evals = [r for r in logger.rows if "eval_top1" in r]
+  if stopped:
+    print(f"stopped after step {step}/{total_steps} (stop_after_steps); run again to resume.")
+  elif not evals or evals[-1]["step"] != step:
+    row = {"step": step, "epoch": step / steps_per_epoch, **evaluate(state)}
+    logger.write(row)
+    evals.append(row)
+  logger.close()
+  logger_lib.plot_curves(logger.rows, os.path.join(workdir, "curves.png"),
+                         title=f"{config.model} on {ds.name}")
+  summary = {"model": config.model, "dataset": ds.name, "num_params": num_params,
+             "step": step, "total_steps": total_steps, "wall_time_sec": wall,
+             "devices": mesh.size, "platform": jax.devices()[0].platform}
+  if evals:
+    summary.update({k: evals[-1][k] for k in ("eval_loss", "eval_top1", "eval_top5")})
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  if evals and not stopped:
+    print(f"final test accuracy: {100 * summary['eval_top1']:.2f}% "
+          f"(error {100 * (1 - summary['eval_top1']):.2f}%, top-5 "
+          f"{100 * summary['eval_top5']:.2f}%) on {int(evals[-1]['eval_count'])} test images "
+          f"after {step / steps_per_epoch:g} epochs; {wall:.1f} s this run. "
+          f"Curves: {os.path.join(workdir, 'curves.png')}", flush=True)
+  return summary
+
+
+def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
+  rest, overrides = config_lib.split_override_args(argv)
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n\n")[0],
+      epilog="Any config field can be overridden: --config.FIELD=VALUE "
+             "(e.g. --config.num_epochs=5 --config.augment.crop_padding=2).")
+  parser.add_argument("--config", required=True,
+                      help="config file, optionally with an argument: configs/x.py[:arg]")
+  parser.add_argument("--workdir", required=True,
+                      help="directory for checkpoints, metrics and plots; reused to resume")
+  args = parser.parse_args(rest)
+  config = config_lib.load_config(args.config)
+  config_lib.apply_overrides(config, overrides)
+  return config, args.workdir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  try:
+    config, workdir = parse_args(sys.argv[1:] if argv is None else argv)
+    train_and_evaluate(config, workdir)
+  except USER_ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

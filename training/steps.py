@@ -1,0 +1,168 @@
+"""Pure train and eval steps.
+
+A step takes the state and a batch and returns the new state and summed metrics; it
+never touches the host. ``make_train_step`` / ``make_eval_step`` close over the static
+pieces (model, optimizer, loss, augmentation) and return functions that train.py
+compiles with ``jax.jit`` over the device mesh.
+
+For device-resident datasets the batch is sliced out of the whole dataset inside the
+same compiled step (``device_train_step``), so shuffling, augmentation, the forward and
+backward passes and the update are one XLA program per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+import input_pipeline
+from training import losses
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """Static choices baked into the compiled steps."""
+  loss: str = "cross_entropy"
+  label_smoothing: float = 0.0
+  crop_padding: int = 0
+  crop_mode: str = "constant"
+  flip: bool = False
+  mean: tuple[float, ...] = (0.0,)
+  std: tuple[float, ...] = (1.0,)
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+               image_shape: tuple[int, ...]) -> TrainState:
+  variables = model.init({"params": rng, "dropout": rng},
+                         jnp.zeros((1, *image_shape), jnp.float32), train=False)
+  params = variables["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables.get("batch_stats", {}),
+                    opt_state=tx.init(params))
+
+
+def zero_metrics(names: tuple[str, ...]) -> dict[str, jax.Array]:
+  return {k: jnp.zeros((), jnp.float32) for k in names}
+
+
+TRAIN_METRICS = ("loss", "correct", "count")
+EVAL_METRICS = ("loss", "top1", "top5", "count")
+
+
+def _preprocess(cfg: StepConfig, rng: jax.Array | None, images: jax.Array) -> jax.Array:
+  x = images.astype(jnp.float32)
+  if rng is not None:
+    x = input_pipeline.augment(rng, x, crop_padding=cfg.crop_padding,
+                            crop_mode=cfg.crop_mode, flip=cfg.flip)
+  return input_pipeline.normalize(x, jnp.asarray(cfg.mean), jnp.asarray(cfg.std))
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: StepConfig,
+                    base_rng: jax.Array,
+                    constrain: Callable[[Any], Any] = lambda x: x) -> Callable:
+  """Returns ``train_step(state, metrics, images, labels) -> (state, metrics)``.
+
+  ``images`` are raw uint8 NHWC; ``metrics`` holds running sums since the last log.
+  Randomness (augmentation, dropout) is derived from ``base_rng`` and the step number, so
+  a resumed run draws exactly what an uninterrupted one would have.
+  """
+
+  def train_step(state: TrainState, metrics: dict, images: jax.Array, labels: jax.Array):
+    images, labels = constrain((images, labels))
+    rng = jax.random.fold_in(base_rng, state.step)
+    aug_rng, dropout_rng = jax.random.split(rng)
+    x = _preprocess(cfg, aug_rng, images)
+
+    def loss_fn(params):
+      variables = {"params": params}
+      if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+      logits, updates = model.apply(variables, x, train=True, rngs={"dropout": dropout_rng},
+                                    mutable=["batch_stats"] if state.batch_stats else [])
+      logits = logits.astype(jnp.float32)
+      loss = losses.per_example_loss(cfg.loss, logits, labels, cfg.label_smoothing).mean()
+      return loss, (logits, updates.get("batch_stats", state.batch_stats))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    n = labels.shape[0]
+    metrics = {
+        "loss": metrics["loss"] + loss * n,
+        "correct": metrics["correct"] + jnp.sum(jnp.argmax(logits, -1) == labels),
+        "count": metrics["count"] + n,
+    }
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model: nn.Module, cfg: StepConfig,
+                   constrain: Callable[[Any], Any] = lambda x: x) -> Callable:
+  """Returns ``eval_step(state, metrics, images, labels, mask) -> metrics``.
+
+  Padded examples (``mask == False``) count nowhere, so every test example is counted
+  exactly once. The loss is the training loss without label smoothing.
+  """
+
+  def eval_step(state: TrainState, metrics: dict, images, labels, mask):
+    images, labels, mask = constrain((images, labels, mask))
+    x = _preprocess(cfg, None, images)
+    variables = {"params": state.params}
+    if state.batch_stats:
+      variables["batch_stats"] = state.batch_stats
+    logits = model.apply(variables, x, train=False).astype(jnp.float32)
+    loss = losses.per_example_loss(cfg.loss, logits, labels)
+    k = min(5, logits.shape[-1])
+    topk = jax.lax.top_k(logits, k)[1]
+    top1 = topk[:, 0] == labels
+    top5 = jnp.any(topk == labels[:, None], axis=-1)
+    m = mask.astype(jnp.float32)
+    return {
+        "loss": metrics["loss"] + jnp.sum(loss * m),
+        "top1": metrics["top1"] + jnp.sum(top1 * m),
+        "top5": metrics["top5"] + jnp.sum(top5 * m),
+        "count": metrics["count"] + jnp.sum(m),
+    }
+
+  return eval_step
+
+
+def device_train_step(train_step: Callable, batch_size: int, steps_per_epoch: int) -> Callable:
+  """Wraps ``train_step`` to slice its batch from the device-resident dataset."""
+
+  def step(state, metrics, data, perm):
+    images, labels = input_pipeline.train_batch(
+        data["train_images"], data["train_labels"], perm,
+        state.step % steps_per_epoch, batch_size)
+    return train_step(state, metrics, images, labels)
+
+  return step
+
+
+def device_eval_step(eval_step: Callable, batch_size: int) -> Callable:
+  """Wraps ``eval_step`` to slice a padded, masked batch from the device dataset."""
+
+  def step(state, metrics, data, batch_index):
+    images, labels, mask = input_pipeline.eval_batch(
+        data["test_images"], data["test_labels"], batch_index, batch_size)
+    return eval_step(state, metrics, images, labels, mask)
+
+  return step
