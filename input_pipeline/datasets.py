@@ -397,7 +397,10 @@ def _load_tfds(name: str, *, data_dir: str | None, image_size: int | None,
 
   x_train, y_train = _read_split(tfds, datasets["train"], sizes["train"], shape)
   x_test, y_test = _read_split(tfds, datasets[test_split], sizes[test_split], shape)
-  return x_train, y_train, x_test, y_test, features["label"].num_classes
+  num_classes = getattr(features["label"], "num_classes", None)
+  if num_classes is None:  # A plain integer label rather than a ClassLabel.
+    num_classes = int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1
+  return x_train, y_train, x_test, y_test, num_classes
 
 
 def _not_prepared_message(name, builder, data_dir, cause) -> str:

@@ -1,11 +1,11 @@
 """LeNet-1989: LeCun et al. 1989, "Backpropagation applied to handwritten zip code
 recognition" (Neural Computation 1(4)).
 
-The first convolutional network trained end to end by backpropagation on real data.
-It introduced the ideas every later CNN keeps: local receptive fields, weights shared
-across positions (feature maps, i.e. convolution), several maps per layer, and
-subsampling by striding, so that the network learns its own feature extractors from
-pixels instead of being given hand-designed ones.
+The paper that showed a convolutional network trained end to end by backpropagation
+on a real task (USPS zip-code digits). It introduced the ideas every later CNN keeps:
+local receptive fields, weights shared across positions (feature maps, i.e.
+convolution), several maps per layer, and subsampling by striding, so that the network
+learns its own feature extractors from pixels instead of being given hand-designed ones.
 
 Architecture (16x16x1 input, values in [-1, 1], background -1):
 
@@ -23,7 +23,8 @@ Choices where the paper is ambiguous or where this implementation departs from i
 * Padding. 16x16 -> 8x8 with 5x5 kernels at stride 2 needs the input padded by 2 on
   each side; so does 8x8 -> 4x4 in H2. We pad with ``pad_value`` (default -1, the
   background level, so the border looks like blank paper) as the well-known faithful
-  PyTorch reproduction (karpathy/lecun1989-repro) does.
+  PyTorch reproduction (karpathy/lecun1989-repro) does. -1 is also tanh's "off" level
+  for H1's outputs; with ``activation='relu'`` a ``pad_value`` of 0 is the analogue.
 * H2 connectivity. The paper says each H2 map combines 8 of the 12 H1 maps but does not
   give the table. We use the common choice: H2 maps 0-3 read H1 maps 0-7, maps 4-7 read
   4-11, maps 8-11 read {0-3, 8-11} (``H2_INPUT_MAPS``). It runs as one grouped
