@@ -89,7 +89,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     print(f"warning: horizontal flips do not preserve the labels of {ds.name}", file=sys.stderr)
   steps_per_epoch = num_train // config.batch_size
   total_steps = config.num_epochs * steps_per_epoch
-  log_every = config.log_every_steps or max(1, steps_per_epoch // 4)
+  log_every = config.log_every_steps or -(-steps_per_epoch // 4)  # four rows per epoch
   print(f"data: {ds.name}: {num_train} train / {len(ds.test_labels)} test images of "
         f"{ds.image_shape}, {ds.num_classes} classes; {mesh.size} device(s) "
         f"({jax.devices()[0].platform})", flush=True)
@@ -132,8 +132,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng, shard_batch)
   eval_step = steps_lib.make_eval_step(model, step_cfg, shard_batch)
   train_fn = jax.jit(
-      steps_lib.device_train_step(train_step, config.batch_size, steps_per_epoch),
-      donate_argnums=(0, 1), out_shardings=(replicated, replicated))
+      steps_lib.device_train_loop(train_step, config.batch_size, steps_per_epoch),
+      donate_argnums=(0, 1), static_argnums=(4,), out_shardings=(replicated, replicated))
   eval_fn = jax.jit(steps_lib.device_eval_step(eval_step, config.eval_batch_size),
                     donate_argnums=(1,), out_shardings=replicated)
   perm_fn = jax.jit(functools.partial(input_pipeline.epoch_permutation, num_examples=num_train),
@@ -167,13 +167,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       epoch = step // steps_per_epoch
       if epoch != perm_epoch:
         perm, perm_epoch = perm_fn(data_rng, epoch), epoch
-      state, acc = train_fn(state, acc, data, perm)
-      step += 1
-      if step == start_step + 1:
+      # Run up to the next log point, epoch end or stop, all on the device.
+      in_epoch = step - epoch * steps_per_epoch
+      num = min(log_every - in_epoch % log_every, steps_per_epoch - in_epoch)
+      if config.stop_after_steps:
+        num = min(num, start_step + config.stop_after_steps - step)
+      state, acc = train_fn(state, acc, data, perm, num)
+      first_call = step == start_step
+      step += num
+      if first_call:
         jax.block_until_ready(state)
         logger.mark_start(step)  # the ETA leaves compilation out
       epoch_end = step % steps_per_epoch == 0
-      if step % log_every == 0 or epoch_end or step == total_steps:
+      if (step - epoch * steps_per_epoch) % log_every == 0 or epoch_end:
         m = jax.device_get(acc)
         acc = steps_lib.zero_metrics(steps_lib.TRAIN_METRICS)
         last_loss = float(m["loss"] / m["count"])
