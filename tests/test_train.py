@@ -54,16 +54,18 @@ def test_end_to_end_outputs_and_resume(tmp_path):
   assert len(evals) == 2 and evals[-1]["eval_count"] == 450
   assert evals[-1]["eval_top1"] > 0.5  # learning, not chance (0.1)
 
-  # Interrupted after 52 steps (mid-epoch, at a log point), then resumed: the same end as one run.
-  proc = run(DIGITS + ["--config.stop_after_steps=52"], split)
-  assert "stopped after step 52/84" in proc.stdout
+  # Interrupted after 50 steps (mid-epoch, inside a log interval, so the device loop is
+  # cut at other places), then resumed: the same end as one uninterrupted run.
+  proc = run(DIGITS + ["--config.stop_after_steps=50"], split)
+  assert "stopped after step 50/84" in proc.stdout
   proc = run(DIGITS, split)
-  assert "resumed from" in proc.stdout and "(step 52/84)" in proc.stdout
+  assert "resumed from" in proc.stdout and "(step 50/84)" in proc.stdout
   a, b = rows(full), rows(split)
   assert [x["step"] for x in a] == [x["step"] for x in b]
   for x, y in zip(a, b):
     for k in ("train_loss", "train_accuracy", "eval_loss", "eval_top1"):
-      if k in x:
+      # The row at step 52 averages 10 steps in one run but 2 in the resumed one.
+      if k in x and not (x["step"] == 52 and k.startswith("train")):
         assert x[k] == pytest.approx(y[k], abs=1e-6), (x, y)
   sa = json.loads((full / "summary.json").read_text())
   sb = json.loads((split / "summary.json").read_text())
