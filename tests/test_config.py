@@ -1,6 +1,7 @@
 """Config files, ``file.py:arg`` variants, typed overrides and their errors."""
 
 import glob
+import os
 
 import pytest
 
@@ -8,23 +9,30 @@ from training import config as config_lib
 
 
 def test_load_and_variant():
-  c = config_lib.load_config("configs/lenet1989.py")
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
   assert c.model == "lenet1989" and c.dataset == "digits"
-  usps = config_lib.load_config("configs/lenet1989.py:usps")
+  usps = config_lib.load_config(f"{ROOT}/configs/lenet1989.py:usps")
   assert usps.dataset.startswith("npz:") and usps.dataset.endswith("usps.npz")
-  tiny = config_lib.load_config("configs/resnet20_cifar.py:tiny")
+  tiny = config_lib.load_config(f"{ROOT}/configs/resnet20_cifar.py:tiny")
   assert tiny.dataset == "synthetic" and tiny.model_kwargs.width == 4
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob("configs/*.py")))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = [p for p in sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
+           if not p.endswith(("__init__.py", "common.py"))]
+
+
+def test_configs_found():
+  assert len(CONFIGS) >= 3
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_every_config_is_valid(path):
-  if path.endswith(("__init__.py", "common.py")):
-    return
   config_lib.validate(config_lib.load_config(path))
 
 
 def test_overrides_parse_by_field_type():
-  c = config_lib.load_config("configs/lenet1989.py")
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
   config_lib.apply_overrides(c, [
       ("num_epochs", "5"), ("learning_rate", "3e-4"), ("augment.flip", "true"),
       ("decay_epochs", "30,60"), ("data_dir", "/tmp/x"), ("image_size", "16"),
@@ -58,7 +66,7 @@ def test_split_override_args():
     ("augment", "1", r"group of fields"),
 ])
 def test_override_errors(key, value, match):
-  c = config_lib.load_config("configs/lenet1989.py")
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
   with pytest.raises(config_lib.ConfigError, match=match):
     config_lib.apply_overrides(c, [(key, value)])
 
@@ -79,7 +87,7 @@ def test_file_errors(tmp_path):
     ("label_smoothing", "0.1", "only applies to loss=cross_entropy"),
 ])
 def test_validate(key, value, match):
-  c = config_lib.load_config("configs/lenet1989.py")  # loss=mse
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")  # loss=mse
   config_lib.apply_overrides(c, [(key, value)])
   with pytest.raises(config_lib.ConfigError, match=match):
     config_lib.validate(c)
