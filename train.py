@@ -87,7 +87,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         f"training examples of {ds.name}; lower --config.batch_size")
   if config.augment.flip and not ds.flip:
     print(f"warning: horizontal flips do not preserve the labels of {ds.name}", file=sys.stderr)
-  steps_per_epoch = num_train // config.batch_size
+  steps_per_epoch = input_pipeline.steps_per_epoch(num_train, config.batch_size)
   total_steps = config.num_epochs * steps_per_epoch
   log_every = config.log_every_steps or -(-steps_per_epoch // 4)  # four rows per epoch
   print(f"data: {ds.name}: {num_train} train / {len(ds.test_labels)} test images of "

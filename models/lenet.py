@@ -41,8 +41,8 @@ Choices where the paper is ambiguous or where this implementation departs from i
   (``weight_init='fan_in'``). The reproduction found that too small to train in the
   paper's 23 passes and used 2.4/sqrt(F) (``weight_init='sqrt_fan_in'``, the default,
   since it trains to the paper's error). Biases start at zero; ``out_bias_init=-1``
-  starts the outputs at the target of 9 classes out of 10, as the reproduction does. (The field is not called
-  ``init``: that would shadow ``flax.linen.Module.init``.)
+  starts the outputs at the target of 9 classes out of 10, as the reproduction does.
+  (The field is not called ``init``: that would shadow ``flax.linen.Module.init``.)
 * Dropout (not in the paper; for the modern recipe). ``h3_dropout`` drops H3's inputs,
   the 192 H2 units: H3 is the layer with most parameters, and this is where the modern
   reproduction puts it.
