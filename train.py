@@ -81,6 +81,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       config.dataset, data_dir=config.data_dir, image_size=config.image_size, pad=config.pad,
       synthetic=config.synthetic.to_dict() if config.dataset == "synthetic" else None,
       download=config.download)
+  if config.num_train_examples:
+    ds = input_pipeline.train_subset(ds, config.num_train_examples)
   num_train = len(ds.train_labels)
   if config.batch_size > num_train:
     raise TrainingError(f"batch_size={config.batch_size} is larger than the {num_train} "
@@ -126,7 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step_cfg = steps_lib.StepConfig(
       loss=config.loss, label_smoothing=config.label_smoothing,
       crop_padding=config.augment.crop_padding, crop_mode=config.augment.crop_mode,
-      flip=config.augment.flip, mean=mean, std=std)
+      flip=config.augment.flip, mean=mean, std=std, aux_loss_weight=config.aux_loss_weight)
   shard_batch = lambda tree: jax.tree.map(
       lambda x: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P("data"))), tree)
   train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng, shard_batch)

@@ -22,6 +22,7 @@ def base() -> ml_collections.ConfigDict:
   c.download = True  # let TFDS try to download a dataset that is not prepared
   c.image_size = config_dict.placeholder(int)  # resize on load (None = native size)
   c.pad = 0  # zero-pad each side on load (MNIST 28 -> 32: pad=2)
+  c.num_train_examples = 0  # 0: all; else a fixed class-balanced subset (seed 0)
   c.normalization = "dataset"  # dataset (mean/std) | symmetric ([-1, 1]) | unit ([0, 1])
   c.synthetic = ml_collections.ConfigDict(dict(
       shape=(32, 32, 3), num_classes=10, num_train=1024, num_test=256, seed=0))
@@ -38,6 +39,7 @@ def base() -> ml_collections.ConfigDict:
   c.eval_batch_size = 512
   c.loss = "cross_entropy"  # cross_entropy | mse (squared error on +-1 targets)
   c.label_smoothing = 0.0
+  c.aux_loss_weight = 0.3  # auxiliary classifiers' loss weight (GoogLeNet; paper: 0.3)
   c.optimizer = "sgd"  # sgd | adam | adamw
   c.learning_rate = 0.1
   c.momentum = 0.9  # sgd

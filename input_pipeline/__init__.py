@@ -16,6 +16,7 @@ from input_pipeline.datasets import ArrayDataset
 from input_pipeline.datasets import DatasetError
 from input_pipeline.datasets import KNOWN_DATASETS
 from input_pipeline.datasets import load_dataset
+from input_pipeline.datasets import train_subset
 from input_pipeline.device import epoch_permutation
 from input_pipeline.device import eval_batch
 from input_pipeline.device import num_eval_batches
@@ -38,4 +39,5 @@ __all__ = [
     "random_flip",
     "steps_per_epoch",
     "train_batch",
+    "train_subset",
 ]

@@ -200,6 +200,34 @@ def load_dataset(name: str, *, data_dir: str | None = None,
       num_classes=int(num_classes), mean=mean, std=std, flip=known.flip)
 
 
+def train_subset(ds: ArrayDataset, num_examples: int, seed: int = 0) -> ArrayDataset:
+  """The dataset with a fixed, class-balanced subset of ``num_examples`` train images.
+
+  Classes take turns (in a seeded random order within each class) until
+  ``num_examples`` are drawn, so 320 USPS digits are 32 of each class, as in LeCun's
+  1989 generalisation study. The subset depends only on ``seed``, not on the run's
+  seed, so every run of a study sees the same images. The test split is unchanged;
+  mean and std are recomputed from the subset.
+  """
+  n = len(ds.train_labels)
+  if not 0 < num_examples <= n:
+    raise DatasetError(f"num_train_examples={num_examples} must be in 1..{n}, the size "
+                       f"of {ds.name}'s training split (0 means all)")
+  if num_examples == n:
+    return ds
+  rng = np.random.default_rng(seed)
+  per_class = [rng.permutation(np.flatnonzero(ds.train_labels == c))
+               for c in range(ds.num_classes)]
+  # Round-robin over classes: rank r of every class comes before rank r + 1.
+  order = sorted((rank, rng.random(), idx) for idxs in per_class
+                 for rank, idx in enumerate(idxs))
+  keep = np.sort(np.array([idx for _, _, idx in order[:num_examples]]))
+  images = ds.train_images[keep]
+  mean, std = _channel_mean_std(images)
+  return dataclasses.replace(ds, train_images=images, train_labels=ds.train_labels[keep],
+                             mean=mean, std=std)
+
+
 # ----------------------------------------------------------------------------
 # Sources. Each returns (x_train, y_train, x_test, y_test, num_classes) with
 # uint8 NHWC images.

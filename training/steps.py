@@ -43,6 +43,7 @@ class StepConfig:
   flip: bool = False
   mean: tuple[float, ...] = (0.0,)
   std: tuple[float, ...] = (1.0,)
+  aux_loss_weight: float = 0.3  # for models with auxiliary classifiers (GoogLeNet)
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
@@ -71,6 +72,20 @@ def _preprocess(cfg: StepConfig, rng: jax.Array | None, images: jax.Array) -> ja
   return input_pipeline.normalize(x, jnp.asarray(cfg.mean), jnp.asarray(cfg.std))
 
 
+def split_outputs(out: Any) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+  """``(logits, aux_logits)`` from a model's training output.
+
+  A model with auxiliary classifiers (GoogLeNet) returns ``(logits, (aux1, ...))`` when
+  ``train=True``; every other model returns logits alone. The reported training loss
+  and accuracy are the main classifier's; the optimised loss adds
+  ``aux_loss_weight`` times each auxiliary loss (GoogLeNet: 0.3).
+  """
+  if isinstance(out, tuple):
+    logits, aux = out
+    return logits, tuple(aux)
+  return out, ()
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: StepConfig,
                     base_rng: jax.Array,
                     constrain: Callable[[Any], Any] = lambda x: x) -> Callable:
@@ -91,13 +106,17 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
       variables = {"params": params}
       if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
-      logits, updates = model.apply(variables, x, train=True, rngs={"dropout": dropout_rng},
-                                    mutable=["batch_stats"] if state.batch_stats else [])
-      logits = logits.astype(jnp.float32)
-      loss = losses.per_example_loss(cfg.loss, logits, labels, cfg.label_smoothing).mean()
-      return loss, (logits, updates.get("batch_stats", state.batch_stats))
+      out, updates = model.apply(variables, x, train=True, rngs={"dropout": dropout_rng},
+                                 mutable=["batch_stats"] if state.batch_stats else [])
+      logits, aux_logits = split_outputs(out)
+      loss_of = lambda z: losses.per_example_loss(
+          cfg.loss, z.astype(jnp.float32), labels, cfg.label_smoothing).mean()
+      loss = loss_of(logits)
+      total = loss + cfg.aux_loss_weight * sum(loss_of(z) for z in aux_logits)
+      return total, (loss, logits.astype(jnp.float32),
+                     updates.get("batch_stats", state.batch_stats))
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(
+    (_, (loss, logits, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
