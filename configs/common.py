@@ -4,6 +4,8 @@ Keeping one schema means every ``--config.FIELD=VALUE`` works with every config,
 ``training.config.validate`` checks them all in one place.
 """
 
+import os
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -62,6 +64,12 @@ def base() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.stop_after_steps = 0  # stop this run early (then resume), e.g. for time-limited jobs
   return c
+
+
+def shared_npz(name: str) -> str:
+  """``npz:`` dataset name for ../shared/data/<name>/<name>.npz (or under $SHARED_DIR)."""
+  root = os.environ.get("SHARED_DIR", "../shared")
+  return "npz:" + os.path.join(root, "data", name, f"{name}.npz")
 
 
 def parse_arg(arg: str | None) -> dict[str, str | bool]:
