@@ -1,1 +1,188 @@
-"""Placeholder: being written."""
+"""VGG: Simonyan & Zisserman 2014, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition" (ICLR 2015, arXiv 1409.1556).
+
+The paper showed that depth matters: stacks of small 3x3 convolutions (two of them see a
+5x5 region, three a 7x7 one, with fewer parameters and more non-linearities than one
+large kernel) take a plain ConvNet from 11 to 19 weight layers and ILSVRC-2014 top-5
+error to 7.3% (2nd in classification, 1st in localisation). Its uniform design became the
+default backbone of the following years.
+
+Architecture (Table 1): five stages of 3x3 convolutions (stride 1, padding 1, ReLU) with
+64, 128, 256, 512, 512 filters, each stage closed by a 2x2 max-pool of stride 2; then fc6
+4096, fc7 4096 (ReLU and dropout 0.5 after each) and fc8 with one unit per class. The
+configurations differ in the convs per stage (``CFGS``; 'M' is a max-pool):
+
+| variant | config | weight layers | params      | with BN (`_bn`) |
+|---------|--------|---------------|-------------|-----------------|
+| vgg11   | A      | 11            | 132,863,336 | 132,868,840     |
+| vgg13   | B      | 13            | 133,047,848 | 133,053,736     |
+| vgg16   | D      | 16            | 138,357,544 | 138,365,992     |
+| vgg19   | E      | 19            | 143,667,240 | 143,678,248     |
+
+(1000 classes; BN adds a scale and a shift per conv channel, and as many running
+statistics in ``batch_stats``, not counted.) Configs A-LRN and C (with 1x1 convs) of the
+paper are not registered; C's 1x1 convs do not fit a list of widths.
+
+Choices, following torchvision (whose ImageNet weights load with
+``torch_convert.convert('vgg16', ...)``):
+
+* Adaptive average pool to 7x7 before fc6. At 224 input the last pool gives 7x7 and it is
+  the identity, as in the paper; on smaller inputs it repeats cells, so the same weights
+  run at any size from 32x32 (the smallest: five 2x2 pools) upwards. The paper instead
+  applied the FC layers convolutionally at test time ("dense evaluation", Sec. 3.2).
+* Dropout after the ReLUs of fc6 and fc7, i.e. on the inputs of fc7 and fc8, as in the
+  paper ("dropout regularisation for the first two fully-connected layers").
+* BN variants (``batch_norm=True``; not in the paper, from Ioffe & Szegedy 2015): BN
+  (epsilon 1e-5) after every conv, before its ReLU. The convs keep their biases there, as
+  in torchvision, so its checkpoints load and the counts above hold.
+* Init. The paper trained net A from N(0, 0.01) weights and initialised the deeper nets'
+  first four convs and FC layers from it, then noted that Glorot & Bengio's init works
+  without that pre-training (``weight_init='glorot'``). The default ``'torchvision'`` is
+  He normal (fan-out) for convs, N(0, 0.01) for the FC layers and zero biases; torchvision
+  trained its VGG weights of every depth from scratch with it at lr 0.01.
+* Not modelled: the scale jittering of training images (S in [256, 512]) and multi-scale,
+  multi-crop testing.
+
+Layers are named as in the paper's released Caffe models (conv1_1 ... conv5_4, fc6-fc8).
+``width`` scales every conv and the hidden FC layers (1.0 is the paper's); tests and the
+``tiny`` config use 1/8.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models import register
+from models import torch_convert as tc
+from models.layers import adaptive_avg_pool, max_pool
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+# Table 1 of the paper: filters of each 3x3 conv, 'M' for a 2x2 max-pool.
+CFGS: dict[str, tuple[int | str, ...]] = {
+    "A": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "B": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "D": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+          512, 512, 512, "M"),
+    "E": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+          512, 512, 512, 512, "M"),
+}
+DEPTHS = {11: "A", 13: "B", 16: "D", 19: "E"}
+INITS = ("torchvision", "glorot")
+
+# torchvision's VGG init: kaiming_normal_(mode="fan_out", nonlinearity="relu") for convs.
+he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class VGG(nn.Module):
+  """A VGG net given by ``cfg``, its conv widths and pools; see the module docstring."""
+
+  num_classes: int = 1000
+  cfg: Sequence[int | str] = CFGS["D"]
+  batch_norm: bool = False
+  hidden_units: int = 4096
+  dropout_rate: float = 0.5
+  weight_init: str = "torchvision"  # torchvision | glorot (not `init`: Module.init)
+  width: float = 1.0  # multiplies the filters and hidden units (tests use 1/8)
+  dtype: Any = jnp.float32
+
+  def _inits(self, conv: bool) -> dict[str, Initializer]:
+    if self.weight_init == "torchvision":
+      kernel = he_normal_fan_out if conv else nn.initializers.normal(0.01)
+    elif self.weight_init == "glorot":
+      kernel = nn.initializers.glorot_uniform()
+    else:
+      raise ValueError(f"unknown weight_init {self.weight_init!r}; valid: {INITS}")
+    return dict(kernel_init=kernel, bias_init=nn.initializers.zeros)
+
+  def _scaled(self, n: int) -> int:
+    return max(1, int(round(n * self.width)))
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool) -> Array:
+    common = dict(dtype=self.dtype, param_dtype=jnp.float32)
+    x = x.astype(self.dtype)
+    for stage, i, features in _conv_layers(self.cfg):
+      if features == "M":
+        x = max_pool(x, 2, 2)
+        continue
+      x = nn.Conv(self._scaled(features), (3, 3), padding=((1, 1), (1, 1)),
+                  name=f"conv{stage}_{i}", **self._inits(conv=True), **common)(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                         name=f"bn{stage}_{i}", **common)(x)
+      x = nn.relu(x)
+
+    if 0 in x.shape[1:3]:
+      raise ValueError(f"input {tuple(x.shape[1:3])} is too small: VGG's five pools need at "
+                       "least 32x32 (224x224 in the paper)")
+    x = adaptive_avg_pool(x, (7, 7))
+    x = x.reshape(x.shape[0], -1)  # (h, w, c) order; see dense_after_flatten
+    for name in ("fc6", "fc7"):
+      x = nn.Dense(self._scaled(self.hidden_units), name=name, **self._inits(conv=False),
+                   **common)(x)
+      x = nn.relu(x)
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, name="fc8", **self._inits(conv=False), **common)(x)
+
+
+def _conv_layers(cfg: Sequence[int | str]):
+  """Yields ``(stage, index_in_stage, features or 'M')``; stages end at each pool."""
+  stage, i = 1, 0
+  for v in cfg:
+    if v == "M":
+      yield stage, i, v
+      stage, i = stage + 1, 0
+    else:
+      i += 1
+      yield stage, i, v
+
+
+for _depth, _name in DEPTHS.items():
+  register(f"vgg{_depth}", functools.partial(VGG, cfg=CFGS[_name]))
+  register(f"vgg{_depth}_bn", functools.partial(VGG, cfg=CFGS[_name], batch_norm=True))
+
+
+# ---------------------------------------------------------------------------- converter
+
+
+def convert_torchvision_vgg(sd: tc.StateDict, model: Any = None, *,
+                            cfg: Sequence[int | str], batch_norm: bool) -> dict:
+  """torchvision ``vgg*`` / ``vgg*_bn`` state dict -> our variables.
+
+  torchvision numbers the layers of ``features`` in order (conv, [BN,] ReLU per conv; one
+  index per pool) and of ``classifier`` as Linear, ReLU, Dropout, Linear, ReLU, Dropout,
+  Linear.
+  """
+  del model  # the layout is fixed by cfg; convert() checks the shapes against the model
+  params, stats = {}, {}
+  index, channels = 0, 0
+  for stage, i, features in _conv_layers(cfg):
+    if features == "M":
+      index += 1
+      continue
+    params[f"conv{stage}_{i}"] = tc.conv(sd, f"features.{index}", bias=True)
+    channels = params[f"conv{stage}_{i}"]["kernel"].shape[-1]
+    if batch_norm:
+      params[f"bn{stage}_{i}"], stats[f"bn{stage}_{i}"] = tc.batch_norm(
+          sd, f"features.{index + 1}")
+    index += 3 if batch_norm else 2
+  params["fc6"] = tc.dense_after_flatten(sd, "classifier.0", (channels, 7, 7))
+  params["fc7"] = tc.dense(sd, "classifier.3")
+  params["fc8"] = tc.dense(sd, "classifier.6")
+  variables = {"params": params}
+  if batch_norm:
+    variables["batch_stats"] = stats
+  return variables
+
+
+for _depth, _name in DEPTHS.items():
+  for _bn in (False, True):
+    tc.register_converter(f"vgg{_depth}" + ("_bn" if _bn else ""))(
+        functools.partial(convert_torchvision_vgg, cfg=CFGS[_name], batch_norm=_bn))

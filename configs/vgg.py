@@ -1,0 +1,74 @@
+r"""VGG (Simonyan & Zisserman 2014, arXiv 1409.1556) with the paper's recipe (Sec. 3.1).
+
+Mini-batch SGD with momentum 0.9, batch 256, weight decay 5e-4, dropout 0.5 on fc6 and
+fc7, lr 0.01 divided by 10 "when the validation set accuracy stopped improving" (three
+times), stopped after 370K iterations = 74 epochs of ImageNet (TFDS ``imagenet2012``).
+We fix the plateaus as a step schedule at epochs 30, 50 and 65 (our choice: the paper
+does not give them). Paper, single net, 224 crops (Table 3, S=256, Q=256): VGG-11 29.6%,
+VGG-13 28.7%, VGG-16 27.0%, VGG-19 27.3% top-1 error.
+
+Data: 224x224 images and horizontal flips. The paper cropped 224 patches at random from
+images rescaled to S=256 (and RGB colour shifts); the trainer's crop is a random
+translation of the 224 image by up to 16 pixels with reflected borders (the same range
+of offsets). The paper initialised VGG-13/16/19 from a trained VGG-11; we start from
+torchvision's init, which trains every depth from scratch. ImageNet at 224 does not fit
+the in-memory host pipeline: it needs the streaming one, or
+``--config.num_train_examples`` / a smaller dataset (``imagenette``) meanwhile.
+
+  python train.py --config configs/vgg.py:depth=16 --workdir runs/vgg16
+  python train.py --config configs/vgg.py:depth=19,bn --workdir runs/vgg19_bn
+  # Any dataset at 32x32 or more (the smallest input: five 2x2 pools):
+  python train.py --config configs/vgg.py:depth=11,bn --config.dataset=cifar10 \
+      --config.image_size=32 --config.batch_size=128 --workdir runs/vgg11_bn_c10
+  python train.py --config configs/vgg.py --config.dataset=digits --config.image_size=32 \
+      --config.augment.flip=false --workdir runs/vgg11_digits
+  # Seconds on a CPU: VGG-11 at 1/8 width, 32x32 synthetic data.
+  python train.py --config configs/vgg.py:tiny --workdir /tmp/vgg_tiny
+
+Arguments (comma-separated): ``depth=11|13|16|19`` (default 11), ``bn`` (BatchNorm after
+every conv), ``tiny``.
+"""
+
+from configs import common
+
+DEPTHS = (11, 13, 16, 19)
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg)
+  depth = int(args.get("depth", 11))
+  if depth not in DEPTHS:
+    raise ValueError(f"VGG depth must be one of {DEPTHS}, got {depth}")
+  c = common.base()
+  c.model = f"vgg{depth}" + ("_bn" if args.get("bn") else "")
+  c.model_kwargs.dropout_rate = 0.5
+  c.dataset = "imagenet2012"
+  c.image_size = 224
+  c.augment.crop_padding = 16  # offsets of a 224 crop from 256: up to 16 px each way
+  c.augment.crop_mode = "reflect"
+  c.augment.flip = True
+  c.num_epochs = 74
+  c.batch_size = 256
+  c.eval_batch_size = 500
+  c.optimizer = "sgd"
+  c.learning_rate = 0.01
+  c.momentum = 0.9
+  c.weight_decay = 5e-4
+  c.schedule = "step"
+  c.decay_epochs = (30, 50, 65)
+  c.decay_factor = 0.1
+  c.checkpoint_every_epochs = 1
+  if args.get("tiny"):
+    c.dataset = "synthetic"
+    c.image_size = None
+    c.synthetic.shape = (32, 32, 3)  # the smallest input VGG accepts
+    c.synthetic.num_train = 256
+    c.synthetic.num_test = 64
+    c.model_kwargs.width = 0.125
+    c.augment.crop_padding = 2
+    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
+    c.num_epochs = 2
+    c.batch_size = 32
+    c.eval_batch_size = 64
+    c.decay_epochs = (1,)
+  return c
