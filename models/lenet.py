@@ -390,6 +390,31 @@ class PartialConv(nn.Module):
     return y + bias.astype(self.dtype)
 
 
+class WindowDense(nn.Module):
+  """A layer whose units each see a whole ``kernel_size`` window of all input maps (C5,
+  fc 500): a dense layer at the training size, a sliding window (a VALID convolution)
+  on a larger map. Parameters ``kernel`` (kh, kw, in, features) and ``bias`` either way;
+  the dense path is the same arithmetic, and ~20x faster to differentiate on a CPU."""
+
+  features: int
+  kernel_size: tuple[int, int]
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", self.kernel_init,
+                        (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    kernel = kernel.astype(self.dtype)
+    if x.shape[1:3] == self.kernel_size:
+      y = (x.reshape(x.shape[0], -1) @ kernel.reshape(-1, self.features))[:, None, None]
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias.astype(self.dtype)
+
+
 class LeNet5(nn.Module):
   """LeNet-5 (LeCun et al. 1998), faithful, and the "modern" LeNet-5 of Caffe's examples.
 
@@ -465,7 +490,7 @@ class LeNet5(nn.Module):
     x = act(Subsampling(self.dtype, name="S2")(x))
     x = act(PartialConv(C3_TABLE, (5, 5), init, self.dtype, name="C3")(x))
     x = act(Subsampling(self.dtype, name="S4")(x))
-    x = act(conv(120, "C5")(x))
+    x = act(WindowDense(120, (5, 5), init, self.dtype, name="C5")(x))
     x = act(nn.Dense(84, kernel_init=init, dtype=self.dtype, param_dtype=jnp.float32,
                      name="F6")(x))
     # Euclidean RBF output: squared distance to each fixed code, as logits -y.
@@ -481,7 +506,7 @@ class LeNet5(nn.Module):
     pool = lambda x: nn.max_pool(x, (2, 2), (2, 2))
     x = pool(act(conv(20, 5, "conv1")(x)))
     x = pool(act(conv(50, 5, "conv2")(x)))
-    x = nn.relu(conv(500, 4, "fc1")(x))  # fc 500 as a 4x4 conv over the 4x4x50 map
+    x = nn.relu(WindowDense(500, (4, 4), dtype=self.dtype, name="fc1")(x))  # 4x4x50 -> 500
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
                     name="fc2")(x)

@@ -226,7 +226,7 @@ def test_config_args():
   c = config_lib.load_config(path)
   assert c.model == "lecun1989_net5" and c.num_train_examples == 320
   assert c.dataset.startswith("npz:") and c.dataset.endswith("data/usps/usps.npz")
-  assert (c.loss, c.optimizer, c.batch_size, c.num_epochs) == ("mse", "sgd", 1, 30)
+  assert (c.loss, c.optimizer, c.batch_size, c.num_epochs) == ("mse", "sgd", 1, 100)
   c = config_lib.load_config(f"{path}:net=2,digits")
   assert c.model == "lecun1989_net2" and c.dataset == "digits"
   c = config_lib.load_config(f"{path}:net=1,tiny")

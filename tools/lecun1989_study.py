@@ -3,7 +3,7 @@ design strategies" trained on the same 320 digits, tested on the same test set.
 
 Usage, from the repository root:
 
-  python tools/lecun1989_study.py --data usps --seeds 3     # the study (about 3 min, CPU)
+  python tools/lecun1989_study.py --data usps --seeds 3     # the study (2-3 min, CPU)
   python tools/lecun1989_study.py --data digits             # offline: scikit-learn's digits
   python tools/lecun1989_study.py --data digits --tiny --epochs 1 --out /tmp/study  # seconds
 
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data", choices=("usps", "digits"), default="usps")
   parser.add_argument("--seeds", type=int, default=1, help="runs per net, seeds 0..N-1")
-  parser.add_argument("--epochs", type=int, default=None, help="override the config's 30")
+  parser.add_argument("--epochs", type=int, default=None, help="override the config's 100")
   parser.add_argument("--nets", default="1,2,3,4,5", help="comma-separated subset of 1..5")
   parser.add_argument("--out", default=os.path.join("runs", "lecun1989_study"))
   parser.add_argument("--tiny", action="store_true", help="the config's tiny variant (tests)")
