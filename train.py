@@ -174,6 +174,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       num = min(log_every - in_epoch % log_every, steps_per_epoch - in_epoch)
       if config.stop_after_steps:
         num = min(num, start_step + config.stop_after_steps - step)
+      if not config.device_loop:
+        num = 1
       state, acc = train_fn(state, acc, data, perm, num)
       first_call = step == start_step
       step += num

@@ -91,6 +91,7 @@ def get_config(arg=None):
   c.learning_rate = 0.03
   c.schedule = "constant"
   c.batch_size = 1  # an update after every example
+  c.device_loop = True  # batch 1: one compiled call per log interval
   c.num_epochs = 100
   c.eval_batch_size = 256
   c.eval_every_epochs = 25

@@ -37,4 +37,5 @@ def get_config(arg=None):
   c.num_epochs = 23  # "23 passes through the training set"
   c.eval_batch_size = 256
   c.checkpoint_every_epochs = 5
+  c.device_loop = True  # batch 1: one call per log interval, not per example (4x faster)
   return c

@@ -199,5 +199,5 @@ def _to_numpy(v: Any) -> np.ndarray:
     v = v.detach().cpu()
     if str(v.dtype) == "torch.bfloat16":
       v = v.float()
-    return v.numpy()
+    return v.numpy().copy()  # a copy: a view would change with the torch module
   return np.asarray(v)

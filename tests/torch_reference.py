@@ -38,7 +38,7 @@ def import_torchvision():
 
 
 def state_dict_numpy(module) -> dict[str, np.ndarray]:
-  return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+  return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
 
 
 def randomize_batch_norm(torch, module, seed: int = 0) -> None:
