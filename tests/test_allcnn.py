@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from models import create_model
+from tests.model_testing import abstract_init, count_params
 
 
-def _abstract(model, shape):
-  return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False),
-                        jax.ShapeDtypeStruct(shape, jnp.float32))
+_abstract = abstract_init
 
 
 @pytest.mark.parametrize("name,count", [("allcnn_c", 1_369_738),
                                         ("allcnn_c_maxpool", 954_730)])
 def test_parameter_counts(name, count):
   params = _abstract(create_model(name, num_classes=10), (1, 32, 32, 3))["params"]
-  assert sum(math.prod(x.shape) for x in jax.tree.leaves(params)) == count
+  assert count_params(params) == count
 
 
 def test_strided_convs_replace_the_pools():

@@ -3,8 +3,6 @@ window, and the modern variant."""
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,15 +10,11 @@ import pytest
 
 from models import create_model
 from models.lenet import C3_TABLE, PartialConv, Subsampling, rbf_codes
+from tests.model_testing import abstract_init, count_params
 
 
-def _abstract(model, shape):
-  return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False),
-                        jax.ShapeDtypeStruct(shape, jnp.float32))
-
-
-def _count(tree) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree))
+_abstract = abstract_init
+_count = count_params
 
 
 def test_lenet5_counts_match_the_paper_layer_by_layer():

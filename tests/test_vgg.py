@@ -15,15 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import common
 from configs import vgg as vgg_config
 from models import create_model
 from models import torch_convert as tc
 from models.vgg import CFGS, DEPTHS
+from tests import model_testing
 from tests import torch_reference as tr
 from training import config as config_lib
-from training import optim
-from training import steps as steps_lib
 
 TINY = (2, 32, 32, 3)  # the smallest input: five 2x2 pools down to 1x1
 WIDTH = 0.125
@@ -34,17 +32,9 @@ COUNTS = {  # torchvision's (REFERENCE.md), 1000 classes
 }
 
 
-def _count(tree) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree))
-
-
-def _abstract_init(model, shape):
-  x = jax.ShapeDtypeStruct(shape, jnp.float32)
-  return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-
-
-def _key(seed: int) -> jax.Array:
-  return jax.random.key(seed, impl="unsafe_rbg")  # initialises faster than threefry on CPU
+_count = model_testing.count_params
+_abstract_init = model_testing.abstract_init
+_key = model_testing.fast_key
 
 
 # ------------------------------------------------------------------------------ counts
@@ -96,21 +86,8 @@ def trained():
   """VGG-11 with BN at 1/8 width on 32x32: its init, then 8 Adam steps on one fixed batch
   (no dropout, so the loss curve shows the steps alone)."""
   model = create_model("vgg11_bn", num_classes=10, width=WIDTH, dropout_rate=0.0)
-  c = common.base()
-  c.optimizer, c.learning_rate, c.schedule = "adam", 1e-3, "constant"
-  tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
-  state = jax.jit(lambda k: steps_lib.init_state(model, tx, k, TINY[1:]))(_key(0))
-  cfg = steps_lib.StepConfig(mean=(0.5,) * 3, std=(0.25,) * 3)
-  step = jax.jit(steps_lib.make_train_step(model, tx, cfg, _key(1)))
-  rng = np.random.default_rng(0)
-  images = jnp.asarray(rng.integers(0, 256, (16, *TINY[1:]), dtype=np.uint8))
-  labels = jnp.asarray(rng.integers(0, 10, 16).astype(np.int32))
-  initial = jax.tree.map(np.asarray, (state.params, state.batch_stats))
-  losses = []
-  for _ in range(8):
-    state, acc = step(state, steps_lib.zero_metrics(steps_lib.TRAIN_METRICS), images, labels)
-    losses.append(float(acc["loss"] / acc["count"]))
-  return initial, losses, jax.tree.map(np.asarray, (state.params, state.batch_stats))
+  initial, losses, final = model_testing.train_on_fixed_batch(model, TINY[1:])
+  return (initial.params, initial.batch_stats), losses, (final.params, final.batch_stats)
 
 
 def test_init(trained):
