@@ -7,12 +7,14 @@ Family-specific layers stay in their family's file.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 Array = jax.Array
+ModuleDef = Any
 
 
 def scaled_tanh(x: Array) -> Array:
@@ -35,6 +37,11 @@ _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu": jax.nn.relu,
     # Exact (erf) GELU, as PyTorch's nn.GELU default that the reference models use.
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "relu6": jax.nn.relu6,
+    "silu": jax.nn.silu,  # = swish
+    "hard_sigmoid": jax.nn.hard_sigmoid,
+    "hard_swish": jax.nn.hard_swish,
     "sigmoid": jax.nn.sigmoid,
     "identity": _identity,
 }
@@ -125,3 +132,128 @@ def max_pool(x: Array, window: int, stride: int, pad: int = 0,
     padding = ((pad, pad), (pad, pad))
   return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
                                (1, stride, stride, 1), ((0, 0), *padding, (0, 0)))
+
+
+# ---------------------------------------------------------------------------------------
+# Blocks of the modern families (ResNet, SE, DenseNet, MobileNet, ViT, ConvNeXt).
+# ---------------------------------------------------------------------------------------
+
+# trunc_normal(std=0.02), the init of ViT and ConvNeXt linear and conv weights. PyTorch's
+# ``trunc_normal_(std=.02)`` cuts at +-2 absolute (i.e. +-100 std, so no truncation in
+# effect); Flax's truncated_normal cuts at +-2 std. The difference is immaterial for
+# training and we keep Flax's.
+trunc_normal_02 = nn.initializers.truncated_normal(0.02)
+
+
+def make_norm(kind: str, *, train: bool, dtype: Any = jnp.float32, epsilon: float | None = None,
+              momentum: float = 0.9) -> ModuleDef:
+  """A norm-layer factory, so a block takes ``norm`` by name and an ablation swaps it.
+
+  ``batch``: BatchNorm over N, H, W in the 'batch_stats' collection (running statistics
+  in eval, PyTorch's default eps 1e-5). ``layer``: LayerNorm over the channel axis only
+  (ConvNeXt's channels-last LayerNorm, eps 1e-6). ``group``: GroupNorm with 32 groups.
+  Parameters are float32 whatever the compute ``dtype``.
+  """
+  if kind == "batch":
+    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=momentum,
+                             epsilon=1e-5 if epsilon is None else epsilon, dtype=dtype,
+                             param_dtype=jnp.float32)
+  if kind == "layer":
+    return functools.partial(nn.LayerNorm, epsilon=1e-6 if epsilon is None else epsilon,
+                             dtype=dtype, param_dtype=jnp.float32)
+  if kind == "group":
+    return functools.partial(nn.GroupNorm, num_groups=32,
+                             epsilon=1e-5 if epsilon is None else epsilon, dtype=dtype,
+                             param_dtype=jnp.float32)
+  raise ValueError(f"unknown norm {kind!r}; valid: batch, layer, group")
+
+
+def drop_path(x: Array, rate: float, rng: Array) -> Array:
+  """Stochastic depth (Huang et al. 2016) on a residual branch ``x`` (batch-major).
+
+  Each example's whole branch is dropped with probability ``rate``; kept branches are
+  scaled by 1 / (1 - rate) so the expected output is unchanged (the "inverted" form of
+  timm and torchvision, which makes evaluation the identity).
+  """
+  if rate == 0.0:
+    return x
+  if not 0.0 <= rate < 1.0:
+    raise ValueError(f"drop-path rate must be in [0, 1), got {rate}")
+  keep = jax.random.bernoulli(rng, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+class DropPath(nn.Module):
+  """Stochastic depth as a layer: identity in evaluation or at rate 0; in training it
+  draws from the 'dropout' rng stream (which the train step supplies)."""
+
+  rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: Array, deterministic: bool) -> Array:
+    if deterministic or self.rate == 0.0:
+      return x
+    return drop_path(x, self.rate, self.make_rng("dropout"))
+
+
+def drop_path_rates(max_rate: float, depths: tuple[int, ...] | list[int]) -> list[list[float]]:
+  """Per-block rates rising linearly from 0 to ``max_rate`` over all blocks (the rule of
+  Huang et al. 2016 used by ConvNeXt and DeiT), grouped by stage."""
+  total = sum(depths)
+  flat = [max_rate * i / max(total - 1, 1) for i in range(total)]
+  out, start = [], 0
+  for d in depths:
+    out.append(flat[start:start + d])
+    start += d
+  return out
+
+
+class LayerScale(nn.Module):
+  """Per-channel learnable scale of a residual branch (CaiT, Touvron et al. 2021; used by
+  ConvNeXt with init 1e-6). The parameter is named ``gamma`` as in ConvNeXt's code; it
+  is a vector, so weight decay (which applies to leaves named ``kernel``) skips it."""
+
+  init_value: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    gamma = self.param("gamma", nn.initializers.constant(self.init_value), (x.shape[-1],),
+                       jnp.float32)
+    return x * gamma.astype(x.dtype)
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+  """Rounds a channel count to a multiple of ``divisor``, never below 90% of ``v``
+  (the rule of the MobileNet / EfficientNet reference code and torchvision)."""
+  min_value = divisor if min_value is None else min_value
+  new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+  if new_v < 0.9 * v:
+    new_v += divisor
+  return new_v
+
+
+class SqueezeExcite(nn.Module):
+  """Squeeze-and-Excitation (Hu et al. 2017, arXiv 1709.01507, Fig. 3).
+
+  Squeeze: global average pooling to one value per channel. Excitation: a bottleneck of
+  two 1x1 convolutions (C -> C/r -> C, with biases), ReLU between, then a sigmoid gate
+  that rescales the input's channels. ``reduction`` r = 16 in the paper. ``hidden``
+  overrides C/r (MobileNetV3 and timm round it). 1x1 convs rather than dense layers, so
+  the parameter names match timm's ``fc1``/``fc2`` and the maths is the same.
+  """
+
+  reduction: int = 16
+  hidden: int | None = None
+  act: Callable[[Array], Array] = nn.relu
+  gate: Callable[[Array], Array] = nn.sigmoid
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    channels = x.shape[-1]
+    hidden = self.hidden or channels // self.reduction
+    s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
+    s = nn.Conv(hidden, (1, 1), dtype=self.dtype, param_dtype=jnp.float32, name="fc1")(s)
+    s = self.act(s)
+    s = nn.Conv(channels, (1, 1), dtype=self.dtype, param_dtype=jnp.float32, name="fc2")(s)
+    return x * self.gate(s)

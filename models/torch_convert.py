@@ -73,6 +73,19 @@ class StateDict:
     return sorted(set(self._tensors) - self._read)
 
 
+def detect_source(sd: StateDict, model_name: str, markers: Mapping[str, str]) -> str:
+  """Which library's naming a checkpoint uses: ``markers`` maps a source ('torchvision',
+  'timm') to a key only that source's checkpoints have. A converter that reads both
+  calls this first, so one ``convert(name, sd)`` takes either library's file."""
+  for source, key in markers.items():
+    if key in sd:
+      return source
+  raise ConversionError(
+      f"cannot tell whose checkpoint this is for {model_name!r}: expected a "
+      + " or a ".join(f"{src} key {key!r}" for src, key in markers.items())
+      + f"; its first keys: {', '.join(list(sd.keys())[:6])}")
+
+
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
   """Reads a ``.pth``/``.pt``/``.bin`` (needs torch) or ``.safetensors`` file.
 
