@@ -128,7 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step_cfg = steps_lib.StepConfig(
       loss=config.loss, label_smoothing=config.label_smoothing,
       crop_padding=config.augment.crop_padding, crop_mode=config.augment.crop_mode,
-      flip=config.augment.flip, mean=mean, std=std, aux_loss_weight=config.aux_loss_weight)
+      flip=config.augment.flip, erase_prob=config.augment.random_erasing, mean=mean, std=std, aux_loss_weight=config.aux_loss_weight)
   shard_batch = lambda tree: jax.tree.map(
       lambda x: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P("data"))), tree)
   train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng, shard_batch)

@@ -33,7 +33,8 @@ def base() -> ml_collections.ConfigDict:
   c.augment = ml_collections.ConfigDict(dict(
       crop_padding=0,  # random crop after padding = translation by up to this many pixels
       crop_mode="constant",  # constant (zero = background) | reflect | edge
-      flip=False))  # horizontal flip (not for digits)
+      flip=False,  # horizontal flip (not for digits)
+      random_erasing=0.0))  # probability of erasing a random rectangle (Zhong et al. 2017)
 
   # Optimisation.
   c.num_epochs = 10

@@ -11,6 +11,7 @@ TFDS dataset is loaded, because the accelerator machines do not have it.
 from input_pipeline.augment import augment
 from input_pipeline.augment import normalize
 from input_pipeline.augment import random_crop
+from input_pipeline.augment import random_erasing
 from input_pipeline.augment import random_flip
 from input_pipeline.datasets import ArrayDataset
 from input_pipeline.datasets import DatasetError

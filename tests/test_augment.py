@@ -10,6 +10,7 @@ import pytest
 from input_pipeline import augment
 from input_pipeline import normalize
 from input_pipeline import random_crop
+from input_pipeline import random_erasing
 from input_pipeline import random_flip
 
 
@@ -109,3 +110,29 @@ def test_normalize_arithmetic():
   y = normalize(x, mean, std)
   assert y.dtype == jnp.float32
   np.testing.assert_allclose(y[0, 0, 0], [-1.0, 3.0, 0.0], atol=1e-6)
+
+
+def test_random_erasing_rate_and_rectangles():
+  """About `prob` of the examples get one axis-aligned rectangle of random values, with
+  an area fraction in the configured range; everything outside it is untouched."""
+  images = jnp.full((2000, 16, 16, 1), -1.0)  # -1 is never a fill value (0..255)
+  out = np.asarray(random_erasing(jax.random.key(3), images, 0.25,
+                                              area=(0.05, 0.3)))
+  erased = out != -1.0
+  hit = erased.any(axis=(1, 2, 3))
+  # Binomial(2000, 0.25): 3 sigma is 0.029.
+  assert abs(hit.mean() - 0.25) < 0.03
+  for mask in erased[hit][:200, :, :, 0]:
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    assert box.all() and box.sum() == mask.sum()  # one filled rectangle
+    assert 0.05 * 256 * 0.5 <= mask.sum() <= 0.3 * 256 * 1.5
+  assert out[erased].min() >= 0 and out[erased].max() <= 255
+
+
+def test_random_erasing_zero_prob_is_identity_and_rejects_bad_prob():
+  images = jnp.arange(2 * 4 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 4, 3)
+  np.testing.assert_array_equal(
+      random_erasing(jax.random.key(0), images, 0.0), images)
+  with pytest.raises(ValueError, match="probability"):
+    random_erasing(jax.random.key(0), images, 1.5)

@@ -208,5 +208,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config.{key} must be >= 0, got {get(key)}")
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}")
+  if not 0 <= config.augment.random_erasing <= 1:
+    raise ConfigError("config.augment.random_erasing is a probability in [0, 1], got "
+                      f"{config.augment.random_erasing}")
   if config.loss == "mse" and config.label_smoothing:
     raise ConfigError("config.label_smoothing only applies to loss=cross_entropy")

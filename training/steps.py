@@ -41,6 +41,7 @@ class StepConfig:
   crop_padding: int = 0
   crop_mode: str = "constant"
   flip: bool = False
+  erase_prob: float = 0.0
   mean: tuple[float, ...] = (0.0,)
   std: tuple[float, ...] = (1.0,)
   aux_loss_weight: float = 0.3  # for models with auxiliary classifiers (GoogLeNet)
@@ -68,7 +69,8 @@ def _preprocess(cfg: StepConfig, rng: jax.Array | None, images: jax.Array) -> ja
   x = images.astype(jnp.float32)
   if rng is not None:
     x = input_pipeline.augment(rng, x, crop_padding=cfg.crop_padding,
-                            crop_mode=cfg.crop_mode, flip=cfg.flip)
+                            crop_mode=cfg.crop_mode, flip=cfg.flip,
+                               erase_prob=cfg.erase_prob)
   return input_pipeline.normalize(x, jnp.asarray(cfg.mean), jnp.asarray(cfg.std))
 
 
