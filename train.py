@@ -32,6 +32,7 @@ from training import checkpoint as checkpoint_lib
 from training import config as config_lib
 from training import logger as logger_lib
 from training import optim
+from training import pretrained
 from training import steps as steps_lib
 
 
@@ -40,8 +41,10 @@ class TrainingError(RuntimeError):
 
 
 USER_ERRORS = (config_lib.ConfigError, input_pipeline.DatasetError, models.UnknownModelError,
-               checkpoint_lib.CheckpointError, TrainingError)
+               checkpoint_lib.CheckpointError, TrainingError, pretrained.PretrainedError)
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -57,7 +60,24 @@ def input_stats(config: ml_collections.ConfigDict, ds) -> tuple[tuple[float, ...
     return tuple(ds.mean), tuple(ds.std)
   if config.normalization == "symmetric":  # [-1, 1], LeCun's input range
     return (0.5,) * channels, (0.5,) * channels
+  if config.normalization == "imagenet":  # what torchvision and timm weights expect
+    if channels != 3:
+      raise config_lib.ConfigError(
+          f"normalization='imagenet' needs 3-channel images; {ds.name} has {channels}")
+    return IMAGENET_MEAN, IMAGENET_STD
   return (0.0,) * channels, (1.0,) * channels  # "unit": [0, 1]
+
+
+def init_from_pretrained(config: ml_collections.ConfigDict, model, state, ds, sharding):
+  """Starts from ``config.init_from`` (fine-tuning); a new classifier if classes differ."""
+  loaded = pretrained.load_variables(config.init_from, config.model, model, ds.image_shape)
+  params, batch_stats, fresh = pretrained.merge_into(
+      jax.device_get(state.params), jax.device_get(state.batch_stats), loaded,
+      ds.num_classes)
+  params, batch_stats = jax.device_put((params, batch_stats), sharding)
+  note = f"; newly initialised: {', '.join(fresh)}" if fresh else ""
+  print(f"initialised from {config.init_from}{note}", flush=True)
+  return state.replace(params=params, batch_stats=batch_stats)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -121,6 +141,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           flush=True)
   else:
     state = jax.jit(init_fn, out_shardings=replicated)(init_rng)
+    if config.init_from:
+      state = init_from_pretrained(config, model, state, ds, replicated)
   start_step = int(state.step)
 
   # Compiled steps. The state is donated: updated in place on the device.

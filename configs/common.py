@@ -15,6 +15,10 @@ def base() -> ml_collections.ConfigDict:
 
   # Model: a name from models.list_models() and overrides of its module's fields.
   c.model = "lenet1989"
+  # Pretrained weights to start from (fine-tuning): a torchvision/timm .pth or
+  # .safetensors file, or a directory written by tools/convert_weights.py. The classifier
+  # is re-initialised when the class count differs. Ignored when resuming.
+  c.init_from = config_dict.placeholder(str)
   c.model_kwargs = ml_collections.ConfigDict()
   c.dtype = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
 
@@ -25,7 +29,9 @@ def base() -> ml_collections.ConfigDict:
   c.image_size = config_dict.placeholder(int)  # resize on load (None = native size)
   c.pad = 0  # zero-pad each side on load (MNIST 28 -> 32: pad=2)
   c.num_train_examples = 0  # 0: all; else a fixed class-balanced subset (seed 0)
-  c.normalization = "dataset"  # dataset (mean/std) | symmetric ([-1, 1]) | unit ([0, 1])
+  # dataset (its mean/std) | symmetric ([-1, 1]) | unit ([0, 1]) | imagenet (the
+  # ImageNet mean/std that torchvision and timm weights expect)
+  c.normalization = "dataset"
   c.synthetic = ml_collections.ConfigDict(dict(
       shape=(32, 32, 3), num_classes=10, num_train=1024, num_test=256, seed=0))
 

@@ -176,7 +176,7 @@ def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[tuple[str,
 
 CHOICES = {
     "dtype": ("float32", "bfloat16"),
-    "normalization": ("dataset", "symmetric", "unit"),
+    "normalization": ("dataset", "symmetric", "unit", "imagenet"),
     "loss": ("cross_entropy", "mse"),
     "optimizer": ("sgd", "adam", "adamw"),
     "schedule": ("constant", "step", "cosine"),

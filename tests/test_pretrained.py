@@ -1,0 +1,87 @@
+"""training/pretrained.py and train.py's --config.init_from (fine-tuning)."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import models
+from tests import test_train
+from training import pretrained
+
+SHAPE = (16, 16, 3)
+
+
+def _variables(num_classes, width=4, seed=0):
+  model = models.create_model("resnet20", num_classes=num_classes, width=width)
+  return jax.device_get(model.init(jax.random.key(seed), np.zeros((1, *SHAPE), np.float32),
+                                   train=False))
+
+
+def test_merge_keeps_a_fresh_classifier_when_classes_differ():
+  ours = _variables(10, seed=0)
+  theirs = _variables(1000, seed=1)
+  params, stats, fresh = pretrained.merge_into(ours["params"], ours["batch_stats"], theirs, 10)
+  assert sorted(fresh) == ["params['fc']['bias']", "params['fc']['kernel']"]
+  np.testing.assert_array_equal(params["fc"]["kernel"], ours["params"]["fc"]["kernel"])
+  np.testing.assert_array_equal(params["conv1"]["kernel"], theirs["params"]["conv1"]["kernel"])
+  np.testing.assert_array_equal(stats["bn1"]["mean"], theirs["batch_stats"]["bn1"]["mean"])
+  # Same classes: everything is loaded.
+  same = _variables(10, seed=2)
+  params, _, fresh = pretrained.merge_into(ours["params"], ours["batch_stats"], same, 10)
+  assert fresh == []
+  np.testing.assert_array_equal(params["fc"]["kernel"], same["params"]["fc"]["kernel"])
+
+
+def test_merge_rejects_another_width_or_model():
+  ours = _variables(10, width=4)
+  with pytest.raises(pretrained.PretrainedError, match="shape"):
+    pretrained.merge_into(ours["params"], ours["batch_stats"], _variables(10, width=8), 10)
+  other = models.create_model("resnet32", num_classes=10, width=4)
+  theirs = other.init(jax.random.key(0), np.zeros((1, *SHAPE), np.float32), train=False)
+  with pytest.raises(pretrained.PretrainedError, match="unexpected"):
+    pretrained.merge_into(ours["params"], ours["batch_stats"], theirs, 10)
+
+
+def test_save_load_round_trip_and_no_overwrite(tmp_path):
+  variables = _variables(10)
+  path = str(tmp_path / "weights")
+  pretrained.save_variables(path, variables)
+  loaded = pretrained.load_variables(path, "resnet20", None, SHAPE)
+  for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(loaded)):
+    np.testing.assert_array_equal(a, b)
+  before = os.listdir(path)
+  with pytest.raises(pretrained.PretrainedError, match="already exists"):
+    pretrained.save_variables(path, _variables(10, seed=5))
+  assert os.listdir(path) == before
+  with pytest.raises(pretrained.PretrainedError, match="not found"):
+    pretrained.load_variables(str(tmp_path / "nope.pth"), "resnet20", None, SHAPE)
+  (tmp_path / "w.npz").write_bytes(b"x")
+  with pytest.raises(pretrained.PretrainedError, match="format"):
+    pretrained.load_variables(str(tmp_path / "w.npz"), "resnet20", None, SHAPE)
+  (tmp_path / "broken").mkdir()
+  with pytest.raises(pretrained.PretrainedError, match="cannot read"):
+    pretrained.load_variables(str(tmp_path / "broken"), "resnet20", None, SHAPE)
+
+
+def test_train_starts_from_init_from(tmp_path):
+  """With lr 0, the trained parameters are the pretrained ones, except the classifier
+  (1000 -> 10 classes), which is new."""
+  theirs = _variables(1000, seed=7)
+  pretrained.save_variables(str(tmp_path / "w"), theirs)
+  workdir = tmp_path / "run"
+  proc = test_train.run(test_train.TINY_BN + [
+      "--config.learning_rate=0", "--config.stop_after_steps=1",
+      f"--config.init_from={tmp_path / 'w'}"], workdir)
+  assert "initialised from" in proc.stdout and "['fc']['kernel']" in proc.stdout
+  import orbax.checkpoint as ocp
+  step_dir = workdir / "checkpoints" / "1" / "default"
+  state = ocp.StandardCheckpointer().restore(str(step_dir))
+  np.testing.assert_allclose(state["params"]["conv1"]["kernel"],
+                             theirs["params"]["conv1"]["kernel"], rtol=0, atol=0)
+  assert state["params"]["fc"]["kernel"].shape == (16, 10)
+
+  bad = test_train.run(test_train.TINY_BN + [f"--config.init_from={tmp_path / 'none.pth'}"],
+                       tmp_path / "bad", check=False)
+  assert bad.returncode == 2 and "not found" in bad.stderr

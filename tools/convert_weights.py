@@ -1,0 +1,180 @@
+r"""Convert a torchvision or timm checkpoint to Flax variables, and evaluate it.
+
+  # Convert ImageNet weights and save them (Orbax) for train.py's --config.init_from:
+  python tools/convert_weights.py --model resnet50 --checkpoint resnet50-11ad3fa6.pth \
+      --output weights/resnet50
+  # ... and measure their ImageNet top-1/top-5 (TFDS imagenet2012 must be prepared):
+  python tools/convert_weights.py --model convnext_t \
+      --checkpoint convnext_tiny-983f1562.pth --dataset imagenet2012 --image_size 224
+  # timm files work the same way (the converter tells the two namings apart):
+  python tools/convert_weights.py --model se_resnet50 --checkpoint seresnet50.safetensors \
+      --dataset imagenette --image_size 224 --num_classes 1000 --max_examples 1000
+
+The checkpoint is a ``.pth``/``.pt``/``.bin`` (needs torch) or ``.safetensors`` state
+dict. ``--num_classes`` defaults to the checkpoint's own (read from its classifier).
+Evaluation resizes images to ``--image_size`` (bilinear, whole image; ImageNet models
+were trained with resize-256-then-centre-crop-224, so expect ~1 point lower top-1 than
+the published number unless the TFDS builder does the crop) and normalises with the
+ImageNet mean and std, as the torchvision and timm weights expect. The result is printed
+and written to ``--output``/eval.json when ``--output`` is given.
+
+``python tools/convert_weights.py --list`` prints the models that have a converter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import input_pipeline  # noqa: E402
+import models  # noqa: E402
+import train  # noqa: E402
+from models import torch_convert  # noqa: E402
+from training import pretrained  # noqa: E402
+from training import steps as steps_lib  # noqa: E402
+
+USER_ERRORS = (torch_convert.ConversionError, pretrained.PretrainedError,
+               input_pipeline.DatasetError, models.UnknownModelError)
+
+
+def classes_in(state_dict: dict) -> int:
+  """The class count of a checkpoint: the rows of its last 2-D weight (the classifier)."""
+  for key in reversed(list(state_dict)):
+    value = state_dict[key]
+    if key.endswith("weight") and np.ndim(value) == 2:
+      return int(np.shape(value)[0])
+  raise torch_convert.ConversionError("cannot find a classifier (a 2-D '...weight') in the "
+                                      "checkpoint; pass --num_classes")
+
+
+def evaluate(model, variables: dict, ds, batch_size: int, mean, std) -> dict:
+  """Top-1/top-5 and loss over the whole test split (last batch padded and masked)."""
+  cfg = steps_lib.StepConfig(mean=tuple(mean), std=tuple(std))
+  eval_step = jax.jit(steps_lib.make_eval_step(model, cfg))
+  state = steps_lib.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                               batch_stats=variables.get("batch_stats", {}), opt_state=())
+  metrics = steps_lib.zero_metrics(steps_lib.EVAL_METRICS)
+  images, labels = ds.test_images, ds.test_labels
+  for start in range(0, len(labels), batch_size):
+    x, y = images[start:start + batch_size], labels[start:start + batch_size]
+    mask = np.ones(len(y), bool)
+    if len(y) < batch_size:  # pad: one compiled shape
+      pad = batch_size - len(y)
+      x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+      y = np.concatenate([y, np.zeros(pad, y.dtype)])
+      mask = np.concatenate([mask, np.zeros(pad, bool)])
+    metrics = eval_step(state, metrics, x, y, mask)
+  m = jax.device_get(metrics)
+  n = float(m["count"])
+  return {"eval_top1": float(m["top1"]) / n, "eval_top5": float(m["top5"]) / n,
+          "eval_loss": float(m["loss"]) / n, "eval_count": int(n)}
+
+
+def run(args: argparse.Namespace) -> dict:
+  if args.model not in torch_convert.list_convertible():
+    models.create_model(args.model, num_classes=1)  # an unknown name gets the registry's hint
+    raise torch_convert.ConversionError(
+        f"model {args.model!r} has no PyTorch converter; models with one: "
+        f"{', '.join(torch_convert.list_convertible())}")
+  if args.output and os.path.exists(args.output):
+    raise pretrained.PretrainedError(f"{args.output} already exists; choose a new --output "
+                                     "(nothing was overwritten)")
+  t0 = time.time()
+  state_dict = torch_convert.load_state_dict(args.checkpoint)
+  num_classes = args.num_classes or classes_in(state_dict)
+  kwargs = {"image_size": args.image_size} if args.model.startswith("vit") else {}
+  model = models.create_model(args.model, num_classes=num_classes, **kwargs)
+  size = args.image_size or 224
+  variables = torch_convert.convert(args.model, state_dict, model=model,
+                                    input_shape=(1, size, size, 3))
+  n_params = sum(np.size(x) for x in jax.tree.leaves(variables["params"]))
+  print(f"converted {args.checkpoint}: {args.model}, {n_params:,} parameters, "
+        f"{num_classes} classes ({time.time() - t0:.1f} s)", flush=True)
+  result = {"model": args.model, "checkpoint": os.path.abspath(args.checkpoint),
+            "num_classes": num_classes, "num_params": int(n_params)}
+  if args.output:
+    pretrained.save_variables(args.output, variables)
+    print(f"saved to {os.path.abspath(args.output)} (use --config.init_from={args.output})",
+          flush=True)
+
+  if args.dataset:
+    ds = input_pipeline.load_dataset(args.dataset, data_dir=args.data_dir,
+                                     image_size=args.image_size, download=args.download)
+    if ds.image_shape[-1] != 3:  # grey digits: repeat the channel for an RGB model
+      ds = dataclasses.replace(ds, train_images=np.repeat(ds.train_images, 3, axis=-1),
+                      test_images=np.repeat(ds.test_images, 3, axis=-1))
+    if args.max_examples:
+      ds = dataclasses.replace(ds, test_images=ds.test_images[:args.max_examples],
+                      test_labels=ds.test_labels[:args.max_examples])
+    if ds.num_classes > num_classes:
+      raise input_pipeline.DatasetError(
+          f"{args.dataset} has {ds.num_classes} classes but the checkpoint only {num_classes}")
+    mean, std = ((0.0,) * 3, (1.0,) * 3) if args.no_normalize else (
+        train.IMAGENET_MEAN, train.IMAGENET_STD)
+    t1 = time.time()
+    metrics = evaluate(model, variables, ds, args.batch_size, mean, std)
+    metrics["eval_seconds"] = time.time() - t1
+    result.update(dataset=args.dataset, image_size=ds.image_shape[0], **metrics)
+    print(f"{args.dataset}: top-1 {100 * metrics['eval_top1']:.2f}%, top-5 "
+          f"{100 * metrics['eval_top5']:.2f}% on {metrics['eval_count']} test images "
+          f"({metrics['eval_seconds']:.1f} s)", flush=True)
+    if args.output:
+      with open(os.path.join(args.output, "eval.json"), "w") as f:
+        json.dump(result, f, indent=2)
+  return result
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--list", action="store_true", help="list the models with a converter")
+  p.add_argument("--model", help="our registered model name (e.g. resnet50, convnext_t)")
+  p.add_argument("--checkpoint", help="a torchvision or timm .pth/.safetensors state dict")
+  p.add_argument("--output", help="directory to save the converted variables (Orbax)")
+  p.add_argument("--num_classes", type=int, default=0,
+                 help="classifier size (default: read from the checkpoint)")
+  p.add_argument("--dataset", help="evaluate on this dataset's test split (train.py names: "
+                 "a TFDS name, npz:<path>, digits, synthetic)")
+  p.add_argument("--data_dir", help="TFDS data directory")
+  p.add_argument("--download", action="store_true", help="let TFDS download the dataset")
+  p.add_argument("--image_size", type=int, default=None,
+                 help="resize images to this size (and the model input; ViT resamples)")
+  p.add_argument("--batch_size", type=int, default=64)
+  p.add_argument("--max_examples", type=int, default=0, help="evaluate on the first N only")
+  p.add_argument("--no_normalize", action="store_true",
+                 help="feed [0, 1] pixels instead of ImageNet-normalised ones")
+  args = p.parse_args(argv)
+  if not args.list and not (args.model and args.checkpoint):
+    p.error("--model and --checkpoint are required (or --list)")
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  if args.list:
+    print("\n".join(torch_convert.list_convertible()))
+    return 0
+  try:
+    run(args)
+  except USER_ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
