@@ -1,0 +1,72 @@
+r"""MobileNet v1 (Howard et al. 2017, arXiv 1704.04861) with a practical SGD recipe.
+
+The paper (Sec. 4): TensorFlow, RMSprop with asynchronous gradient descent as for
+Inception V3; less regularisation and data augmentation than for large models (no side
+heads, no label smoothing, smaller range of crop sizes) and very little or no weight
+decay on the depthwise filters. It gives no learning rate, batch size or schedule
+(TF-slim's defaults: RMSprop lr 0.01 x0.94 every 2 epochs, weight decay 4e-5 on
+non-depthwise convs). 70.6% top-1 at 224 (Table 6).
+
+Here RMSProp is not available (our optimizers: sgd, adam, adamw), and the paper's recipe
+is incomplete, so we use a common modern SGD recipe (ours, not the paper's): SGD momentum
+0.9, batch 256, lr 0.1 after a 5-epoch linear warm-up, cosine decay to 0 over 150 epochs,
+weight decay 4e-5 on kernels (depthwise kernels included: our optimizer cannot exclude
+them), label smoothing 0.1 (``--config.label_smoothing=0`` is the paper's choice).
+Dropout 0.001 before the classifier (the model's default, TF-slim's keep-prob 0.999).
+Data: 224x224 ImageNet (TFDS ``imagenet2012``), horizontal flips and translations by up
+to 16 pixels (reflected borders). ImageNet at 224 needs the streaming input pipeline, or
+``--config.num_train_examples`` / a smaller dataset.
+
+  python train.py --config configs/mobilenet_v1.py --workdir runs/mobilenet_v1
+  # A thinner network (the paper's alpha = 0.75, 0.5, 0.25):
+  python train.py --config configs/mobilenet_v1.py:width=0.5 --workdir runs/mobilenet_v1_050
+  # Any dataset and size, e.g. CIFAR-10 at 32x32 (the network ends 1x1):
+  python train.py --config configs/mobilenet_v1.py:width=0.5 --config.dataset=cifar10 \
+      --config.image_size=32 --config.batch_size=128 --workdir runs/mobilenet_v1_c10
+  # A minute on a CPU: synthetic 32x32 images, width 0.25, two epochs.
+  python train.py --config configs/mobilenet_v1.py:tiny --workdir /tmp/mobilenet_v1_tiny
+
+Arguments (comma-separated): ``width=<float>`` (the width multiplier alpha),
+``epochs=N``, ``tiny``.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg)
+  c = common.base()
+  c.model = "mobilenet_v1"
+  if "width" in args:
+    c.model_kwargs.width_multiplier = float(args["width"])
+  c.dataset = "imagenet2012"
+  c.image_size = 224
+  c.augment.crop_padding = 16  # offsets of a 224 crop from 256: up to 16 px each way
+  c.augment.crop_mode = "reflect"
+  c.augment.flip = True
+  c.num_epochs = int(args.get("epochs", 150))
+  c.batch_size = 256
+  c.eval_batch_size = 500
+  c.optimizer = "sgd"
+  c.learning_rate = 0.1
+  c.momentum = 0.9
+  c.weight_decay = 4e-5
+  c.label_smoothing = 0.1
+  c.schedule = "cosine"
+  c.warmup_epochs = 5.0
+  c.checkpoint_every_epochs = 5
+  if args.get("tiny"):
+    c.dataset = "synthetic"
+    c.image_size = None
+    c.synthetic.shape = (32, 32, 3)
+    c.synthetic.num_train = 128
+    c.synthetic.num_test = 64
+    c.model_kwargs.width_multiplier = 0.25
+    c.augment.crop_padding = 4
+    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
+    c.num_epochs = 2
+    c.warmup_epochs = 0.0
+    c.batch_size = 32
+    c.eval_batch_size = 64
+    c.log_every_steps = 1
+  return c

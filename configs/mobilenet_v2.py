@@ -1,0 +1,71 @@
+r"""MobileNetV2 (Sandler et al. 2018, arXiv 1801.04381) with torchvision's recipe.
+
+The paper (Sec. 6.1): TensorFlow, RMSPropOptimizer with decay and momentum 0.9, BatchNorm
+after every layer, weight decay 4e-5, initial learning rate 0.045 decayed x0.98 per
+epoch, 16 GPU asynchronous workers, batch 96; 72.0% top-1 at 224 (1.4x wide: 74.7%).
+TF-slim's reproduction adds label smoothing 0.1, an exponential moving average of the
+weights (0.9999) and Inception preprocessing (random-sized crops, colour distortion).
+
+Here RMSProp is not available (our optimizers: sgd, adam, adamw), so we use the recipe
+of torchvision's IMAGENET1K_V1 weights (71.88% top-1; references/classification
+README): SGD momentum 0.9, batch 256 (8 x 32), lr 0.045, x0.98 after every epoch, weight
+decay 4e-5, 300 epochs. Weight decay applies to kernels only (torchvision's script then
+decayed BN parameters and biases too), depthwise kernels included. Data: 224x224
+ImageNet (TFDS ``imagenet2012``), horizontal flips and translations by up to 16 pixels
+(reflected borders); torchvision's RandomResizedCrop is not available in our pipeline.
+Dropout 0.2 before the classifier (the model's default). ImageNet at 224 needs the
+streaming input pipeline, or ``--config.num_train_examples`` / a smaller dataset.
+
+  python train.py --config configs/mobilenet_v2.py --workdir runs/mobilenet_v2
+  # The 1.4x wide network (or any other width multiplier):
+  python train.py --config configs/mobilenet_v2.py:width=1.4 --workdir runs/mobilenet_v2_140
+  # Any dataset and size, e.g. CIFAR-10 at 32x32 (the network ends 1x1):
+  python train.py --config configs/mobilenet_v2.py:width=0.5 --config.dataset=cifar10 \
+      --config.image_size=32 --config.batch_size=128 --workdir runs/mobilenet_v2_c10
+  # A minute on a CPU: synthetic 32x32 images, width 0.25, two epochs.
+  python train.py --config configs/mobilenet_v2.py:tiny --workdir /tmp/mobilenet_v2_tiny
+
+Arguments (comma-separated): ``width=<float>`` (the width multiplier alpha),
+``epochs=N`` (run length; the per-epoch decay follows), ``tiny``.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg)
+  c = common.base()
+  c.model = "mobilenet_v2"
+  if "width" in args:
+    c.model_kwargs.width_multiplier = float(args["width"])
+  c.dataset = "imagenet2012"
+  c.image_size = 224
+  c.augment.crop_padding = 16  # offsets of a 224 crop from 256: up to 16 px each way
+  c.augment.crop_mode = "reflect"
+  c.augment.flip = True
+  c.num_epochs = int(args.get("epochs", 300))
+  c.batch_size = 256
+  c.eval_batch_size = 500
+  c.optimizer = "sgd"
+  c.learning_rate = 0.045
+  c.momentum = 0.9
+  c.weight_decay = 4e-5
+  c.schedule = "step"  # x0.98 after every epoch: an exponential decay in steps
+  c.decay_epochs = tuple(range(1, c.num_epochs))
+  c.decay_factor = 0.98
+  c.checkpoint_every_epochs = 5
+  if args.get("tiny"):
+    c.dataset = "synthetic"
+    c.image_size = None
+    c.synthetic.shape = (32, 32, 3)
+    c.synthetic.num_train = 128
+    c.synthetic.num_test = 64
+    c.model_kwargs.width_multiplier = 0.25
+    c.augment.crop_padding = 4
+    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
+    c.num_epochs = 2
+    c.decay_epochs = (1,)
+    c.batch_size = 32
+    c.eval_batch_size = 64
+    c.log_every_steps = 1
+  return c
