@@ -67,6 +67,7 @@ def _module_fields(builder: Callable[..., nn.Module]) -> set[str]:
 from models import alexnet  # noqa: E402,F401
 from models import allcnn  # noqa: E402,F401
 from models import convnext  # noqa: E402,F401
+from models import densenet  # noqa: E402,F401
 from models import inception  # noqa: E402,F401
 from models import lecun1989_nets  # noqa: E402,F401
 from models import lenet  # noqa: E402,F401

@@ -1,0 +1,102 @@
+r"""DenseNet (Huang et al. 2016, arXiv 1608.06993) with the paper's recipes (Sec. 4.2).
+
+ImageNet (default): SGD with Nesterov momentum 0.9 (no dampening), batch 256, lr 0.1
+divided by 10 at epochs 30 and 60, 90 epochs, weight decay 1e-4, He init. The paper
+reports 25.02% top-1 / 7.71% top-5 single-crop error for DenseNet-121 (Table 3; 23.80%
+for 169, 22.58% for 201); torchvision's weights reach 74.43% top-1. Data: 224x224
+ImageNet (TFDS ``imagenet2012``), flips and random translations by up to 16 pixels (the
+offsets of a 224 crop of a 256 image), reflected borders. The paper used fb.resnet.torch's
+augmentation (scale and aspect-ratio crops, colour jitter, PCA lighting), which this
+pipeline does not have. ImageNet at 224 does not fit the in-memory host pipeline: it
+needs the streaming one, or ``--config.num_train_examples`` / a smaller dataset
+(``imagenette``) meanwhile.
+
+CIFAR (``:cifar``, DenseNet-BC L=100 k=12, 0.77M parameters): batch 64, 300 epochs, lr
+0.1 divided by 10 at 50% and 75% of training (epochs 150 and 225), weight decay 1e-4,
+Nesterov momentum 0.9, the standard augmentation (4-pixel zero padding with random
+crops, horizontal flips), no dropout. Paper: 4.51% error on CIFAR-10+, 22.27% on
+CIFAR-100+ (Table 2). ``:cifar,noaug`` is the paper's un-augmented setting (C10: 5.92%):
+no crops or flips, dropout 0.2 after every conv but the first.
+
+Not reproduced: the paper's weight decay also applies to BN parameters and the
+classifier's bias; ours to kernels only (the trainer's rule).
+
+  python train.py --config configs/densenet121.py --workdir runs/densenet121
+  python train.py --config configs/densenet121.py:depth=169 --workdir runs/densenet169
+  python train.py --config configs/densenet121.py:cifar --workdir runs/densenet_bc100_c10
+  python train.py --config configs/densenet121.py:cifar,noaug --workdir runs/dn_bc100_noaug
+  # CIFAR-100, or the bigger CIFAR nets (densenet_bc250_k24, densenet_bc190_k40):
+  python train.py --config configs/densenet121.py:cifar --config.dataset=cifar100 \
+      --workdir runs/densenet_bc100_c100
+  python train.py --config configs/densenet121.py:cifar \
+      --config.model=densenet_bc250_k24 --workdir runs/densenet_bc250_c10
+  # Any dataset: the ImageNet models need inputs of 32x32 or more.
+  python train.py --config configs/densenet121.py --config.dataset=imagenette \
+      --config.image_size=128 --config.batch_size=64 --workdir runs/densenet121_inette
+  # Seconds on a CPU: a 2-2-2-2 DenseNet with k=4 on 32x32 synthetic data.
+  python train.py --config configs/densenet121.py:tiny --workdir /tmp/densenet_tiny
+
+Arguments (comma-separated): ``depth=121|161|169|201`` (ImageNet model, default 121),
+``cifar`` (densenet_bc100_k12 on CIFAR-10), ``noaug`` (with ``cifar``), ``epochs=N``
+(run length; the decay epochs keep their fractions of it), ``tiny``.
+"""
+
+from configs import common
+
+DEPTHS = (121, 161, 169, 201)
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg)
+  c = common.base()
+  c.optimizer = "sgd"
+  c.momentum = 0.9
+  c.nesterov = True
+  c.learning_rate = 0.1
+  c.weight_decay = 1e-4
+  c.schedule = "step"
+  c.decay_factor = 0.1
+  c.augment.flip = True
+  if args.get("cifar"):
+    c.model = "densenet_bc100_k12"
+    c.dataset = "cifar10"
+    c.augment.crop_padding = 4  # zero padding, as the paper's "standard" augmentation
+    if args.get("noaug"):
+      c.augment.crop_padding = 0
+      c.augment.flip = False
+      c.model_kwargs.dropout_rate = 0.2
+    c.num_epochs = int(args.get("epochs", 300))
+    c.batch_size = 64
+    c.eval_batch_size = 500
+    c.decay_epochs = (c.num_epochs // 2, c.num_epochs * 3 // 4)
+    c.checkpoint_every_epochs = 10
+  else:
+    depth = int(args.get("depth", 121))
+    if depth not in DEPTHS:
+      raise ValueError(f"DenseNet depth must be one of {DEPTHS}, got {depth}")
+    c.model = f"densenet{depth}"
+    c.dataset = "imagenet2012"
+    c.image_size = 224
+    c.augment.crop_padding = 16  # offsets of a 224 crop from 256: up to 16 px each way
+    c.augment.crop_mode = "reflect"
+    c.num_epochs = int(args.get("epochs", 90))
+    c.batch_size = 256
+    c.eval_batch_size = 500
+    c.decay_epochs = (c.num_epochs // 3, c.num_epochs * 2 // 3)
+    c.checkpoint_every_epochs = 1
+  if args.get("tiny"):
+    c.dataset = "synthetic"
+    c.image_size = None
+    c.synthetic.shape = (32, 32, 3)
+    c.synthetic.num_train = 256
+    c.synthetic.num_test = 64
+    c.model_kwargs.growth_rate = 4
+    c.model_kwargs.num_init_features = 8
+    c.model_kwargs.block_config = (2, 2, 2) if args.get("cifar") else (2, 2, 2, 2)
+    c.augment.crop_padding = 2
+    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
+    c.num_epochs = 2
+    c.batch_size = 32
+    c.eval_batch_size = 64
+    c.decay_epochs = (1,)
+  return c
