@@ -1,0 +1,61 @@
+"""tools/convert_weights.py: convert a PyTorch checkpoint, save it, evaluate it."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import input_pipeline
+import train
+from tests.torch_reference import import_torchvision, randomize_batch_norm, torch_logits
+from tools import convert_weights
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+  assert convert_weights.main(["--model", "resnet18", "--checkpoint",
+                               str(tmp_path / "missing.pth")]) == 2
+  assert "not found" in capsys.readouterr().err
+  assert convert_weights.main(["--model", "resnet5o", "--checkpoint", "x.pth"]) == 2
+  assert "Did you mean" in capsys.readouterr().err
+  assert convert_weights.main(["--model", "lenet5", "--checkpoint", "x.pth"]) == 2
+  assert "no PyTorch converter" in capsys.readouterr().err
+  (tmp_path / "taken").mkdir()
+  assert convert_weights.main(["--model", "resnet18", "--checkpoint", "x.pth",
+                               "--output", str(tmp_path / "taken")]) == 2
+  assert "already exists" in capsys.readouterr().err
+
+
+def test_list_names_the_convertible_models(capsys):
+  assert convert_weights.main(["--list"]) == 0
+  names = capsys.readouterr().out.split()
+  for name in ("resnet50", "se_resnet50", "densenet121", "mobilenet_v2", "vit_b16",
+               "convnext_t"):
+    assert name in names
+
+
+def test_convert_save_and_evaluate_matches_torch(tmp_path):
+  """A torchvision ResNet-18 (10 classes, random weights) saved as .pth: the tool's
+  top-1 on synthetic images equals torch's own accuracy on the same images, and the
+  saved directory starts train.py's fine-tuning."""
+  torch, tv = import_torchvision()
+  torch.manual_seed(0)
+  net = tv.models.resnet18(num_classes=10)
+  randomize_batch_norm(torch, net)
+  path = str(tmp_path / "r18.pth")
+  torch.save(net.state_dict(), path)
+
+  out = tmp_path / "converted"
+  result = convert_weights.run(convert_weights.parse_args(
+      ["--model", "resnet18", "--checkpoint", path, "--output", str(out),
+       "--dataset", "synthetic", "--batch_size", "48"]))
+  assert result["num_classes"] == 10 and result["eval_count"] == 256
+  with open(out / "eval.json") as f:
+    assert json.load(f)["eval_top1"] == result["eval_top1"]
+
+  ds = input_pipeline.load_dataset("synthetic")
+  x = (ds.test_images / 255.0 - np.array(train.IMAGENET_MEAN)) / np.array(train.IMAGENET_STD)
+  ref = torch_logits(torch, net, x.astype(np.float32))
+  top1 = float(np.mean(ref.argmax(-1) == ds.test_labels))
+  assert result["eval_top1"] == pytest.approx(top1, abs=1.5 / 256)  # at most one tie flips
+  assert os.path.isdir(out) and "eval.json" in os.listdir(out)
