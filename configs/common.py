@@ -57,6 +57,7 @@ def base() -> ml_collections.ConfigDict:
   c.b2 = 0.999
   c.eps = 1e-8
   c.weight_decay = 0.0  # on kernels only; L2 for sgd/adam, decoupled for adamw
+  c.grad_clip_norm = 0.0  # clip the gradients' global norm to this (0: off; ViT 1.0)
   c.schedule = "cosine"  # constant | step | cosine
   c.warmup_epochs = 0.0  # linear warm-up from 0
   c.decay_epochs = ()  # step schedule: epochs at which the rate is multiplied by...

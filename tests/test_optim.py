@@ -83,3 +83,17 @@ def test_mse_on_pm1_targets():
   out = jnp.array([[1.0, -1.0, -1.0], [0.0, 0.0, 0.0]])
   np.testing.assert_allclose(losses.mse_pm1(out, jnp.array([0, 2])), [0.0, 1.0])
   np.testing.assert_allclose(losses.mse_pm1(out, jnp.array([1, 2])), [8 / 3, 1.0], rtol=1e-6)
+
+
+def test_grad_clip_norm_bounds_the_update():
+  """SGD without momentum, lr 1: the update is minus the clipped gradient."""
+  c = _config(optimizer="sgd", momentum=0.0, learning_rate=1.0, schedule="constant",
+              grad_clip_norm=1.0)
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 10))
+  params = {"d": {"kernel": jnp.zeros(4)}}
+  big = {"d": {"kernel": jnp.array([3.0, 4.0, 0.0, 0.0])}}  # norm 5 -> 1
+  updates, _ = tx.update(big, tx.init(params), params)
+  np.testing.assert_allclose(updates["d"]["kernel"], [-0.6, -0.8, 0, 0], rtol=1e-6)
+  small = {"d": {"kernel": jnp.array([0.3, 0.4, 0.0, 0.0])}}  # norm 0.5: unchanged
+  updates, _ = tx.update(small, tx.init(params), params)
+  np.testing.assert_allclose(updates["d"]["kernel"], [-0.3, -0.4, 0, 0], rtol=1e-6)

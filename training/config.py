@@ -186,7 +186,7 @@ POSITIVE = ("num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs",
             "checkpoint_every_epochs", "keep_checkpoints")
 NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epochs", "pad",
                 "augment.crop_padding", "log_every_steps", "stop_after_steps",
-                "min_learning_rate", "num_train_examples", "aux_loss_weight")
+                "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

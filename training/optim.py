@@ -49,7 +49,16 @@ def create_schedule(config: ml_collections.ConfigDict,
 
 def create_optimizer(config: ml_collections.ConfigDict,
                      schedule: optax.Schedule) -> optax.GradientTransformation:
-  """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, or AdamW."""
+  """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, or AdamW; optionally
+  after clipping the gradients' global norm to ``config.grad_clip_norm`` (ViT: 1.0)."""
+  tx = _base_optimizer(config, schedule)
+  if config.get("grad_clip_norm"):
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  return tx
+
+
+def _base_optimizer(config: ml_collections.ConfigDict,
+                    schedule: optax.Schedule) -> optax.GradientTransformation:
   name, wd = config.optimizer, config.weight_decay
   if name == "sgd":
     tx = optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov)
