@@ -97,3 +97,19 @@ def test_grad_clip_norm_bounds_the_update():
   small = {"d": {"kernel": jnp.array([0.3, 0.4, 0.0, 0.0])}}  # norm 0.5: unchanged
   updates, _ = tx.update(small, tx.init(params), params)
   np.testing.assert_allclose(updates["d"]["kernel"], [-0.3, -0.4, 0, 0], rtol=1e-6)
+
+
+def test_rmsprop_is_tensorflows():
+  """Two steps of TF1 RMSProp by hand: ms starts at 1, eps inside the square root,
+  momentum accumulates lr * g / sqrt(ms + eps)."""
+  c = _config(optimizer="rmsprop", learning_rate=0.1, momentum=0.9, rms_decay=0.9, eps=1.0,
+              schedule="constant")
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 10))
+  params = {"d": {"kernel": jnp.zeros(2)}}
+  state = tx.init(params)
+  ms, mom = np.ones(2), np.zeros(2)
+  for g in (np.array([1.0, -2.0]), np.array([0.5, 3.0])):
+    updates, state = tx.update({"d": {"kernel": jnp.asarray(g)}}, state, params)
+    ms = 0.9 * ms + 0.1 * g**2
+    mom = 0.9 * mom + 0.1 * g / np.sqrt(ms + 1.0)
+    np.testing.assert_allclose(updates["d"]["kernel"], -mom, rtol=1e-5)

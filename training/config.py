@@ -178,7 +178,7 @@ CHOICES = {
     "dtype": ("float32", "bfloat16"),
     "normalization": ("dataset", "symmetric", "unit", "imagenet"),
     "loss": ("cross_entropy", "mse"),
-    "optimizer": ("sgd", "adam", "adamw"),
+    "optimizer": ("sgd", "adam", "adamw", "rmsprop"),
     "schedule": ("constant", "step", "cosine"),
     "augment.crop_mode": ("constant", "reflect", "edge"),
 }

@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import optax
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine")
 
 
@@ -49,7 +49,8 @@ def create_schedule(config: ml_collections.ConfigDict,
 
 def create_optimizer(config: ml_collections.ConfigDict,
                      schedule: optax.Schedule) -> optax.GradientTransformation:
-  """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, or AdamW; optionally
+  """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, AdamW, or RMSProp
+  (TensorFlow's, with L2 decay); optionally
   after clipping the gradients' global norm to ``config.grad_clip_norm`` (ViT: 1.0)."""
   tx = _base_optimizer(config, schedule)
   if config.get("grad_clip_norm"):
@@ -66,6 +67,12 @@ def _base_optimizer(config: ml_collections.ConfigDict,
     return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
   if name == "adam":
     tx = optax.adam(schedule, b1=config.b1, b2=config.b2, eps=config.eps)
+    return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
+  if name == "rmsprop":
+    # TensorFlow 1's RMSProp, as the MobileNet and Inception papers trained: eps inside
+    # the square root, the mean square starting at 1, momentum applied after the rate.
+    tx = optax.rmsprop(schedule, decay=config.rms_decay, eps=config.eps, initial_scale=1.0,
+                       eps_in_sqrt=True, momentum=config.momentum or None)
     return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
   if name == "adamw":
     return optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
