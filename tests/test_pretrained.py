@@ -3,20 +3,25 @@
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import models
+import train
 from tests import test_train
 from training import pretrained
 
 SHAPE = (16, 16, 3)
 
 
-def _variables(num_classes, width=4, seed=0):
-  model = models.create_model("resnet20", num_classes=num_classes, width=width)
-  return jax.device_get(model.init(jax.random.key(seed), np.zeros((1, *SHAPE), np.float32),
-                                   train=False))
+def _variables(num_classes, width=4, seed=0, name="resnet20"):
+  """A model's variable tree filled with random values: eval_shape, no compilation."""
+  model = models.create_model(name, num_classes=num_classes, width=width)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *SHAPE)),
+                                             train=False))
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
 
 
 def test_merge_keeps_a_fresh_classifier_when_classes_differ():
@@ -38,8 +43,7 @@ def test_merge_rejects_another_width_or_model():
   ours = _variables(10, width=4)
   with pytest.raises(pretrained.PretrainedError, match="shape"):
     pretrained.merge_into(ours["params"], ours["batch_stats"], _variables(10, width=8), 10)
-  other = models.create_model("resnet32", num_classes=10, width=4)
-  theirs = other.init(jax.random.key(0), np.zeros((1, *SHAPE), np.float32), train=False)
+  theirs = _variables(10, name="resnet32")
   with pytest.raises(pretrained.PretrainedError, match="unexpected"):
     pretrained.merge_into(ours["params"], ours["batch_stats"], theirs, 10)
 
@@ -65,16 +69,17 @@ def test_save_load_round_trip_and_no_overwrite(tmp_path):
     pretrained.load_variables(str(tmp_path / "broken"), "resnet20", None, SHAPE)
 
 
-def test_train_starts_from_init_from(tmp_path):
+def test_train_starts_from_init_from(tmp_path, capsys):
   """With lr 0, the trained parameters are the pretrained ones, except the classifier
   (1000 -> 10 classes), which is new."""
   theirs = _variables(1000, seed=7)
   pretrained.save_variables(str(tmp_path / "w"), theirs)
   workdir = tmp_path / "run"
-  proc = test_train.run(test_train.TINY_BN + [
-      "--config.learning_rate=0", "--config.stop_after_steps=1",
-      f"--config.init_from={tmp_path / 'w'}"], workdir)
-  assert "initialised from" in proc.stdout and "['fc']['kernel']" in proc.stdout
+  args = test_train.TINY_BN + ["--config.learning_rate=0", "--config.stop_after_steps=1"]
+  assert train.main(args + [f"--config.init_from={tmp_path / 'w'}",
+                            "--workdir", str(workdir)]) == 0
+  out = capsys.readouterr().out
+  assert "initialised from" in out and "['fc']['kernel']" in out
   import orbax.checkpoint as ocp
   step_dir = workdir / "checkpoints" / "1" / "default"
   state = ocp.StandardCheckpointer().restore(str(step_dir))
@@ -82,6 +87,6 @@ def test_train_starts_from_init_from(tmp_path):
                              theirs["params"]["conv1"]["kernel"], rtol=0, atol=0)
   assert state["params"]["fc"]["kernel"].shape == (16, 10)
 
-  bad = test_train.run(test_train.TINY_BN + [f"--config.init_from={tmp_path / 'none.pth'}"],
-                       tmp_path / "bad", check=False)
-  assert bad.returncode == 2 and "not found" in bad.stderr
+  assert train.main(args + [f"--config.init_from={tmp_path / 'none.pth'}",
+                            "--workdir", str(tmp_path / "bad")]) == 2
+  assert "not found" in capsys.readouterr().err
