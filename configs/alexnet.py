@@ -54,16 +54,8 @@ def get_config(arg=None):
   c.decay_factor = 0.1
   c.checkpoint_every_epochs = 1
   if args.get("tiny"):
-    c.dataset = "synthetic"
-    c.image_size = None
-    c.synthetic.shape = (63, 63, 3)  # the smallest input AlexNet accepts
-    c.synthetic.num_train = 256
-    c.synthetic.num_test = 64
+    common.use_tiny_data(c, shape=(63, 63, 3))  # the smallest input AlexNet accepts
     c.model_kwargs.width = 0.125
     c.augment.crop_padding = 4
-    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
-    c.num_epochs = 2
-    c.batch_size = 32
-    c.eval_batch_size = 64
     c.decay_epochs = (1,)
   return c

@@ -57,16 +57,9 @@ def get_config(arg=None):
   c.decay_factor = 0.96
   c.checkpoint_every_epochs = 5
   if args.get("tiny"):
-    c.dataset = "synthetic"
-    c.image_size = None
-    c.synthetic.shape = (32, 32, 3)  # the smallest input with even maps in 3c and 4e
-    c.synthetic.num_train = 128
-    c.synthetic.num_test = 64
+    # 32x32: the smallest input with even maps in 3c and 4e.
+    common.use_tiny_data(c, shape=(32, 32, 3), num_train=128, num_epochs=1)
     c.augment.crop_padding = 4
-    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
-    c.num_epochs = 1
-    c.batch_size = 32
-    c.eval_batch_size = 64
     c.learning_rate = 0.0075
     c.warmup_epochs = 0.0
     c.log_every_steps = 1

@@ -85,6 +85,21 @@ def shared_npz(name: str) -> str:
   return "npz:" + os.path.join(root, "data", name, f"{name}.npz")
 
 
+def use_tiny_data(c: ml_collections.ConfigDict, shape=(32, 32, 3), num_train: int = 256,
+                  num_test: int = 64, num_epochs: int = 2) -> None:
+  """The ``tiny`` variant of a config: synthetic images, batch 32, seconds on a CPU (the
+  tests run every config this way). The config then shrinks its model."""
+  c.dataset = "synthetic"
+  c.image_size = None
+  c.synthetic.shape = tuple(shape)
+  c.synthetic.num_train = num_train
+  c.synthetic.num_test = num_test
+  c.augment.flip = False  # synthetic class templates are not mirror-symmetric
+  c.num_epochs = num_epochs
+  c.batch_size = 32
+  c.eval_batch_size = 64
+
+
 def parse_arg(arg: str | None) -> dict[str, str | bool]:
   """``"tiny,res=128"`` -> ``{"tiny": True, "res": "128"}`` (big_vision style)."""
   out = {}

@@ -85,18 +85,10 @@ def get_config(arg=None):
     c.decay_epochs = (c.num_epochs // 3, c.num_epochs * 2 // 3)
     c.checkpoint_every_epochs = 1
   if args.get("tiny"):
-    c.dataset = "synthetic"
-    c.image_size = None
-    c.synthetic.shape = (32, 32, 3)
-    c.synthetic.num_train = 256
-    c.synthetic.num_test = 64
+    common.use_tiny_data(c)
     c.model_kwargs.growth_rate = 4
     c.model_kwargs.num_init_features = 8
     c.model_kwargs.block_config = (2, 2, 2) if args.get("cifar") else (2, 2, 2, 2)
     c.augment.crop_padding = 2
-    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
-    c.num_epochs = 2
-    c.batch_size = 32
-    c.eval_batch_size = 64
     c.decay_epochs = (1,)
   return c

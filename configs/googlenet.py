@@ -66,16 +66,9 @@ def get_config(arg=None):
   c.decay_factor = 0.96
   c.checkpoint_every_epochs = 5
   if args.get("tiny"):
-    c.dataset = "synthetic"
-    c.image_size = None
-    c.synthetic.shape = (80, 80, 3)  # the paper's aux heads need 79x79 or more
-    c.synthetic.num_train = 128
-    c.synthetic.num_test = 64
+    # The paper's aux heads need 79x79 or more.
+    common.use_tiny_data(c, shape=(80, 80, 3), num_train=128, num_epochs=1)
     c.augment.crop_padding = 4
-    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
-    c.num_epochs = 1
-    c.batch_size = 32
-    c.eval_batch_size = 64
     c.learning_rate = 0.01
     c.warmup_epochs = 0.0
     c.log_every_steps = 1

@@ -11,13 +11,14 @@ non-depthwise convs). 70.6% top-1 at 224 (Table 6).
 decay 0.9, momentum 0.9, epsilon 1.0), lr 0.01 x0.94 every 2 epochs, L2 weight decay
 4e-5, batch 32 per worker (one synchronous worker here), no label smoothing.
 
-The paper's recipe is incomplete, so by default we use a common modern SGD recipe (ours, not the paper's): SGD momentum
-0.9, batch 256, lr 0.1 after a 5-epoch linear warm-up, cosine decay to 0 over 150 epochs,
-weight decay 4e-5 on kernels (depthwise kernels included: our optimizer cannot exclude
-them), label smoothing 0.1 (``--config.label_smoothing=0`` is the paper's choice).
-Dropout 0.001 before the classifier (the model's default, TF-slim's keep-prob 0.999).
-Data: 224x224 ImageNet (TFDS ``imagenet2012``), horizontal flips and translations by up
-to 16 pixels (reflected borders). ImageNet at 224 needs the streaming input pipeline, or
+The paper's recipe is incomplete, so by default we use a common modern SGD recipe (ours,
+not the paper's): SGD momentum 0.9, batch 256, lr 0.1 after a 5-epoch linear warm-up,
+cosine decay to 0 over 150 epochs, weight decay 4e-5 on kernels (depthwise kernels
+included: our optimizer cannot exclude them), label smoothing 0.1
+(``--config.label_smoothing=0`` is the paper's choice). Dropout 0.001 before the
+classifier (the model's default, TF-slim's keep-prob 0.999). Data: 224x224 ImageNet
+(TFDS ``imagenet2012``), horizontal flips and translations by up to 16 pixels (reflected
+borders). ImageNet at 224 needs the streaming input pipeline, or
 ``--config.num_train_examples`` / a smaller dataset.
 
   python train.py --config configs/mobilenet_v1.py --workdir runs/mobilenet_v1
@@ -71,17 +72,9 @@ def get_config(arg=None):
     c.decay_epochs = tuple(range(2, c.num_epochs, 2))
     c.decay_factor = 0.94
   if args.get("tiny"):
-    c.dataset = "synthetic"
-    c.image_size = None
-    c.synthetic.shape = (32, 32, 3)
-    c.synthetic.num_train = 128
-    c.synthetic.num_test = 64
+    common.use_tiny_data(c, num_train=128)
     c.model_kwargs.width_multiplier = 0.25
     c.augment.crop_padding = 4
-    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
-    c.num_epochs = 2
     c.warmup_epochs = 0.0
-    c.batch_size = 32
-    c.eval_batch_size = 64
     c.log_every_steps = 1
   return c

@@ -11,14 +11,15 @@ decay 0.9, momentum 0.9, epsilon 1.0 (TF-slim's default, which the paper does no
 state), L2 weight decay 4e-5, lr 0.045 x0.98 per epoch, batch 96 (one synchronous
 worker in place of 16 asynchronous ones).
 
-The default is the recipe of torchvision's IMAGENET1K_V1 weights (71.88% top-1; references/classification
-README): SGD momentum 0.9, batch 256 (8 x 32), lr 0.045, x0.98 after every epoch, weight
-decay 4e-5, 300 epochs. Weight decay applies to kernels only (torchvision's script then
-decayed BN parameters and biases too), depthwise kernels included. Data: 224x224
-ImageNet (TFDS ``imagenet2012``), horizontal flips and translations by up to 16 pixels
-(reflected borders); torchvision's RandomResizedCrop is not available in our pipeline.
-Dropout 0.2 before the classifier (the model's default). ImageNet at 224 needs the
-streaming input pipeline, or ``--config.num_train_examples`` / a smaller dataset.
+The default is the recipe of torchvision's IMAGENET1K_V1 weights (71.88% top-1;
+references/classification README): SGD momentum 0.9, batch 256 (8 x 32), lr 0.045, x0.98
+after every epoch, weight decay 4e-5, 300 epochs. Weight decay applies to kernels only
+(torchvision's script then decayed BN parameters and biases too), depthwise kernels
+included. Data: 224x224 ImageNet (TFDS ``imagenet2012``), horizontal flips and
+translations by up to 16 pixels (reflected borders); torchvision's RandomResizedCrop is
+not available in our pipeline. Dropout 0.2 before the classifier (the model's default).
+ImageNet at 224 needs the streaming input pipeline, or ``--config.num_train_examples`` /
+a smaller dataset.
 
   python train.py --config configs/mobilenet_v2.py --workdir runs/mobilenet_v2
   # The 1.4x wide network (or any other width multiplier):
@@ -65,17 +66,9 @@ def get_config(arg=None):
     c.eps = 1.0
     c.batch_size = 96
   if args.get("tiny"):
-    c.dataset = "synthetic"
-    c.image_size = None
-    c.synthetic.shape = (32, 32, 3)
-    c.synthetic.num_train = 128
-    c.synthetic.num_test = 64
+    common.use_tiny_data(c, num_train=128)
     c.model_kwargs.width_multiplier = 0.25
     c.augment.crop_padding = 4
-    c.augment.flip = False  # synthetic class templates are not mirror-symmetric
-    c.num_epochs = 2
     c.decay_epochs = (1,)
-    c.batch_size = 32
-    c.eval_batch_size = 64
     c.log_every_steps = 1
   return c

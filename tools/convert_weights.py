@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> dict:
   t0 = time.time()
   state_dict = torch_convert.load_state_dict(args.checkpoint)
   num_classes = args.num_classes or classes_in(state_dict)
-  kwargs = {"image_size": args.image_size} if args.model.startswith("vit") else {}
+  # A ViT is built for the evaluation size; the converter resamples its position embedding.
+  kwargs = {"image_size": args.image_size} if args.model.startswith("vit") and \
+      args.image_size else {}
   model = models.create_model(args.model, num_classes=num_classes, **kwargs)
   size = args.image_size or 224
   variables = torch_convert.convert(args.model, state_dict, model=model,
