@@ -73,5 +73,6 @@ from models import lecun1989_nets  # noqa: E402,F401
 from models import lenet  # noqa: E402,F401
 from models import mobilenet  # noqa: E402,F401
 from models import resnet  # noqa: E402,F401
+from models import roadmap  # noqa: E402,F401
 from models import vgg  # noqa: E402,F401
 from models import vit  # noqa: E402,F401
