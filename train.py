@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.experimental import multihost_utils
+from jax.sharding import PartitionSpec as P
 
 import input_pipeline
 import models
@@ -32,6 +33,7 @@ from training import checkpoint as checkpoint_lib
 from training import config as config_lib
 from training import logger as logger_lib
 from training import optim
+from training import parallel
 from training import pretrained
 from training import steps as steps_lib
 
@@ -41,16 +43,12 @@ class TrainingError(RuntimeError):
 
 
 USER_ERRORS = (config_lib.ConfigError, input_pipeline.DatasetError, models.UnknownModelError,
-               checkpoint_lib.CheckpointError, TrainingError, pretrained.PretrainedError)
+               checkpoint_lib.CheckpointError, TrainingError, pretrained.PretrainedError,
+               parallel.ParallelError)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def create_mesh() -> Mesh:
-  """All devices on one ``data`` axis: the batch is split, the state replicated."""
-  return Mesh(np.asarray(jax.devices()), ("data",))
 
 
 def input_stats(config: ml_collections.ConfigDict, ds) -> tuple[tuple[float, ...], ...]:
@@ -68,13 +66,15 @@ def input_stats(config: ml_collections.ConfigDict, ds) -> tuple[tuple[float, ...
   return (0.0,) * channels, (1.0,) * channels  # "unit": [0, 1]
 
 
-def init_from_pretrained(config: ml_collections.ConfigDict, model, state, ds, sharding):
+def init_from_pretrained(config: ml_collections.ConfigDict, model, state, ds, shardings):
   """Starts from ``config.init_from`` (fine-tuning); a new classifier if classes differ."""
   loaded = pretrained.load_variables(config.init_from, config.model, model, ds.image_shape)
-  params, batch_stats, fresh = pretrained.merge_into(
-      jax.device_get(state.params), jax.device_get(state.batch_stats), loaded,
-      ds.num_classes)
-  params, batch_stats = jax.device_put((params, batch_stats), sharding)
+  # Every process gathers the whole (possibly FSDP-split) fresh state, merges the same
+  # weights into it, and keeps its own shards.
+  host = multihost_utils.process_allgather((state.params, state.batch_stats), tiled=True)
+  params, batch_stats, fresh = pretrained.merge_into(*host, loaded, ds.num_classes)
+  params, batch_stats = jax.tree.map(parallel.put_global, (params, batch_stats),
+                                     (shardings.params, shardings.batch_stats))
   note = f"; newly initialised: {', '.join(fresh)}" if fresh else ""
   print(f"initialised from {config.init_from}{note}", flush=True)
   return state.replace(params=params, batch_stats=batch_stats)
@@ -83,13 +83,16 @@ def init_from_pretrained(config: ml_collections.ConfigDict, model, state, ds, sh
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
   config_lib.validate(config)
+  primary = jax.process_index() == 0  # writes the files and prints; all processes train
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  if primary:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
-  # Devices. Every batch is split over the "data" axis.
-  mesh = create_mesh()
-  replicated = NamedSharding(mesh, P())
+  # Devices: a (data, fsdp) mesh over every device of every process. Every batch is
+  # split over all devices; parameters over the fsdp axis when mesh.fsdp > 1.
+  mesh = parallel.create_mesh(config.mesh.fsdp)
+  replicated = parallel.replicated(mesh)
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % mesh.size:
       raise TrainingError(
@@ -112,9 +115,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   steps_per_epoch = input_pipeline.steps_per_epoch(num_train, config.batch_size)
   total_steps = config.num_epochs * steps_per_epoch
   log_every = config.log_every_steps or -(-steps_per_epoch // 4)  # four rows per epoch
-  print(f"data: {ds.name}: {num_train} train / {len(ds.test_labels)} test images of "
-        f"{ds.image_shape}, {ds.num_classes} classes; {mesh.size} device(s) "
-        f"({jax.devices()[0].platform})", flush=True)
+  say = print if primary else (lambda *a, **k: None)
+  fsdp = f", parameters split over {config.mesh.fsdp}" if config.mesh.fsdp > 1 else ""
+  say(f"data: {ds.name}: {num_train} train / {len(ds.test_labels)} test images of "
+      f"{ds.image_shape}, {ds.num_classes} classes; {mesh.size} device(s) "
+      f"({jax.devices()[0].platform}){fsdp}", flush=True)
 
   # Model, optimizer and state.
   try:
@@ -129,20 +134,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   init_fn = functools.partial(steps_lib.init_state, model, tx, image_shape=ds.image_shape)
   abstract = jax.eval_shape(init_fn, init_rng)
   num_params = sum(x.size for x in jax.tree.leaves(abstract.params))
-  print(f"model: {config.model}: {num_params:,} parameters, compute {config.dtype}", flush=True)
+  say(f"model: {config.model}: {num_params:,} parameters, compute {config.dtype}", flush=True)
+  state_sharding = parallel.state_shardings(abstract, mesh)
+  if config.mesh.fsdp > 1:
+    split = [s for s in jax.tree.leaves(state_sharding.params) if s.spec != P()]
+    say(f"fsdp: {len(split)} of {len(jax.tree.leaves(abstract.params))} parameter arrays "
+        f"split over {config.mesh.fsdp} devices (and their optimizer state)", flush=True)
   abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, state_sharding)
 
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
   latest = checkpointer.latest_step()
   if latest is not None:
     state = checkpointer.restore(latest, abstract)
-    print(f"resumed from {checkpointer.directory}/{latest} (step {latest}/{total_steps})",
-          flush=True)
+    say(f"resumed from {checkpointer.directory}/{latest} (step {latest}/{total_steps})",
+        flush=True)
   else:
-    state = jax.jit(init_fn, out_shardings=replicated)(init_rng)
+    state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
     if config.init_from:
-      state = init_from_pretrained(config, model, state, ds, replicated)
+      state = init_from_pretrained(config, model, state, ds, state_sharding)
   start_step = int(state.step)
 
   # Compiled steps. The state is donated: updated in place on the device.
@@ -150,14 +160,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step_cfg = steps_lib.StepConfig(
       loss=config.loss, label_smoothing=config.label_smoothing,
       crop_padding=config.augment.crop_padding, crop_mode=config.augment.crop_mode,
-      flip=config.augment.flip, erase_prob=config.augment.random_erasing, mean=mean, std=std, aux_loss_weight=config.aux_loss_weight)
+      flip=config.augment.flip, erase_prob=config.augment.random_erasing, mean=mean, std=std,
+      aux_loss_weight=config.aux_loss_weight, batchnorm_stats=config.batchnorm_stats)
   shard_batch = lambda tree: jax.tree.map(
-      lambda x: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P("data"))), tree)
-  train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng, shard_batch)
+      lambda x: jax.lax.with_sharding_constraint(x, parallel.batch_sharding(mesh)), tree)
+  train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng, shard_batch, mesh)
   eval_step = steps_lib.make_eval_step(model, step_cfg, shard_batch)
   train_fn = jax.jit(
       steps_lib.device_train_loop(train_step, config.batch_size, steps_per_epoch),
-      donate_argnums=(0, 1), static_argnums=(4,), out_shardings=(replicated, replicated))
+      donate_argnums=(0, 1), static_argnums=(4,), out_shardings=(state_sharding, replicated))
   eval_fn = jax.jit(steps_lib.device_eval_step(eval_step, config.eval_batch_size),
                     donate_argnums=(1,), out_shardings=replicated)
   perm_fn = jax.jit(functools.partial(input_pipeline.epoch_permutation, num_examples=num_train),
@@ -173,7 +184,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return {"eval_loss": float(m["loss"] / m["count"]), "eval_top1": float(m["top1"] / m["count"]),
             "eval_top5": float(m["top5"] / m["count"]), "eval_count": float(m["count"])}
 
-  logger = logger_lib.MetricsLogger(workdir, total_steps, resume_step=start_step)
+  logger = logger_lib.MetricsLogger(workdir, total_steps, resume_step=start_step,
+                                    primary=primary)
 
   def save(step: int, state, last_loss: float) -> None:
     if not math.isfinite(last_loss):
@@ -236,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   except KeyboardInterrupt:
     save(step, state, last_loss)
     checkpointer.close()
-    print(f"\ninterrupted at step {step}; checkpoint saved. Run the same command to resume.")
+    say(f"\ninterrupted at step {step}; checkpoint saved. Run the same command to resume.")
     raise SystemExit(130) from None
 
   save(step, state, last_loss)  # the final (or stopping) checkpoint
@@ -244,23 +256,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   wall = time.time() - t_start
   evals = [r for r in logger.rows if "eval_top1" in r]
   if stopped:
-    print(f"stopped after step {step}/{total_steps} (stop_after_steps); run again to resume.")
+    say(f"stopped after step {step}/{total_steps} (stop_after_steps); run again to resume.")
   elif not evals or evals[-1]["step"] != step:
     row = {"step": step, "epoch": step / steps_per_epoch, **evaluate(state)}
     logger.write(row)
     evals.append(row)
   logger.close()
-  logger_lib.plot_curves(logger.rows, os.path.join(workdir, "curves.png"),
-                         title=f"{config.model} on {ds.name}")
+  if primary:
+    logger_lib.plot_curves(logger.rows, os.path.join(workdir, "curves.png"),
+                           title=f"{config.model} on {ds.name}")
   summary = {"model": config.model, "dataset": ds.name, "num_params": num_params,
              "step": step, "total_steps": total_steps, "wall_time_sec": wall,
-             "devices": mesh.size, "platform": jax.devices()[0].platform}
+             "devices": mesh.size, "processes": jax.process_count(),
+             "platform": jax.devices()[0].platform,
+             "image_shape": list(ds.image_shape), "num_classes": ds.num_classes}
   if evals:
     summary.update({k: evals[-1][k] for k in ("eval_loss", "eval_top1", "eval_top5")})
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  if primary:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
   if evals and not stopped:
-    print(f"final test accuracy: {100 * summary['eval_top1']:.2f}% "
+    say(f"final test accuracy: {100 * summary['eval_top1']:.2f}% "
           f"(error {100 * (1 - summary['eval_top1']):.2f}%, top-5 "
           f"{100 * summary['eval_top5']:.2f}%) on {int(evals[-1]['eval_count'])} test images "
           f"after {step / steps_per_epoch:g} epochs; {wall:.1f} s this run. "
@@ -278,16 +294,27 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
                       help="config file, optionally with an argument: configs/x.py[:arg]")
   parser.add_argument("--workdir", required=True,
                       help="directory for checkpoints, metrics and plots; reused to resume")
+  group = parser.add_argument_group(
+      "multi-process runs", "Needed only where JAX cannot detect the cluster (it does for "
+      "SLURM srun, Cloud TPU pods and Open MPI); also read from JAX_COORDINATOR_ADDRESS, "
+      "JAX_NUM_PROCESSES and JAX_PROCESS_ID. See launch/README.md.")
+  group.add_argument("--coordinator_address", help="HOST:PORT of process 0")
+  group.add_argument("--num_processes", type=int, help="processes in the job")
+  group.add_argument("--process_id", type=int, help="this process's index, 0-based")
   args = parser.parse_args(rest)
   config = config_lib.load_config(args.config)
   config_lib.apply_overrides(config, overrides)
-  return config, args.workdir
+  return config, args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   try:
-    config, workdir = parse_args(sys.argv[1:] if argv is None else argv)
-    train_and_evaluate(config, workdir)
+    config, args = parse_args(sys.argv[1:] if argv is None else argv)
+    setup = parallel.initialize_distributed(args.coordinator_address, args.num_processes,
+                                            args.process_id)
+    if jax.process_count() > 1 and jax.process_index() == 0:
+      print(setup, flush=True)
+    train_and_evaluate(config, args.workdir)
   except USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -21,6 +21,12 @@ def base() -> ml_collections.ConfigDict:
   c.init_from = config_dict.placeholder(str)
   c.model_kwargs = ml_collections.ConfigDict()
   c.dtype = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
+  # Devices: the batch is split over all of them. mesh.fsdp > 1 also splits parameters
+  # and optimizer state over groups of that many devices (FSDP); 1 = data parallel.
+  c.mesh = ml_collections.ConfigDict(dict(fsdp=1))
+  # BatchNorm statistics over the global batch (synchronised) or per device ("ghost"
+  # batches of batch_size / devices, as the original multi-GPU papers had).
+  c.batchnorm_stats = "global"  # global | per_device
 
   # Data: digits | synthetic | npz:<path> | a TFDS name (mnist, cifar10, ...).
   c.dataset = "digits"

@@ -46,7 +46,10 @@ def put_on_mesh(ds: ArrayDataset, mesh: Mesh) -> dict[str, jax.Array]:
       "test_images": np.asarray(ds.test_images, np.uint8),
       "test_labels": np.asarray(ds.test_labels, np.int32),
   }
-  return jax.device_put(host, replicated)
+  # From a callback rather than device_put, so that it also builds a global array in a
+  # multi-process run (every process has loaded the same small dataset).
+  return {k: jax.make_array_from_callback(v.shape, replicated, lambda idx, v=v: v[idx])
+          for k, v in host.items()}
 
 
 def epoch_permutation(key: jax.Array, epoch: jax.Array | int,

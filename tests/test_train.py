@@ -78,18 +78,31 @@ def test_end_to_end_outputs_and_resume(tmp_path):
   assert sorted(os.listdir(split / "checkpoints")) == before
 
 
-def test_eight_devices_match_one(tmp_path):
+def test_eight_devices_and_fsdp_match_one_and_reshard(tmp_path):
+  """8 devices on the data axis = 1 device. Then 8 devices as 4 (data) x 2 (fsdp:
+  parameters split) for 4 steps = 1 device, and its checkpoint resumes on 1 device and
+  ends where the 1-device run ends."""
   one = run(TINY_BN, tmp_path / "one", devices=1)
   eight = run(TINY_BN, tmp_path / "eight", devices=8)
   assert "8 device(s)" in eight.stdout and "1 device(s)" in one.stdout
-  a = [x["train_loss"] for x in rows(tmp_path / "one") if "train_loss" in x]
-  b = [x["train_loss"] for x in rows(tmp_path / "eight") if "train_loss" in x]
+  train_losses = lambda w: [x["train_loss"] for x in rows(w) if "train_loss" in x]
+  eval_losses = lambda w: [x["eval_loss"] for x in rows(w) if "eval_loss" in x]
+  a = train_losses(tmp_path / "one")
   assert len(a) == 8  # 256 // 32 steps, every one logged
   assert a[-1] < a[0]  # it trains
-  np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
-  ea = [x["eval_loss"] for x in rows(tmp_path / "one") if "eval_loss" in x]
-  eb = [x["eval_loss"] for x in rows(tmp_path / "eight") if "eval_loss" in x]
-  np.testing.assert_allclose(ea, eb, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(train_losses(tmp_path / "eight"), a, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(eval_losses(tmp_path / "eight"), eval_losses(tmp_path / "one"),
+                             atol=1e-5, rtol=0)
+  split = tmp_path / "split"
+  fsdp = run(TINY_BN + ["--config.mesh.fsdp=2", "--config.stop_after_steps=4"], split,
+             devices=8)
+  assert "parameter arrays split over 2 devices" in fsdp.stdout
+  np.testing.assert_allclose(train_losses(split), a[:4], atol=1e-5, rtol=0)
+  proc = run(TINY_BN, split, devices=1)
+  assert "resumed from" in proc.stdout and "(step 4/8)" in proc.stdout
+  np.testing.assert_allclose(train_losses(split), a, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(eval_losses(split), eval_losses(tmp_path / "one"), atol=1e-5,
+                             rtol=0)
 
 
 @pytest.mark.parametrize("extra,message", [

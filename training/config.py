@@ -181,8 +181,9 @@ CHOICES = {
     "optimizer": ("sgd", "adam", "adamw", "rmsprop"),
     "schedule": ("constant", "step", "cosine"),
     "augment.crop_mode": ("constant", "reflect", "edge"),
+    "batchnorm_stats": ("global", "per_device"),
 }
-POSITIVE = ("num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs",
+POSITIVE = ("mesh.fsdp", "num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs",
             "checkpoint_every_epochs", "keep_checkpoints")
 NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epochs", "pad",
                 "augment.crop_padding", "log_every_steps", "stop_after_steps",

@@ -21,10 +21,18 @@ class MetricsLogger:
   interrupted run) are dropped, so the file reads as one uninterrupted run.
   """
 
-  def __init__(self, workdir: str, total_steps: int, resume_step: int = 0):
+  def __init__(self, workdir: str, total_steps: int, resume_step: int = 0,
+               primary: bool = True):
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.total_steps = total_steps
+    # In a multi-process run only process 0 writes and prints; the others keep rows.
+    self.primary = primary
     self.rows: list[dict[str, Any]] = []
+    self._tb = None
+    self._start_time = None
+    self._start_step = resume_step
+    if not primary:
+      return
     if os.path.exists(self.path):
       with open(self.path) as f:
         self.rows = [r for r in map(json.loads, filter(str.strip, f))
@@ -37,11 +45,11 @@ class MetricsLogger:
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
     except ImportError:
       print("tensorboardX is not installed: no TensorBoard events", file=sys.stderr)
-    self._start_time = None
-    self._start_step = resume_step
 
   def write(self, row: dict[str, Any]) -> None:
     self.rows.append(row)
+    if not self.primary:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
     if self._tb is not None:
@@ -61,14 +69,17 @@ class MetricsLogger:
     return _fmt_eta(rate * (self.total_steps - step))
 
   def print_train(self, row: dict[str, Any], num_epochs: int) -> None:
+    if not self.primary:
+      return
     s = row["step"]
     print(f"[train] step {s}/{self.total_steps} ({100 * s / self.total_steps:4.1f}%) | "
           f"epoch {row['epoch']:.2f}/{num_epochs} | loss {row['train_loss']:.4f} | "
           f"acc {100 * row['train_accuracy']:.2f}% | lr {row['learning_rate']:.3g} | "
           f"{row['images_per_sec']:,.0f} img/s | ETA {self.eta(s)}", flush=True)
 
-  @staticmethod
-  def print_eval(row: dict[str, Any], num_epochs: int) -> None:
+  def print_eval(self, row: dict[str, Any], num_epochs: int) -> None:
+    if not self.primary:
+      return
     print(f"[eval]  epoch {row['epoch']:.0f}/{num_epochs} | step {row['step']} | "
           f"loss {row['eval_loss']:.4f} | top-1 {100 * row['eval_top1']:.2f}% | "
           f"top-5 {100 * row['eval_top5']:.2f}% | {int(row['eval_count'])} examples",

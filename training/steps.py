@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import PartitionSpec as P
 
 import input_pipeline
 from training import losses
@@ -45,6 +46,10 @@ class StepConfig:
   mean: tuple[float, ...] = (0.0,)
   std: tuple[float, ...] = (1.0,)
   aux_loss_weight: float = 0.3  # for models with auxiliary classifiers (GoogLeNet)
+  # BatchNorm batch statistics: "global" (over the whole batch, all devices: synchronised
+  # BN) or "per_device" (each device normalises its own share, as the papers' multi-GPU
+  # runs did; "ghost" batch norm).
+  batchnorm_stats: str = "global"
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
@@ -90,36 +95,67 @@ def split_outputs(out: Any) -> tuple[jax.Array, tuple[jax.Array, ...]]:
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: StepConfig,
                     base_rng: jax.Array,
-                    constrain: Callable[[Any], Any] = lambda x: x) -> Callable:
+                    constrain: Callable[[Any], Any] = lambda x: x,
+                    mesh: jax.sharding.Mesh | None = None) -> Callable:
   """Returns ``train_step(state, metrics, images, labels) -> (state, metrics)``.
 
   ``images`` are raw uint8 NHWC; ``metrics`` holds running sums since the last log.
   Randomness (augmentation, dropout) is derived from ``base_rng`` and the step number, so
   a resumed run draws exactly what an uninterrupted one would have.
+
+  With ``cfg.batchnorm_stats == "per_device"`` the forward and backward passes run under
+  ``shard_map`` over the batch axes of ``mesh``: each device's BatchNorm sees only its own
+  examples, then the gradients and the running statistics are averaged over devices.
   """
 
-  def train_step(state: TrainState, metrics: dict, images: jax.Array, labels: jax.Array):
-    images, labels = constrain((images, labels))
-    rng = jax.random.fold_in(base_rng, state.step)
-    aug_rng, dropout_rng = jax.random.split(rng)
-    x = _preprocess(cfg, aug_rng, images)
-
+  def loss_and_grads(params, batch_stats, x, labels, dropout_rng):
     def loss_fn(params):
       variables = {"params": params}
-      if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
+      if batch_stats:
+        variables["batch_stats"] = batch_stats
       out, updates = model.apply(variables, x, train=True, rngs={"dropout": dropout_rng},
-                                 mutable=["batch_stats"] if state.batch_stats else [])
+                                 mutable=["batch_stats"] if batch_stats else [])
       logits, aux_logits = split_outputs(out)
       loss_of = lambda z: losses.per_example_loss(
           cfg.loss, z.astype(jnp.float32), labels, cfg.label_smoothing).mean()
       loss = loss_of(logits)
       total = loss + cfg.aux_loss_weight * sum(loss_of(z) for z in aux_logits)
       return total, (loss, logits.astype(jnp.float32),
-                     updates.get("batch_stats", state.batch_stats))
+                     updates.get("batch_stats", batch_stats))
 
-    (_, (loss, logits, batch_stats)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+    (_, (loss, logits, new_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(params)
+    return loss, logits, new_stats, grads
+
+  if cfg.batchnorm_stats == "per_device":
+    if mesh is None:
+      raise ValueError("batchnorm_stats='per_device' needs the device mesh")
+    axes = tuple(mesh.axis_names)
+    local = loss_and_grads
+
+    def per_device(params, batch_stats, x, labels, dropout_rng):
+      # Each device: its own examples, its own dropout masks, its own BN statistics.
+      dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axes))
+      loss, logits, new_stats, grads = local(params, batch_stats, x, labels, dropout_rng)
+      mean = lambda t: jax.lax.pmean(t, axes)
+      # Equal shares, so the mean of the per-device means is the batch mean.
+      return mean(loss), logits, mean(new_stats), mean(grads)
+
+    batch = P(axes)
+    loss_and_grads = jax.shard_map(
+        per_device, mesh=mesh, in_specs=(P(), P(), batch, batch, P()),
+        out_specs=(P(), batch, P(), P()), check_vma=False)
+  elif cfg.batchnorm_stats != "global":
+    raise ValueError(f"batchnorm_stats must be 'global' or 'per_device', "
+                     f"got {cfg.batchnorm_stats!r}")
+
+  def train_step(state: TrainState, metrics: dict, images: jax.Array, labels: jax.Array):
+    images, labels = constrain((images, labels))
+    rng = jax.random.fold_in(base_rng, state.step)
+    aug_rng, dropout_rng = jax.random.split(rng)
+    x = _preprocess(cfg, aug_rng, images)
+    loss, logits, batch_stats, grads = loss_and_grads(
+        state.params, state.batch_stats, x, labels, dropout_rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,

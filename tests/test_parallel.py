@@ -1,0 +1,106 @@
+"""training/parallel.py and multi-device / multi-process training.
+
+Several devices come from ``--xla_force_host_platform_device_count`` in a subprocess;
+two processes are two train.py runs on localhost joined by ``jax.distributed`` (CPU
+collectives over gloo).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from tests import test_train
+from training import parallel
+
+ROOT = test_train.ROOT
+
+
+def test_leaf_spec_splits_the_largest_divisible_dimension():
+  assert parallel.leaf_spec((3, 3, 64, 128), fsdp=2) == P(None, None, None, "fsdp")
+  assert parallel.leaf_spec((768, 3072), fsdp=4) == P(None, "fsdp")
+  assert parallel.leaf_spec((1000, 3), fsdp=8) == P("fsdp", None)  # 3 does not divide
+  assert parallel.leaf_spec((7, 9, 33), fsdp=2) == P()  # nothing divides
+  assert parallel.leaf_spec((128,), fsdp=2) == P()  # small: replicated
+  assert parallel.leaf_spec((3, 3, 64, 128), fsdp=1) == P()
+
+
+def test_mesh_errors_name_the_fix():
+  with pytest.raises(parallel.ParallelError, match="mesh.fsdp=3 does not divide the 1 devices"):
+    parallel.create_mesh(fsdp=3)
+  mesh = parallel.create_mesh(fsdp=1)
+  assert mesh.axis_names == ("data", "fsdp") and mesh.size == jax.device_count()
+
+
+def test_distributed_setup_from_flags_and_environment(monkeypatch):
+  for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
+              "SLURM_NTASKS", "SLURM_STEP_ID", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE"):
+    monkeypatch.delenv(var, raising=False)
+  assert parallel.initialize_distributed() == "1 process"
+  assert parallel.initialize_distributed(num_processes=1) == "1 process"
+  with pytest.raises(parallel.ParallelError, match="needs all of --coordinator_address"):
+    parallel.initialize_distributed(num_processes=2)
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+  monkeypatch.setenv("JAX_PROCESS_ID", "2")
+  with pytest.raises(parallel.ParallelError, match=r"--process_id=2 must be in \[0, 2\)"):
+    parallel.initialize_distributed("localhost:1234")
+  # What JAX's auto-detection would pick up.
+  monkeypatch.setenv("SLURM_NTASKS", "4")
+  assert parallel._multi_process_env() is None  # the batch script itself, not srun
+  monkeypatch.setenv("SLURM_STEP_ID", "0")
+  assert parallel._multi_process_env() == "SLURM"
+  monkeypatch.setenv("SLURM_NTASKS", "1")
+  monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t-0,t-1")
+  assert parallel._multi_process_env() == "Cloud TPU pod"
+
+
+def _env(devices):
+  return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+              JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+
+
+@pytest.mark.parametrize("check", ["ghost_bn", "fsdp_shardings"])
+def test_on_four_devices(check):
+  proc = subprocess.run([sys.executable, "tests/multidevice_checks.py", check], cwd=ROOT,
+                        env=_env(4), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0 and f"{check} ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def _losses(workdir):
+  return [r["train_loss"] for r in test_train.rows(workdir) if "train_loss" in r]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+  """2 processes x 1 device = 1 process x 1 device, same global batch; one set of files."""
+  one = tmp_path / "one"
+  test_train.run(test_train.TINY_BN, one, devices=1)
+  two = tmp_path / "two"
+  port = _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, "train.py", *test_train.TINY_BN, "--workdir", str(two),
+       "--coordinator_address", f"localhost:{port}", "--num_processes", "2",
+       "--process_id", str(i)], cwd=ROOT, env=_env(1), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, out[-2000:] + err[-3000:]
+  assert "process 0 of 2" in outs[0][0] and "2 device(s)" in outs[0][0]
+  assert outs[1][0].count("[train]") == 0  # only process 0 prints and writes
+  np.testing.assert_allclose(_losses(two), _losses(one), atol=1e-5, rtol=0)
+  assert len(test_train.rows(two)) == len(test_train.rows(one))  # written once
+  a = json.loads((one / "summary.json").read_text())
+  b = json.loads((two / "summary.json").read_text())
+  assert b["processes"] == 2 and b["eval_loss"] == pytest.approx(a["eval_loss"], abs=1e-5)
+  assert sorted(os.listdir(two / "checkpoints")) == sorted(os.listdir(one / "checkpoints"))
