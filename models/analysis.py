@@ -52,9 +52,26 @@ def _subjaxprs(eqn) -> Iterator[Any]:
         yield item
 
 
-def _eqn_macs(eqn) -> int:
+def _constants(jaxpr, constant_in: Sequence[bool] = ()) -> set:
+  """Variables whose values do not depend on the inputs (weights or images), inner
+  jaxprs included: e.g. the identity kernel with which a locally connected layer
+  extracts its patches. A convolution by such a kernel is data movement, not MACs."""
+  const = set(jaxpr.constvars)
+  const.update(v for v, c in zip(jaxpr.invars, constant_in) if c)
+  for eqn in jaxpr.eqns:
+    flags = [isinstance(a, jex_core.Literal) or a in const for a in eqn.invars]
+    for sub in _subjaxprs(eqn):
+      const |= _constants(sub, flags if len(sub.invars) == len(flags) else ())
+    if all(flags):
+      const.update(eqn.outvars)
+  return const
+
+
+def _eqn_macs(eqn, constants: set = frozenset()) -> int:
   name = eqn.primitive.name
   if name == "conv_general_dilated":
+    if eqn.invars[1] in constants:
+      return 0  # a fixed kernel: patch extraction or a fixed filter, not a layer
     lhs, rhs = (v.aval for v in eqn.invars)
     out = eqn.outvars[0].aval
     dn = eqn.params["dimension_numbers"]
@@ -71,16 +88,16 @@ def _eqn_macs(eqn) -> int:
   return 0
 
 
-def _jaxpr_macs(jaxpr) -> int:
+def _jaxpr_macs(jaxpr, constants: set = frozenset()) -> int:
   total = 0
   for eqn in jaxpr.eqns:
-    total += _eqn_macs(eqn)
+    total += _eqn_macs(eqn, constants)
     for sub in _subjaxprs(eqn):
       # A loop body runs several times; no model here traces to a loop, so refuse
       # rather than guess.
       if eqn.primitive.name in ("while", "scan"):
         raise NotImplementedError("count_macs does not count inside loops")
-      total += _jaxpr_macs(sub)
+      total += _jaxpr_macs(sub, constants)
   return total
 
 
@@ -102,7 +119,7 @@ def count_macs(model, input_shape: tuple[int, ...], train: bool = False) -> int:
   Pass a batch of 1 for the per-image figure the papers quote.
   """
   closed, _ = _trace(model, input_shape)
-  return _jaxpr_macs(closed.jaxpr)
+  return _jaxpr_macs(closed.jaxpr, _constants(closed.jaxpr))
 
 
 # ------------------------------------------------------------------- receptive fields
@@ -527,7 +544,8 @@ def _call_jaxpr(eqn):
 
 
 def _walk(jaxpr, env: dict, owners: dict, prefix: tuple[str, ...],
-          steps: list[_Step], root: str | None = None) -> None:
+          steps: list[_Step], root: str | None = None,
+          constants: set = frozenset()) -> None:
   """Follows ``jaxpr`` equation by equation, inlining calls (whose name stacks are
   relative to the call's); appends one step per primitive. ``env`` maps variables to
   fields, ``owners`` to parameter arrays."""
@@ -539,7 +557,7 @@ def _walk(jaxpr, env: dict, owners: dict, prefix: tuple[str, ...],
       inner = {v: x for v, x in zip(sub.invars, ins)}
       inner_owners = {v: owners[a] for v, a in zip(sub.invars, eqn.invars)
                       if not isinstance(a, jex_core.Literal) and a in owners}
-      _walk(sub, inner, inner_owners, path, steps)
+      _walk(sub, inner, inner_owners, path, steps, constants=constants)
       outs = [_read(inner, v) for v in sub.outvars]
     else:
       try:
@@ -547,7 +565,8 @@ def _walk(jaxpr, env: dict, owners: dict, prefix: tuple[str, ...],
       except _Lost as e:
         where = "/".join(path) or "the model's top level"
         outs = [Unknown(f"{e} ({eqn.primitive.name} in {where})")] * len(eqn.outvars)
-      macs = _eqn_macs(eqn) + sum(_jaxpr_macs(s) for s in _subjaxprs(eqn))
+      macs = _eqn_macs(eqn, constants) + sum(_jaxpr_macs(s, constants)
+                                             for s in _subjaxprs(eqn))
       params = 0
       for a in eqn.invars:
         owner = None if isinstance(a, jex_core.Literal) else owners.get(a)
@@ -702,7 +721,8 @@ def analyze(model, input_shape: tuple[int, ...], depth: int = 1) -> Report:
       owners[var] = _Params(math.prod(leaf.shape))
   env: dict = {jaxpr.invars[len(leaves)]: Field((Dim(1, 1, 1), Dim(2, 1, 1)))}
   steps: list[_Step] = []
-  _walk(jaxpr, env, owners, (), steps, root=type(model).__name__)
+  _walk(jaxpr, env, owners, (), steps, root=type(model).__name__,
+        constants=_constants(jaxpr))
   layers = tuple(
       Layer(_format_path(s.path), op, _shape(s.eqn.outvars[0]), s.macs, s.out)
       for s in steps if (op := _layer_op(s)) is not None)

@@ -221,3 +221,12 @@ def test_cli_errors_are_one_line(capsys):
     ("densenet121", (224, 3, 1000))])
 def test_canonical_inputs(name, expected):
   assert model_report.canonical_input(name) == expected
+
+
+def test_locally_connected_patch_extraction_is_not_counted():
+  """LeCun 1989's net-3 extracts patches with a fixed identity-kernel convolution; only
+  its weighted connections are multiply-adds (paper: 1,226 connections with biases)."""
+  model = models.create_model("lecun1989_net3", num_classes=10)
+  macs = analysis.count_macs(model, (1, 16, 16, 1))
+  assert macs == 1136  # 1,226 connections less the 90 biases
+  assert analysis.analyze(model, (1, 16, 16, 1)).macs == macs
