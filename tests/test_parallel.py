@@ -60,9 +60,7 @@ def test_distributed_setup_from_flags_and_environment(monkeypatch):
   assert parallel._multi_process_env() == "Cloud TPU pod"
 
 
-def _env(devices):
-  return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-              JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+_env = test_train.cpu_env
 
 
 @pytest.mark.parametrize("check", ["ghost_bn", "fsdp_shardings"])
@@ -82,25 +80,46 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_match_one(tmp_path):
-  """2 processes x 1 device = 1 process x 1 device, same global batch; one set of files."""
-  one = tmp_path / "one"
-  test_train.run(test_train.TINY_BN, one, devices=1)
-  two = tmp_path / "two"
+def _two_processes(args, workdir, devices_each):
   port = _free_port()
   procs = [subprocess.Popen(
-      [sys.executable, "train.py", *test_train.TINY_BN, "--workdir", str(two),
+      [sys.executable, "train.py", *args, "--workdir", str(workdir),
        "--coordinator_address", f"localhost:{port}", "--num_processes", "2",
-       "--process_id", str(i)], cwd=ROOT, env=_env(1), stdout=subprocess.PIPE,
+       "--process_id", str(i)], cwd=ROOT, env=_env(devices_each), stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True) for i in range(2)]
-  outs = [p.communicate(timeout=300) for p in procs]
+  outs = [p.communicate(timeout=600) for p in procs]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, out[-2000:] + err[-3000:]
-  assert "process 0 of 2" in outs[0][0] and "2 device(s)" in outs[0][0]
-  assert outs[1][0].count("[train]") == 0  # only process 0 prints and writes
-  np.testing.assert_allclose(_losses(two), _losses(one), atol=1e-5, rtol=0)
+  return [out for out, _ in outs]
+
+
+def test_devices_processes_and_fsdp_match_one_device(tmp_path):
+  """The same global batch on 1 device, on 2 processes x 4 devices (8 on the data axis),
+  and on 8 devices as 4 (data) x 2 (fsdp: parameters split), whose checkpoint then
+  resumes on 1 device: the same losses (1e-5), one set of files."""
+  train = test_train.TINY_BN
+  one = tmp_path / "one"
+  test_train.run(train, one, devices=1)
+  a = _losses(one)
+  assert len(a) == 8 and a[-1] < a[0]  # 256 // 32 steps, every one logged; it trains
+  eval_losses = lambda w: [r["eval_loss"] for r in test_train.rows(w) if "eval_loss" in r]
+
+  two = tmp_path / "two"
+  outs = _two_processes(train, two, devices_each=4)
+  assert "process 0 of 2" in outs[0] and "8 device(s)" in outs[0]
+  assert outs[1].count("[train]") == 0  # only process 0 prints and writes
+  np.testing.assert_allclose(_losses(two), a, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(eval_losses(two), eval_losses(one), atol=1e-5, rtol=0)
   assert len(test_train.rows(two)) == len(test_train.rows(one))  # written once
-  a = json.loads((one / "summary.json").read_text())
-  b = json.loads((two / "summary.json").read_text())
-  assert b["processes"] == 2 and b["eval_loss"] == pytest.approx(a["eval_loss"], abs=1e-5)
+  assert json.loads((two / "summary.json").read_text())["processes"] == 2
   assert sorted(os.listdir(two / "checkpoints")) == sorted(os.listdir(one / "checkpoints"))
+
+  split = tmp_path / "split"
+  fsdp = test_train.run(train + ["--config.mesh.fsdp=2", "--config.stop_after_steps=4"],
+                        split, devices=8)
+  assert "parameter arrays split over 2 devices" in fsdp.stdout
+  np.testing.assert_allclose(_losses(split), a[:4], atol=1e-5, rtol=0)
+  proc = test_train.run(train, split, devices=1)
+  assert "resumed from" in proc.stdout and "(step 4/8)" in proc.stdout
+  np.testing.assert_allclose(_losses(split), a, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(eval_losses(split), eval_losses(one), atol=1e-5, rtol=0)
