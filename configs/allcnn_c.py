@@ -13,6 +13,9 @@ per-channel standardisation instead (no ZCA in this pipeline). "With augmentatio
   python train.py --config configs/allcnn_c.py --workdir runs/allcnn_c
   python train.py --config configs/allcnn_c.py:maxpool --workdir runs/allcnn_c_maxpool
   python train.py --config configs/allcnn_c.py:augment --workdir runs/allcnn_c_aug
+  # Max-pooling against strided convolution (get_sweep below), both models, one command
+  # (on GPUs: --runner gpus; 3 seeds: --grid seed=0,1,2):
+  python launch/sweep.py --config configs/allcnn_c.py --sweep_dir runs/allcnn_pooling
 
 Arguments (comma-separated): ``maxpool``, ``augment``, ``tiny`` (seconds, synthetic).
 """
@@ -50,3 +53,11 @@ def get_config(arg=None):
     c.eval_batch_size = 64
     c.decay_epochs = ()
   return c
+
+
+def get_sweep(arg=None):
+  """The paper's comparison: All-CNN-C (stride-2 convolutions) against model C
+  (max-pooling), the same recipe otherwise; ``augment`` and ``tiny`` apply to both."""
+  del arg  # get_config reads it
+  return [{"name": "allcnn_c_strided", "model": "allcnn_c"},
+          {"name": "allcnn_c_maxpool", "model": "allcnn_c_maxpool"}]

@@ -56,10 +56,13 @@ Each study takes about 2.5 min.
   python train.py --config configs/lecun1989_nets.py:net=3 --workdir runs/lecun1989_net3
   # All five, 3 seeds, with a table and a plot:
   python tools/lecun1989_study.py --data usps --seeds 3
+  # The same study as a sweep (get_sweep below: 15 train.py runs, then a table and plots):
+  python launch/sweep.py --config configs/lecun1989_nets.py --sweep_dir runs/lecun1989
 
 Arguments (comma-separated): ``net=N`` (1..5), ``digits`` (scikit-learn's digits, offline:
 8x8 upsampled to 16x16, 1,347 train / 450 test, also cut to 320), ``tiny`` (a few seconds:
-40 examples, 1 pass; synthetic data unless ``digits`` is given; for tests).
+40 examples, 1 pass; synthetic data unless ``digits`` is given; for tests), ``seeds=N``
+(the sweep's seeds per net, default 3; ``get_config`` ignores it).
 """
 
 import os
@@ -108,3 +111,14 @@ def get_config(arg=None):
     c.eval_every_epochs = 1
     c.checkpoint_every_epochs = 1
   return c
+
+
+def get_sweep(arg=None):
+  """The study: the five nets x seeds 0..N-1 (``seeds=N``, default 3), one run each.
+
+  The same recipe and 320 training digits as tools/lecun1989_study.py, so the numbers
+  agree with its table; ``digits`` and ``tiny`` apply to every run (through get_config).
+  """
+  seeds = int(common.parse_arg(arg).get("seeds", 3))
+  return [{"name": f"net{net}_seed{seed}", "model": f"lecun1989_net{net}", "seed": seed}
+          for net in range(1, NUM_NETS + 1) for seed in range(seeds)]
