@@ -25,8 +25,8 @@ the in-memory host pipeline: it needs the streaming one, or
   # Seconds on a CPU: VGG-11 at 1/8 width, 32x32 synthetic data.
   python train.py --config configs/vgg.py:tiny --workdir /tmp/vgg_tiny
   # The BatchNorm ablation (get_sweep below): BN off and on, at lr 0.01 and 0.05, VGG-11 at
-  # 1/4 width on 10,000 Fashion-MNIST images padded to 32x32, 5 epochs; minutes per run
-  # on a CPU.
+  # 1/4 width on 10,000 Fashion-MNIST images padded to 32x32, 5 epochs; a few minutes per
+  # run on a 2-core CPU (estimated from 300-400 img/s; not timed end to end).
   python launch/sweep.py --config configs/vgg.py --sweep_dir runs/vgg_bn
 
 Arguments (comma-separated): ``depth=11|13|16|19`` (default 11), ``bn`` (BatchNorm after
