@@ -16,7 +16,9 @@ import functools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any, Sequence
 
@@ -307,7 +309,13 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
   return config, args
 
 
+def _interrupt(signum, frame):
+  raise KeyboardInterrupt  # SIGTERM (scancel, Kubernetes, preemption) saves like Ctrl-C
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _interrupt)
   try:
     config, args = parse_args(sys.argv[1:] if argv is None else argv)
     setup = parallel.initialize_distributed(args.coordinator_address, args.num_processes,

@@ -63,6 +63,20 @@ def test_distributed_setup_from_flags_and_environment(monkeypatch):
 _env = test_train.cpu_env
 
 
+def test_slurm_one_task_per_node_drives_all_gpus(monkeypatch):
+  for var in ("JAX_LOCAL_DEVICE_IDS", "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE"):
+    monkeypatch.delenv(var, raising=False)
+  monkeypatch.setenv("SLURM_STEP_ID", "0")
+  monkeypatch.setenv("SLURM_GPUS_ON_NODE", "8")
+  monkeypatch.setenv("SLURM_TASKS_PER_NODE", "1(x2)")
+  assert parallel._slurm_node_gpus() == list(range(8))
+  monkeypatch.setenv("SLURM_TASKS_PER_NODE", "8(x2)")  # one task per GPU: JAX's default
+  assert parallel._slurm_node_gpus() is None
+  monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "1")
+  monkeypatch.setenv("JAX_LOCAL_DEVICE_IDS", "0,1")  # set by the user: left alone
+  assert parallel._slurm_node_gpus() is None
+
+
 @pytest.mark.parametrize("check", ["ghost_bn", "fsdp_shardings"])
 def test_on_four_devices(check):
   proc = subprocess.run([sys.executable, "tests/multidevice_checks.py", check], cwd=ROOT,

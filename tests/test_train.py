@@ -131,3 +131,20 @@ def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
   assert proc.returncode == 2
   assert "cannot restore the checkpoint" in proc.stderr and str(ckpt) in proc.stderr
   assert ckpt.exists() and any(files for _, _, files in os.walk(ckpt))
+
+
+def test_sigterm_saves_a_checkpoint_and_resumes(tmp_path):
+  """scancel, Kubernetes and preemption send SIGTERM: the run saves, as on Ctrl-C."""
+  w = tmp_path / "w"
+  proc = subprocess.Popen([sys.executable, "train.py", *DIGITS, "--config.num_epochs=50",
+                           "--workdir", str(w)], cwd=ROOT, env=cpu_env(1),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  for line in proc.stdout:  # wait until it trains
+    if line.startswith("[train]"):
+      break
+  proc.terminate()
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err[-2000:]
+  assert "checkpoint saved" in out
+  saved = [int(s) for s in os.listdir(w / "checkpoints") if s.isdigit()]
+  assert len(saved) == 1 and 0 < saved[0] < 50 * 42

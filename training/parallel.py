@@ -47,6 +47,17 @@ def _multi_process_env() -> str | None:
   return None
 
 
+def _slurm_node_gpus() -> list[int] | None:
+  """All of the node's GPUs when SLURM runs one task per node with several GPUs."""
+  if "JAX_LOCAL_DEVICE_IDS" in os.environ or "SLURM_STEP_ID" not in os.environ:
+    return None
+  tasks = os.environ.get("SLURM_NTASKS_PER_NODE", os.environ.get("SLURM_TASKS_PER_NODE", ""))
+  gpus = os.environ.get("SLURM_GPUS_ON_NODE", "").rpartition(":")[2]
+  if tasks.split("(")[0] != "1" or not gpus.isdigit() or int(gpus) < 2:
+    return None
+  return list(range(int(gpus)))
+
+
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None,
                            process_id: int | None = None) -> str:
@@ -75,7 +86,9 @@ def initialize_distributed(coordinator_address: str | None = None,
     cluster = _multi_process_env()
     if cluster is None:
       return "1 process"
-    jax.distributed.initialize()  # JAX reads the cluster's own environment
+    # JAX reads the cluster's own environment, but under SLURM it gives each process
+    # only the GPU numbered by its local rank; one task per node must drive them all.
+    jax.distributed.initialize(local_device_ids=_slurm_node_gpus())
     how = f"auto-detected {cluster}"
   return (f"process {jax.process_index()} of {jax.process_count()} ({how}); "
           f"{jax.local_device_count()} local of {jax.device_count()} devices")
