@@ -12,6 +12,7 @@ resumes from the latest checkpoint and ends exactly where an uninterrupted run w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import math
@@ -33,6 +34,7 @@ import input_pipeline
 import models
 from training import checkpoint as checkpoint_lib
 from training import config as config_lib
+from training import data as data_lib
 from training import logger as logger_lib
 from training import optim
 from training import parallel
@@ -48,24 +50,7 @@ USER_ERRORS = (config_lib.ConfigError, input_pipeline.DatasetError, models.Unkno
                checkpoint_lib.CheckpointError, TrainingError, pretrained.PretrainedError,
                parallel.ParallelError)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def input_stats(config: ml_collections.ConfigDict, ds) -> tuple[tuple[float, ...], ...]:
-  """Per-channel mean and std used to normalise the raw [0, 255] pixels."""
-  channels = ds.image_shape[-1]
-  if config.normalization == "dataset":
-    return tuple(ds.mean), tuple(ds.std)
-  if config.normalization == "symmetric":  # [-1, 1], LeCun's input range
-    return (0.5,) * channels, (0.5,) * channels
-  if config.normalization == "imagenet":  # what torchvision and timm weights expect
-    if channels != 3:
-      raise config_lib.ConfigError(
-          f"normalization='imagenet' needs 3-channel images; {ds.name} has {channels}")
-    return IMAGENET_MEAN, IMAGENET_STD
-  return (0.0,) * channels, (1.0,) * channels  # "unit": [0, 1]
 
 
 def init_from_pretrained(config: ml_collections.ConfigDict, model, state, ds, shardings):
@@ -101,14 +86,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           f"{field}={config[field]} does not divide over {mesh.size} devices; use a multiple "
           f"of {mesh.size} (e.g. --config.{field}={mesh.size * max(1, config[field] // mesh.size)})")
 
-  # Data: loaded once on the host, then kept on the accelerator.
-  ds = input_pipeline.load_dataset(
-      config.dataset, data_dir=config.data_dir, image_size=config.image_size, pad=config.pad,
-      synthetic=config.synthetic.to_dict() if config.dataset == "synthetic" else None,
-      download=config.download)
-  if config.num_train_examples:
-    ds = input_pipeline.train_subset(ds, config.num_train_examples)
-  num_train = len(ds.train_labels)
+  # Data: kept on the accelerator (small datasets) or streamed by a host pipeline.
+  rng = jax.random.key(config.seed)
+  init_rng, data_rng, step_rng = jax.random.split(rng, 3)
+  source = data_lib.open_source(config, mesh, data_rng)
+  ds = source.info
+  num_train = ds.num_train
   if config.batch_size > num_train:
     raise TrainingError(f"batch_size={config.batch_size} is larger than the {num_train} "
                         f"training examples of {ds.name}; lower --config.batch_size")
@@ -119,9 +102,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   log_every = config.log_every_steps or -(-steps_per_epoch // 4)  # four rows per epoch
   say = print if primary else (lambda *a, **k: None)
   fsdp = f", parameters split over {config.mesh.fsdp}" if config.mesh.fsdp > 1 else ""
-  say(f"data: {ds.name}: {num_train} train / {len(ds.test_labels)} test images of "
-      f"{ds.image_shape}, {ds.num_classes} classes; {mesh.size} device(s) "
-      f"({jax.devices()[0].platform}){fsdp}", flush=True)
+  say(f"data: {ds.name}: {num_train} train / {ds.num_test} test images of "
+      f"{ds.image_shape}, {ds.num_classes} classes, {source.description}; {mesh.size} "
+      f"device(s) ({jax.devices()[0].platform}){fsdp}", flush=True)
 
   # Model, optimizer and state.
   try:
@@ -131,12 +114,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     raise config_lib.ConfigError(f"config.model_kwargs: {e}") from None
   schedule = optim.create_schedule(config, steps_per_epoch)
   tx = optim.create_optimizer(config, schedule)
-  rng = jax.random.key(config.seed)
-  init_rng, data_rng, step_rng = jax.random.split(rng, 3)
-  init_fn = functools.partial(steps_lib.init_state, model, tx, image_shape=ds.image_shape)
-  abstract = jax.eval_shape(init_fn, init_rng)
+  init_fn = functools.partial(steps_lib.init_state, model, tx, image_shape=ds.image_shape,
+                              ema=bool(config.ema_decay))
+  try:
+    abstract = jax.eval_shape(init_fn, init_rng)
+  except optim.LayerDecayError as e:
+    raise config_lib.ConfigError(f"config.layer_decay: {e}") from None
   num_params = sum(x.size for x in jax.tree.leaves(abstract.params))
-  say(f"model: {config.model}: {num_params:,} parameters, compute {config.dtype}", flush=True)
+  say(f"model: {config.model}: {num_params:,} parameters, compute {config.dtype}; "
+      f"peak learning rate {optim.peak_learning_rate(config):.4g}"
+      + (f" ({config.learning_rate:g} per {config.lr_base_batch_size} images)"
+         if config.lr_base_batch_size else "")
+      + (f"; {config.grad_accum_steps} micro-batches of "
+         f"{config.batch_size // config.grad_accum_steps} per step"
+         if config.grad_accum_steps > 1 else ""), flush=True)
   state_sharding = parallel.state_shardings(abstract, mesh)
   if config.mesh.fsdp > 1:
     split = [s for s in jax.tree.leaves(state_sharding.params) if s.spec != P()]
@@ -158,33 +149,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start_step = int(state.step)
 
   # Compiled steps. The state is donated: updated in place on the device.
-  mean, std = input_stats(config, ds)
+  mean, std = data_lib.normalization_stats(config, ds)
+  a = config.augment
   step_cfg = steps_lib.StepConfig(
       loss=config.loss, label_smoothing=config.label_smoothing,
-      crop_padding=config.augment.crop_padding, crop_mode=config.augment.crop_mode,
-      flip=config.augment.flip, erase_prob=config.augment.random_erasing, mean=mean, std=std,
-      aux_loss_weight=config.aux_loss_weight, batchnorm_stats=config.batchnorm_stats)
+      crop_padding=a.crop_padding, crop_mode=a.crop_mode, flip=a.flip,
+      erase_prob=a.random_erasing, erase_mode=a.erase_mode, mean=mean, std=std,
+      aux_loss_weight=config.aux_loss_weight, batchnorm_stats=config.batchnorm_stats,
+      inception_crop=a.inception_crop, crop_scale=tuple(a.crop_scale),
+      crop_ratio=tuple(a.crop_ratio), resize_method=a.resize_method,
+      rand_augment=a.rand_augment, color_jitter=a.color_jitter,
+      eval_crop_pct=a.eval_crop_pct, mixup_alpha=a.mixup, cutmix_alpha=a.cutmix,
+      mixup_prob=a.mixup_prob, mixup_switch_prob=a.mixup_switch_prob,
+      num_classes=ds.num_classes, grad_accum_steps=config.grad_accum_steps,
+      ema_decay=config.ema_decay, ema_warmup=config.ema_warmup)
+  step_cfg = dataclasses.replace(step_cfg, **source.step_config_overrides())
   shard_batch = lambda tree: jax.tree.map(
       lambda x: jax.lax.with_sharding_constraint(x, parallel.batch_sharding(mesh)), tree)
   train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng, shard_batch, mesh)
-  eval_step = steps_lib.make_eval_step(model, step_cfg, shard_batch)
-  train_fn = jax.jit(
-      steps_lib.device_train_loop(train_step, config.batch_size, steps_per_epoch),
-      donate_argnums=(0, 1), static_argnums=(4,), out_shardings=(state_sharding, replicated))
-  eval_fn = jax.jit(steps_lib.device_eval_step(eval_step, config.eval_batch_size),
-                    donate_argnums=(1,), out_shardings=replicated)
-  perm_fn = jax.jit(functools.partial(input_pipeline.epoch_permutation, num_examples=num_train),
-                    out_shardings=replicated)
-  data = input_pipeline.put_on_mesh(ds, mesh)
-  num_eval = input_pipeline.num_eval_batches(len(ds.test_labels), config.eval_batch_size)
+  eval_steps = {"raw": steps_lib.make_eval_step(model, step_cfg, shard_batch)}
+  if config.ema_decay:
+    eval_steps["ema"] = steps_lib.make_eval_step(model, step_cfg, shard_batch, use_ema=True)
+  source.compile(train_step, eval_steps, state_sharding)
 
   def evaluate(state) -> dict[str, float]:
-    acc = steps_lib.zero_metrics(steps_lib.EVAL_METRICS)
-    for i in range(num_eval):
-      acc = eval_fn(state, acc, data, i)
-    m = jax.device_get(acc)
-    return {"eval_loss": float(m["loss"] / m["count"]), "eval_top1": float(m["top1"] / m["count"]),
-            "eval_top5": float(m["top5"] / m["count"]), "eval_count": float(m["count"])}
+    out = {}
+    for which in eval_steps:
+      m = jax.device_get(source.evaluate(state, which))
+      prefix = "" if which == "raw" else "ema_"
+      out.update({f"{prefix}eval_loss": float(m["loss"] / m["count"]),
+                  f"{prefix}eval_top1": float(m["top1"] / m["count"]),
+                  f"{prefix}eval_top5": float(m["top5"] / m["count"])})
+      if which == "raw":
+        out["eval_count"] = float(m["count"])
+    return out
 
   logger = logger_lib.MetricsLogger(workdir, total_steps, resume_step=start_step,
                                     primary=primary)
@@ -196,23 +194,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # The loop. The host only waits on the device at log, eval and checkpoint points.
   acc = steps_lib.zero_metrics(steps_lib.TRAIN_METRICS)
-  step, perm, perm_epoch = start_step, None, None
+  step = start_step
   t_log, step_log = time.time(), start_step
   last_loss, stopped = 0.0, False
   t_start = time.time()
   try:
     while step < total_steps:
       epoch = step // steps_per_epoch
-      if epoch != perm_epoch:
-        perm, perm_epoch = perm_fn(data_rng, epoch), epoch
       # Run up to the next log point, epoch end or stop, all on the device.
       in_epoch = step - epoch * steps_per_epoch
       num = min(log_every - in_epoch % log_every, steps_per_epoch - in_epoch)
       if config.stop_after_steps:
         num = min(num, start_step + config.stop_after_steps - step)
-      if not config.device_loop:
+      if not source.device_loop:
         num = 1
-      state, acc = train_fn(state, acc, data, perm, num)
+      state, acc = source.train(state, acc, step, num)
       first_call = step == start_step
       step += num
       if first_call:
@@ -255,6 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   save(step, state, last_loss)  # the final (or stopping) checkpoint
   checkpointer.close()
+  source.close()
   wall = time.time() - t_start
   evals = [r for r in logger.rows if "eval_top1" in r]
   if stopped:
@@ -273,7 +270,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
              "platform": jax.devices()[0].platform,
              "image_shape": list(ds.image_shape), "num_classes": ds.num_classes}
   if evals:
-    summary.update({k: evals[-1][k] for k in ("eval_loss", "eval_top1", "eval_top5")})
+    summary.update({k: v for k, v in evals[-1].items()
+                    if k.startswith(("eval_", "ema_eval_")) and k != "eval_count"})
   if primary:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)

@@ -41,12 +41,36 @@ def base() -> ml_collections.ConfigDict:
   c.synthetic = ml_collections.ConfigDict(dict(
       shape=(32, 32, 3), num_classes=10, num_train=1024, num_test=256, seed=0))
 
-  # Augmentation, inside the compiled step.
+  # Input pipeline: "device" keeps the whole dataset on the accelerator and augments
+  # inside the compiled step; "host" streams it from TFDS through tf.data (ImageNet:
+  # decode, crop, flip, RandAugment on the CPUs); "auto" picks host for datasets too
+  # large to hold in memory.
+  c.input_pipeline = "auto"  # auto | device | host
+  c.host = ml_collections.ConfigDict(dict(
+      shuffle_buffer=16_384,  # examples per process
+      prefetch=2))  # global batches in flight on the devices
+
+  # Augmentation (timm's names in brackets). Device-resident data: all of it inside the
+  # compiled step. Host pipeline: crop, flip, RandAugment and colour jitter on the host;
+  # erasing and Mixup/CutMix in the step.
   c.augment = ml_collections.ConfigDict(dict(
       crop_padding=0,  # random crop after padding = translation by up to this many pixels
       crop_mode="constant",  # constant (zero = background) | reflect | edge
-      flip=False,  # horizontal flip (not for digits)
-      random_erasing=0.0))  # probability of erasing a random rectangle (Zhong et al. 2017)
+      # Random-resized ("Inception") crop to image_size, instead of the translation.
+      inception_crop=False,
+      crop_scale=(0.08, 1.0),  # area fraction [scale]
+      crop_ratio=(3 / 4, 4 / 3),  # aspect ratio [ratio]
+      resize_method="bilinear",  # bilinear | bicubic [interpolation]
+      flip=False,  # horizontal flip (not for digits) [hflip 0.5]
+      rand_augment="",  # e.g. "rand-m9-mstd0.5-inc1" (timm's spec); "" = off [aa]
+      color_jitter=0.0,  # brightness/contrast/saturation strength; unused with RA [color_jitter]
+      random_erasing=0.0,  # probability of erasing a random rectangle [reprob]
+      erase_mode="uniform",  # uniform (Zhong et al. 2017) | pixel (timm) [remode]
+      mixup=0.0,  # Mixup alpha [mixup]
+      cutmix=0.0,  # CutMix alpha [cutmix]
+      mixup_prob=1.0,  # probability of mixing a batch [mixup_prob]
+      mixup_switch_prob=0.5,  # CutMix instead of Mixup when both are on [mixup_switch_prob]
+      eval_crop_pct=0.0))  # > 0: evaluate resize(image_size / pct) + centre crop [crop_pct]
 
   # Optimisation.
   c.num_epochs = 10
@@ -54,16 +78,23 @@ def base() -> ml_collections.ConfigDict:
   c.eval_batch_size = 512
   c.loss = "cross_entropy"  # cross_entropy | mse (squared error on +-1 targets)
   c.label_smoothing = 0.0
+  c.grad_accum_steps = 1  # run each batch as this many micro-batches (big batches, 1 GPU)
+  c.ema_decay = 0.0  # moving average of the weights, evaluated too (ConvNeXt 0.9999); 0: off
+  c.ema_warmup = False  # decay min(ema_decay, (1 + step) / (10 + step)) (timm's warm-up)
   c.aux_loss_weight = 0.3  # auxiliary classifiers' loss weight (GoogLeNet; paper: 0.3)
-  c.optimizer = "sgd"  # sgd | adam | adamw | rmsprop
+  c.optimizer = "sgd"  # sgd | adam | adamw | lamb | rmsprop
   c.learning_rate = 0.1
+  # Linear scaling rule: learning_rate is for batches of this size, and the rate used is
+  # learning_rate * batch_size / lr_base_batch_size. 0: learning_rate as is.
+  c.lr_base_batch_size = 0
+  c.layer_decay = 0.0  # layer-wise lr decay: layer l gets decay ** (L + 1 - l); 0 = off
   c.momentum = 0.9  # sgd, rmsprop
   c.nesterov = False  # sgd
   c.b1 = 0.9  # adam, adamw
   c.b2 = 0.999
   c.rms_decay = 0.9  # rmsprop: decay of the mean square
   c.eps = 1e-8  # adam, adamw, rmsprop (TF-slim's MobileNet/Inception runs used 1.0)
-  c.weight_decay = 0.0  # on kernels only; L2 for sgd/adam/rmsprop, decoupled for adamw
+  c.weight_decay = 0.0  # on kernels only; L2 for sgd/adam/rmsprop, decoupled for adamw/lamb
   c.grad_clip_norm = 0.0  # clip the gradients' global norm to this (0: off; ViT 1.0)
   c.schedule = "cosine"  # constant | step | cosine
   c.warmup_epochs = 0.0  # linear warm-up from 0
@@ -83,6 +114,53 @@ def base() -> ml_collections.ConfigDict:
   c.device_loop = False
   c.stop_after_steps = 0  # stop this run early (then resume), e.g. for time-limited jobs
   return c
+
+
+def convnext_recipe(c: ml_collections.ConfigDict, batch_size: int = 4096,
+                    num_epochs: int = 300) -> None:
+  """ConvNeXt's ImageNet-1k training recipe (Liu et al. 2022, arXiv 2201.03545, Table 5
+  and the official code's defaults), set on ``c`` in place.
+
+  AdamW (0.9, 0.999), lr 4e-3 per 4096 images (linear scaling rule), weight decay 0.05
+  on kernels, 20 warm-up epochs (scaled with ``num_epochs``) then cosine to 1e-6, label
+  smoothing 0.1, no gradient clipping; random-resized crops (8-100%, 3/4-4/3) with
+  bicubic resizing, flips, RandAugment rand-m9-mstd0.5-inc1, Mixup 0.8, CutMix 1.0
+  (switch 0.5, every batch), random erasing 0.25 (timm's per-pixel mode), EMA 0.9999,
+  stochastic depth 0.1 (the model's ``drop_path_rate``); evaluation at crop 0.875.
+
+  Colour jitter 0.4 is set as the paper lists it, but like timm (whose transform the
+  official code uses) it is not applied when RandAugment is on.
+  """
+  c.num_epochs = num_epochs
+  c.batch_size = batch_size
+  c.optimizer = "adamw"
+  c.learning_rate = 4e-3
+  c.lr_base_batch_size = 4096
+  c.b1, c.b2, c.eps = 0.9, 0.999, 1e-8
+  c.weight_decay = 0.05
+  c.grad_clip_norm = 0.0
+  c.schedule = "cosine"
+  c.warmup_epochs = 20.0 * num_epochs / 300
+  c.min_learning_rate = 1e-6
+  c.label_smoothing = 0.1
+  c.ema_decay = 0.9999
+  c.model_kwargs.drop_path_rate = 0.1
+  a = c.augment
+  a.inception_crop = True
+  a.crop_padding = 0
+  a.crop_scale = (0.08, 1.0)
+  a.crop_ratio = (3 / 4, 4 / 3)
+  a.resize_method = "bicubic"
+  a.flip = True
+  a.rand_augment = "rand-m9-mstd0.5-inc1"
+  a.color_jitter = 0.4
+  a.random_erasing = 0.25
+  a.erase_mode = "pixel"
+  a.mixup = 0.8
+  a.cutmix = 1.0
+  a.mixup_prob = 1.0
+  a.mixup_switch_prob = 0.5
+  a.eval_crop_pct = 0.875
 
 
 def shared_npz(name: str) -> str:

@@ -9,10 +9,14 @@ TFDS dataset is loaded, because the accelerator machines do not have it.
 """
 
 from input_pipeline.augment import augment
+from input_pipeline.augment import center_crop
+from input_pipeline.augment import color_jitter
+from input_pipeline.augment import mixup_cutmix
 from input_pipeline.augment import normalize
 from input_pipeline.augment import random_crop
 from input_pipeline.augment import random_erasing
 from input_pipeline.augment import random_flip
+from input_pipeline.augment import random_resized_crop
 from input_pipeline.datasets import ArrayDataset
 from input_pipeline.datasets import DatasetError
 from input_pipeline.datasets import KNOWN_DATASETS
@@ -30,14 +34,19 @@ __all__ = [
     "DatasetError",
     "KNOWN_DATASETS",
     "augment",
+    "center_crop",
+    "color_jitter",
     "epoch_permutation",
     "eval_batch",
     "load_dataset",
+    "mixup_cutmix",
     "normalize",
     "num_eval_batches",
     "put_on_mesh",
     "random_crop",
+    "random_erasing",
     "random_flip",
+    "random_resized_crop",
     "steps_per_epoch",
     "train_batch",
     "train_subset",

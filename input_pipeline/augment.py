@@ -6,16 +6,27 @@ constant padding is 0 = background; normalise afterwards:
 
     x = augment(key, x.astype(jnp.float32), crop_padding=4, flip=ds.flip)
     x = normalize(x, ds.mean, ds.std)
+
+The ImageNet recipe of timm (ConvNeXt, DeiT) is built from the same kind of
+pieces: ``random_resized_crop``, ``random_flip``, ``color_jitter``,
+``random_erasing(mode='pixel')`` per example, and ``mixup_cutmix`` over the
+batch; ``center_crop`` is its evaluation transform. They follow timm's and
+torchvision's sampling; the differences are noted in each docstring.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 
 _PAD_MODES = ("constant", "reflect", "edge")
+_RESIZE_METHODS = ("bilinear", "bicubic")
+_ERASE_MODES = ("uniform", "pixel")
+# ITU-R 601-2 luma, as PIL's convert("L") (torchvision's tensor path uses 0.2989).
+_LUMA = (0.299, 0.587, 0.114)
 
 
 def random_crop(key: jax.Array, images: jax.Array, padding: int,
@@ -59,12 +70,20 @@ def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
 
 def random_erasing(key: jax.Array, images: jax.Array, prob: float,
                    area: tuple[float, float] = (0.02, 1 / 3),
-                   aspect: tuple[float, float] = (0.3, 1 / 0.3)) -> jax.Array:
+                   aspect: tuple[float, float] = (0.3, 1 / 0.3),
+                   mode: str = "uniform",
+                   mean: Sequence[float] | None = None,
+                   std: Sequence[float] | None = None) -> jax.Array:
   """Random erasing (Zhong et al. 2017, arXiv 1708.04896, Alg. 1).
 
   With probability ``prob`` per example, a rectangle covering a fraction of the image
   drawn from U(``area``), with aspect ratio log-uniform in ``aspect``, is filled with
   random values uniform in 0..255 (the paper's choice; images are in raw units here).
+  mode='pixel' is timm's ``re_mode='pixel'`` (ConvNeXt, DeiT): timm erases after
+  normalisation with N(0, 1) values; here erasing comes before ``normalize``, so the
+  fill is 255 * (mean + std * N(0, 1)) per pixel and channel, which ``normalize`` with
+  the same mean and std turns into N(0, 1). It is not clipped to 0..255 (except for
+  integer images), so that it stays exactly timm's after normalisation.
   The paper redraws a rectangle that does not fit until one does; we draw once and
   clip it to the image, which keeps the step branch-free.
 
@@ -74,12 +93,20 @@ def random_erasing(key: jax.Array, images: jax.Array, prob: float,
     prob: probability of erasing each example; 0 returns ``images``.
     area: (min, max) fraction of the image erased; paper (0.02, 0.4), timm (0.02, 1/3).
     aspect: (min, max) of height / width.
+    mode: 'uniform' (U(0, 255) fill, the paper's) or 'pixel' (timm's, see above).
+    mean: per-channel mean in 0..1 units, as given to ``normalize``; mode='pixel' only.
+    std: per-channel standard deviation in 0..1 units; mode='pixel' only.
 
   Returns:
     (B, H, W, C), same dtype.
   """
   if not 0.0 <= prob <= 1.0:
     raise ValueError(f"random-erasing probability must be in [0, 1], got {prob}")
+  if mode not in _ERASE_MODES:
+    raise ValueError(f"random-erasing mode {mode!r} is not one of {_ERASE_MODES}")
+  if mode == "pixel" and (mean is None or std is None):
+    raise ValueError("random erasing with mode='pixel' needs the normalisation "
+                     "mean and std")
   if prob == 0.0:
     return images
   b, h, w, c = images.shape
@@ -97,8 +124,326 @@ def random_erasing(key: jax.Array, images: jax.Array, prob: float,
   in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
   in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
   mask = in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None]
-  fill = jax.random.uniform(k_fill, images.shape, minval=0.0, maxval=255.0)
+  if mode == "uniform":
+    fill = jax.random.uniform(k_fill, images.shape, minval=0.0, maxval=255.0)
+  else:
+    noise = jax.random.normal(k_fill, images.shape)
+    mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+    fill = 255.0 * (mean + std * noise)
+    if jnp.issubdtype(images.dtype, jnp.integer):
+      fill = jnp.clip(jnp.round(fill), 0.0, 255.0)
   return jnp.where(mask[..., None], fill.astype(images.dtype), images)
+
+
+def _as_float(images: jax.Array) -> jax.Array:
+  """Floating images keep their dtype; integer ones become float32."""
+  if jnp.issubdtype(images.dtype, jnp.floating):
+    return images
+  return images.astype(jnp.float32)
+
+
+def _check_resize_method(method: str) -> None:
+  if method not in _RESIZE_METHODS:
+    raise ValueError(f"resize method {method!r} is not one of {_RESIZE_METHODS}")
+
+
+def _crop_boxes(key: jax.Array, batch: int, height: int, width: int,
+                scale: tuple[float, float], ratio: tuple[float, float],
+                attempts: int = 10) -> tuple[jax.Array, ...]:
+  """torchvision's ``RandomResizedCrop.get_params`` for a batch, branch-free.
+
+  Draws all ``attempts`` (area, ratio) pairs at once and keeps the first whose
+  rounded box fits; examples with none fall back to the central crop with the
+  aspect ratio clamped to ``ratio`` (the whole image when it is in range).
+
+  Returns:
+    (top, left, crop_height, crop_width), each (batch,) int32.
+  """
+  # One uniform draw for everything: each separate sampler costs compile time.
+  u = jax.random.uniform(key, (batch, 2 * attempts + 2))
+  u_area, u_ratio, u_top, u_left = (u[:, :attempts], u[:, attempts:-2], u[:, -2],
+                                    u[:, -1])
+  area = height * width * (scale[0] + (scale[1] - scale[0]) * u_area)
+  log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+  aspect = jnp.exp(log_lo + (log_hi - log_lo) * u_ratio)  # width / height
+  # jnp.round, like Python's round, rounds halves to even.
+  w = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
+  h = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+  fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+  first = jnp.argmax(fits, axis=1)[:, None]  # 0 where nothing fits (masked below)
+  found = fits.any(axis=1)
+  w = jnp.take_along_axis(w, first, axis=1)[:, 0]
+  h = jnp.take_along_axis(h, first, axis=1)[:, 0]
+  # Uniform integers in [0, height - h] and [0, width - w] (u < 1).
+  top = jnp.floor(u_top * (height - h + 1)).astype(jnp.int32)
+  left = jnp.floor(u_left * (width - w + 1)).astype(jnp.int32)
+  # The fallback depends only on static shapes: plain Python, as in torchvision.
+  in_ratio = width / height
+  if in_ratio < min(ratio):
+    fw, fh = width, int(round(width / min(ratio)))
+  elif in_ratio > max(ratio):
+    fw, fh = int(round(height * max(ratio))), height
+  else:
+    fw, fh = width, height
+  return (jnp.where(found, top, (height - fh) // 2),
+          jnp.where(found, left, (width - fw) // 2),
+          jnp.where(found, h, fh), jnp.where(found, w, fw))
+
+
+def random_resized_crop(key: jax.Array, images: jax.Array, size: int,
+                        scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        method: str = "bilinear",
+                        antialias: bool = True) -> jax.Array:
+  """The Inception crop (Szegedy et al. 2015), as torchvision's RandomResizedCrop.
+
+  Per example, a box covering a fraction U(``scale``) of the image with aspect
+  ratio (width / height) log-uniform in ``ratio`` is placed uniformly at random
+  and resized to ``size`` x ``size``. Sampling is torchvision's/timm's: ten
+  attempts, the first box that fits wins, else the central crop (see
+  ``_crop_boxes``).
+
+  The resize is ``jax.image.scale_and_translate`` on the whole image, mapping the
+  box's edges onto the output's edges. Unlike torchvision's crop-then-resize, the
+  kernel may reach up to its radius (about one pixel, scaled by the downsampling
+  factor with antialiasing) past the box's edges into the rest of the image, as
+  PIL's ``resize(box=...)`` does. Bicubic is the Keys kernel with a = -0.5
+  (PIL's; torch's tensor kernel uses -0.75), and its overshoot is clipped.
+
+  Args:
+    key: PRNG key for the whole batch.
+    images: (B, H, W, C) in raw 0..255 units.
+    size: static side of the square output.
+    scale: (min, max) fraction of the image area covered by the box.
+    ratio: (min, max) aspect ratio, width / height.
+    method: 'bilinear' or 'bicubic' (timm's ConvNeXt recipe trains with bicubic).
+    antialias: widen the kernel when downsampling, as PIL and torchvision do.
+
+  Returns:
+    (B, size, size, C), float (integer images become float32), in [0, 255].
+  """
+  _check_resize_method(method)
+  if not 0 < scale[0] <= scale[1]:
+    raise ValueError(f"crop scale must satisfy 0 < min <= max, got {scale}")
+  if not 0 < ratio[0] <= ratio[1]:
+    raise ValueError(f"crop ratio must satisfy 0 < min <= max, got {ratio}")
+  images = _as_float(images)
+  b, h, w, c = images.shape
+  top, left, ch, cw = _crop_boxes(key, b, h, w, scale, ratio)
+  # Output pixel o (centre o + 0.5) samples input coordinate top + (o + 0.5) * ch / size,
+  # i.e. the box [top, top + ch) fills the output [0, size) exactly.
+  s = jnp.stack([size / ch, size / cw], axis=1).astype(jnp.float32)
+  t = -jnp.stack([top, left], axis=1).astype(jnp.float32) * s
+
+  def resize(image, s, t):
+    return jax.image.scale_and_translate(image, (size, size, c), (0, 1), s, t,
+                                         method=method, antialias=antialias)
+
+  return jnp.clip(jax.vmap(resize)(images, s, t), 0, 255).astype(images.dtype)
+
+
+def center_crop(images: jax.Array, size: int, crop_pct: float = 0.875,
+                method: str = "bilinear") -> jax.Array:
+  """timm's evaluation transform: Resize(floor(size / crop_pct)), CenterCrop(size).
+
+  The shorter side is resized to floor(size / crop_pct) (the longer one in
+  proportion, truncated, as torchvision does) and the central ``size`` x ``size``
+  crop is kept; both steps are one ``scale_and_translate`` with the crop as a
+  translation, which computes exactly the kept pixels of the resized image.
+  Antialiased, like PIL.
+
+  Args:
+    images: (B, H, W, C) in raw 0..255 units.
+    size: static side of the square output.
+    crop_pct: fraction of the resized shorter side that is kept, in (0, 1];
+      0.875 is 224 of 256, what the ConvNeXt repository evaluates with at 224.
+    method: 'bilinear' or 'bicubic'.
+
+  Returns:
+    (B, size, size, C), float (integer images become float32), in [0, 255].
+  """
+  _check_resize_method(method)
+  if not 0.0 < crop_pct <= 1.0:
+    raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+  images = _as_float(images)
+  b, h, w, c = images.shape
+  short = math.floor(size / crop_pct)
+  if h <= w:
+    rh, rw = short, int(short * w / h)
+  else:
+    rh, rw = int(short * h / w), short
+  top, left = int(round((rh - size) / 2)), int(round((rw - size) / 2))
+  if (rh, rw) == (h, w) == (size, size):
+    return images
+  out = jax.image.scale_and_translate(
+      images, (b, size, size, c), (1, 2),
+      jnp.array([rh / h, rw / w], jnp.float32),
+      jnp.array([-top, -left], jnp.float32), method=method, antialias=True)
+  return jnp.clip(out, 0, 255).astype(images.dtype)
+
+
+def _grayscale(images: jax.Array) -> jax.Array:
+  """(B, H, W, 1) luma of RGB images; 1-channel images are their own."""
+  if images.shape[-1] == 1:
+    return images
+  return images @ jnp.asarray(_LUMA, images.dtype)[:, None]
+
+
+def _adjust_brightness(images, factor):
+  return images * factor  # a blend with black
+
+
+def _adjust_contrast(images, factor):
+  mean = _grayscale(images).mean(axis=(1, 2, 3), keepdims=True)
+  return factor * images + (1 - factor) * mean
+
+
+def _adjust_saturation(images, factor):
+  return factor * images + (1 - factor) * _grayscale(images)
+
+
+def color_jitter(key: jax.Array, images: jax.Array, brightness: float = 0.4,
+                 contrast: float = 0.4, saturation: float = 0.4) -> jax.Array:
+  """torchvision's ColorJitter (without hue), per example.
+
+  Each example draws a factor uniform in [max(0, 1 - s), 1 + s] per operation and
+  applies the operations in its own random order, clipping to [0, 255] after each:
+  brightness blends with black, contrast with the mean of the example's grayscale
+  image, saturation with its grayscale image (luma 0.299/0.587/0.114). Without
+  clipping the three commute; the order matters only through the clipping.
+  Unlike PIL's ImageEnhance, the contrast mean is not rounded to an integer and
+  nothing is quantised to uint8 between operations.
+
+  timm's ``create_transform`` disables colour jitter when RandAugment is on (the
+  ConvNeXt and DeiT recipes), so those recipes do not use it.
+
+  Args:
+    key: PRNG key for the whole batch.
+    images: (B, H, W, C) in raw 0..255 units, C = 1 or 3.
+    brightness: strength s >= 0; 0 skips the operation.
+    contrast: strength s >= 0; 0 skips the operation.
+    saturation: strength s >= 0; 0 skips it; it is a no-op on 1-channel images.
+
+  Returns:
+    Same shape, float (integer images become float32), in [0, 255]; ``images``
+    itself when every operation is skipped.
+  """
+  strengths = {"brightness": brightness, "contrast": contrast,
+               "saturation": saturation}
+  for name, s in strengths.items():
+    if s < 0:
+      raise ValueError(f"color-jitter {name} must be >= 0, got {s}")
+  c = images.shape[-1]
+  if c not in (1, 3):
+    raise ValueError(f"color jitter needs 1 or 3 channels, got {c}")
+  ops = [(op, s) for op, s in ((_adjust_brightness, brightness),
+                               (_adjust_contrast, contrast),
+                               (_adjust_saturation, saturation if c == 3 else 0.0))
+         if s > 0]
+  if not ops:
+    return images
+  x = _as_float(images)
+  b, n = x.shape[0], len(ops)
+  u = jax.random.uniform(key, (b, 2 * n))  # one sampler for the orders and factors
+  # argsort of i.i.d. uniforms: a uniformly random permutation per example.
+  order = jnp.argsort(u[:, :n], axis=1)
+  lo = jnp.asarray([max(0.0, 1 - s) for _, s in ops])
+  hi = jnp.asarray([1 + s for _, s in ops])
+  factors = (lo + (hi - lo) * u[:, n:]).astype(x.dtype)[:, :, None, None, None]
+  for step in range(n):
+    # Every operation on every example, then each example keeps the one its order
+    # puts at this step: a few elementwise passes instead of per-example branches.
+    results = [jnp.clip(op(x, factors[:, i]), 0, 255) for i, (op, _) in enumerate(ops)]
+    chosen = order[:, step, None, None, None]
+    x = results[0]
+    for i in range(1, n):
+      x = jnp.where(chosen == i, results[i], x)
+  return x
+
+
+def mixup_cutmix(key: jax.Array, images: jax.Array, labels: jax.Array,
+                 num_classes: int, *, mixup_alpha: float = 0.8,
+                 cutmix_alpha: float = 1.0, prob: float = 1.0,
+                 switch_prob: float = 0.5,
+                 label_smoothing: float = 0.1) -> tuple[jax.Array, jax.Array]:
+  """Mixup (Zhang et al. 2017) or CutMix (Yun et al. 2019), as timm's Mixup.
+
+  timm's default mode='batch': one draw for the whole batch. With probability
+  ``prob`` the batch is mixed with its reverse (example i with example B-1-i):
+  by CutMix with probability ``switch_prob`` when both alphas are > 0 (else by
+  whichever is > 0). Mixup blends the images, lam * x + (1 - lam) * x[::-1], with
+  lam ~ Beta(mixup_alpha, mixup_alpha); CutMix pastes the partner's pixels into one
+  box shared by the batch, timm's ``rand_bbox`` for lam ~ Beta(cutmix_alpha,
+  cutmix_alpha) (sides int(H sqrt(1 - lam)), centre uniform, clipped at the
+  borders), and lam becomes the fraction of the image outside the box (timm's
+  correct_lam=True). The targets are lam * t(y) + (1 - lam) * t(y[::-1]) with t
+  the smoothed one-hot (off = smoothing / num_classes, on = 1 - smoothing + off).
+
+  Everything is drawn and selected with ``jnp.where``, so it jits with static
+  shapes; unlike timm, an odd batch size is allowed (its middle example mixes
+  with itself).
+
+  Args:
+    key: PRNG key for the whole batch.
+    images: (B, H, W, C), after the per-example augmentations.
+    labels: (B,) integer class labels.
+    num_classes: static number of classes.
+    mixup_alpha: Beta parameter of mixup; 0 disables mixup.
+    cutmix_alpha: Beta parameter of CutMix; 0 disables CutMix.
+    prob: probability that the batch is mixed at all.
+    switch_prob: probability of CutMix rather than mixup when both are enabled.
+    label_smoothing: smoothing of the one-hot targets, in [0, 1).
+
+  Returns:
+    (images, targets): images as float (integer images become float32; unchanged
+    when ``prob`` is 0 or both alphas are 0), targets (B, num_classes) float32
+    rows summing to 1.
+  """
+  if mixup_alpha < 0 or cutmix_alpha < 0:
+    raise ValueError(f"mixup/cutmix alphas must be >= 0, got {mixup_alpha}, "
+                     f"{cutmix_alpha}")
+  for name, p in (("prob", prob), ("switch_prob", switch_prob)):
+    if not 0.0 <= p <= 1.0:
+      raise ValueError(f"mixup_cutmix {name} must be in [0, 1], got {p}")
+  if not 0.0 <= label_smoothing < 1.0:
+    raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+  off = label_smoothing / num_classes
+  on = 1.0 - label_smoothing + off
+  onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) * (on - off) + off
+  if prob == 0.0 or (mixup_alpha == 0 and cutmix_alpha == 0):
+    return images, onehot
+
+  x = _as_float(images)
+  _, h, w, _ = x.shape
+  # Few samplers, each drawing several values: every sampler costs compile time.
+  k_uniform, k_lam = jax.random.split(key)
+  u_apply, u_switch, u_cy, u_cx = jax.random.uniform(k_uniform, (4,))
+  apply = u_apply < prob
+  if mixup_alpha > 0 and cutmix_alpha > 0:
+    use_cutmix = u_switch < switch_prob
+  else:
+    use_cutmix = jnp.asarray(cutmix_alpha > 0)
+  # Both lambdas in one Beta draw (a disabled one gets alpha 1 and is unused).
+  alphas = jnp.asarray([mixup_alpha or 1.0, cutmix_alpha or 1.0], jnp.float32)
+  lam_mix, lam_cut = jax.random.beta(k_lam, alphas, alphas)
+  # timm's rand_bbox: half-sides cut // 2 around a uniform centre, clipped.
+  cut = jnp.sqrt(jnp.clip(1.0 - lam_cut, 0.0, 1.0))
+  half_h = jnp.floor(h * cut).astype(jnp.int32) // 2
+  half_w = jnp.floor(w * cut).astype(jnp.int32) // 2
+  cy = jnp.floor(u_cy * h).astype(jnp.int32)  # uniform in 0..h-1
+  cx = jnp.floor(u_cx * w).astype(jnp.int32)
+  y0, y1 = jnp.clip(cy - half_h, 0, h), jnp.clip(cy + half_h, 0, h)
+  x0, x1 = jnp.clip(cx - half_w, 0, w), jnp.clip(cx + half_w, 0, w)
+  rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+  in_box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+  lam_box = 1.0 - ((y1 - y0) * (x1 - x0)) / (h * w)
+  # Weight of each example's own image per pixel (H, W): one formula for all cases.
+  keep = jnp.where(use_cutmix, jnp.where(in_box, 0.0, 1.0), lam_mix)
+  keep = jnp.where(apply, keep, 1.0).astype(x.dtype)[None, :, :, None]
+  lam = jnp.where(apply, jnp.where(use_cutmix, lam_box, lam_mix), 1.0)
+  mixed = keep * x + (1 - keep) * x[::-1]
+  targets = lam * onehot + (1 - lam) * onehot[::-1]
+  return mixed, targets.astype(jnp.float32)
 
 
 def augment(key: jax.Array, images: jax.Array, *, crop_padding: int = 0,

@@ -9,7 +9,7 @@ The trainer puts the arrays on the accelerator once and slices batches inside
 the compiled step (see ``device.py``), so everything here runs once per run and
 favours clarity over speed.
 
-TensorFlow is imported only inside ``_load_tfds``: the accelerator machines
+TensorFlow is imported only inside ``_import_tf``: the accelerator machines
 have no TensorFlow, and ``import input_pipeline`` must work there.
 
 Resizing (``image_size``) on the host uses antialiased bilinear interpolation
@@ -347,10 +347,14 @@ def _import_tf():
   return tf, tfds
 
 
-def _load_tfds(name: str, *, data_dir: str | None, image_size: int | None,
-               pad: int, download: bool, eval_split: str):
-  """A TFDS dataset's train and test (or validation) splits, in memory."""
-  tf, tfds = _import_tf()
+def _open_tfds_builder(name: str, *, data_dir: str | None, download: bool):
+  """The prepared TFDS builder of ``name``, or a DatasetError that says how to get it.
+
+  Shared by ``_load_tfds`` (in memory) and ``host.open_builder`` (streaming), so both
+  give the same messages for an unknown name, a missing data_dir, or a dataset that
+  is not prepared.
+  """
+  _, tfds = _import_tf()
   base = _tfds_base_name(name)
   builders = tfds.list_builders()
   if base not in builders:
@@ -383,6 +387,32 @@ def _load_tfds(name: str, *, data_dir: str | None, image_size: int | None,
   if "image" not in features or "label" not in features:
     raise DatasetError(f"TFDS dataset {name!r} has features {list(features)}; "
                        "this loader needs 'image' and 'label'")
+  return builder
+
+
+def _tfds_eval_split(name: str, builder, eval_split: str) -> str:
+  """The split to evaluate on: ``eval_split`` (from KNOWN_DATASETS) when the
+  dataset has it, else ``test``, else ``validation``.
+
+  ``eval_split`` comes first because imagenet2012 also has a ``test`` split whose
+  labels are all -1 (withheld by the challenge).
+  """
+  splits = set(builder.info.splits)  # Empty when TFDS cannot know (mocks).
+  if not splits:
+    return eval_split
+  found = [split for split in (eval_split, "test", "validation") if split in splits]
+  if "train" not in splits or not found:
+    raise DatasetError(f"{name!r} has splits {sorted(splits)}; this loader "
+                       "needs 'train' and 'test' or 'validation'")
+  return found[0]
+
+
+def _load_tfds(name: str, *, data_dir: str | None, image_size: int | None,
+               pad: int, download: bool, eval_split: str):
+  """A TFDS dataset's train and test (or validation) splits, in memory."""
+  tf, tfds = _import_tf()
+  builder = _open_tfds_builder(name, data_dir=data_dir, download=download)
+  features = builder.info.features
   native = tuple(features["image"].shape)
   if None in native[:2] and image_size is None:
     raise DatasetError(f"{name!r} has images of varying size {native}; set "
@@ -392,14 +422,7 @@ def _load_tfds(name: str, *, data_dir: str | None, image_size: int | None,
   shape = (loaded_size, loaded_size, channels) if loaded_size else native
   final = (image_size or shape[0]) + 2 * pad, (image_size or shape[1]) + 2 * pad
 
-  splits = set(builder.info.splits)  # Empty when TFDS cannot know (mocks).
-  if splits:
-    test_split = "test" if "test" in splits else "validation"
-    if test_split not in splits or "train" not in splits:
-      raise DatasetError(f"{name!r} has splits {sorted(splits)}; this loader "
-                         "needs 'train' and 'test' or 'validation'")
-  else:
-    test_split = eval_split
+  test_split = _tfds_eval_split(name, builder, eval_split)
 
   datasets, sizes = {}, {}
   for split in ("train", test_split):

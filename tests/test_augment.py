@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 
 from input_pipeline import augment
+from input_pipeline import center_crop
+from input_pipeline import color_jitter
+from input_pipeline import mixup_cutmix
 from input_pipeline import normalize
 from input_pipeline import random_crop
 from input_pipeline import random_erasing
 from input_pipeline import random_flip
+from input_pipeline import random_resized_crop
+from input_pipeline.augment import _crop_boxes
 
 
 def _images(b=8, h=5, w=6, c=2, dtype=np.float32, seed=0):
@@ -136,3 +141,261 @@ def test_random_erasing_zero_prob_is_identity_and_rejects_bad_prob():
       random_erasing(jax.random.key(0), images, 0.0), images)
   with pytest.raises(ValueError, match="probability"):
     random_erasing(jax.random.key(0), images, 1.5)
+
+
+# --- timm's ImageNet augmentations: random_resized_crop, center_crop, color_jitter,
+# --- mixup_cutmix, random_erasing(mode='pixel').
+
+
+def _coordinate_images(b, h, w):
+  """Channel 0 holds each pixel's row index, channel 1 its column index."""
+  rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+  return np.broadcast_to(np.stack([rows, cols], -1), (b, h, w, 2)).astype(np.float32)
+
+
+def test_random_resized_crop_whole_image_is_identity():
+  x = jnp.asarray(_images(b=4, h=16, w=16, c=3, dtype=np.uint8))
+  fn = jax.jit(lambda k: [
+      random_resized_crop(k, x, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0), method=m)
+      for m in ("bilinear", "bicubic")])
+  for y in fn(jax.random.key(0)):
+    assert y.shape == x.shape and y.dtype == jnp.float32
+    np.testing.assert_allclose(y, x, atol=1e-3)
+
+
+def test_random_resized_crop_quarter_area_is_a_random_half_size_slice():
+  x = _images(b=16, h=32, w=32, c=1)
+  fn = jax.jit(lambda k, x: random_resized_crop(k, x, 16, scale=(0.25, 0.25),
+                                                ratio=(1.0, 1.0)))
+  y = np.asarray(fn(jax.random.key(1), jnp.asarray(x)))
+  assert y.shape == (16, 16, 16, 1)
+  # Same size out as the 16x16 box: no resampling, an exact slice at some offset.
+  offsets = []
+  for i in range(16):
+    found = [(t, l) for t, l in itertools.product(range(17), repeat=2)
+             if np.allclose(x[i, t:t + 16, l:l + 16], y[i], atol=1e-3)]
+    assert len(found) == 1, found
+    offsets += found
+  assert len(set(offsets)) > 8  # offsets are drawn per example
+  np.testing.assert_array_equal(fn(jax.random.key(1), jnp.asarray(x)), y)
+  assert not np.array_equal(fn(jax.random.key(2), jnp.asarray(x)), y)
+
+
+def test_random_resized_crop_impossible_scale_falls_back_to_center_crop():
+  # 16x32 has ratio 2 > 4/3: the fallback is the central 16 x round(16 * 4/3) = 21 box
+  # at left (32 - 21) // 2 = 5, squeezed to 16x16.
+  x = jnp.asarray(_coordinate_images(3, 16, 32))
+  # Without antialiasing, linear interpolation reproduces the linear coordinates.
+  fn = jax.jit(lambda k: random_resized_crop(k, x, 16, scale=(2.0, 3.0), antialias=False))
+  y = np.asarray(fn(jax.random.key(4)))
+  o = np.arange(16)
+  np.testing.assert_allclose(y[..., 0], np.broadcast_to(o[None, :, None], (3, 16, 16)),
+                             atol=1e-3)
+  expected_cols = 5 + (o + 0.5) * 21 / 16 - 0.5
+  np.testing.assert_allclose(y[..., 1], np.broadcast_to(expected_cols, (3, 16, 16)),
+                             atol=1e-3)
+
+
+def _torchvision_box_size(rng, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+  """(h, w) of torchvision's RandomResizedCrop.get_params (fallback for square images)."""
+  for _ in range(10):
+    area = height * width * rng.uniform(*scale)
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+    w, h = round(np.sqrt(area * aspect)), round(np.sqrt(area / aspect))
+    if 0 < w <= width and 0 < h <= height:
+      return h, w
+  return height, width
+
+
+def test_crop_boxes_follow_torchvision_sampling():
+  boxes = jax.jit(_crop_boxes, static_argnums=range(1, 6))
+  top, left, h, w = (np.asarray(a) for a in boxes(
+      jax.random.key(5), 4000, 32, 32, (0.08, 1.0), (3 / 4, 4 / 3)))
+  assert ((top >= 0) & (left >= 0) & (h > 0) & (w > 0)).all()
+  assert ((top + h <= 32) & (left + w <= 32)).all()
+  # Area in U(0.08, 1) and width / height in [3/4, 4/3], up to rounding each side.
+  assert ((w + 0.5) * (h + 0.5) >= 0.08 * 1024).all()
+  assert ((w - 0.5) / (h + 0.5) <= 4 / 3).all() and ((w + 0.5) / (h - 0.5) >= 3 / 4).all()
+  assert len(set(zip(top, left))) > 200
+  # The same distribution as torchvision's loop (rejections skew it to small boxes).
+  rng = np.random.default_rng(0)
+  ref = np.array([_torchvision_box_size(rng, 32, 32) for _ in range(4000)])
+  for ours, theirs in ((h * w / 1024, ref[:, 0] * ref[:, 1] / 1024),
+                       (np.log(w / h), np.log(ref[:, 1] / ref[:, 0]))):
+    assert abs(ours.mean() - theirs.mean()) < 0.02  # about 4 sigma
+    assert abs(ours.std() - theirs.std()) < 0.02
+
+
+def _pil_resize_center_crop(x, size, crop_pct, method):
+  """torchvision's PIL path: Resize(floor(size / crop_pct)) then CenterCrop(size)."""
+  from PIL import Image
+  h, w = x.shape[1:3]
+  short = int(np.floor(size / crop_pct))
+  rh, rw = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+  top, left = int(round((rh - size) / 2.0)), int(round((rw - size) / 2.0))
+  resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[method]
+  out = np.empty((x.shape[0], size, size, x.shape[3]), np.float32)
+  for i, ch in itertools.product(range(x.shape[0]), range(x.shape[3])):
+    img = Image.fromarray(x[i, :, :, ch], mode="F").resize((rw, rh), resample)
+    out[i, :, :, ch] = np.asarray(img)[top:top + size, left:left + size]
+  return np.clip(out, 0, 255)
+
+
+@pytest.mark.parametrize("shape,size,method", [
+    ((32, 32), 24, "bilinear"), ((24, 40), 20, "bilinear"), ((32, 32), 24, "bicubic")])
+def test_center_crop_matches_pil_resize_and_crop(shape, size, method):
+  x = _images(b=2, h=shape[0], w=shape[1], c=3, dtype=np.float32)
+  y = np.asarray(jax.jit(lambda x: center_crop(x, size, method=method))(jnp.asarray(x)))
+  assert y.shape == (2, size, size, 3) and y.dtype == np.float32
+  np.testing.assert_allclose(y, _pil_resize_center_crop(x, size, 0.875, method),
+                             atol=0.05)
+
+
+def test_center_crop_whole_image_is_identity():
+  x = jnp.asarray(_images(b=2, h=16, w=16, c=3))
+  np.testing.assert_array_equal(center_crop(x, 16, crop_pct=1.0), x)
+  with pytest.raises(ValueError, match="method"):
+    center_crop(x, 16, method="nearest")
+
+
+def test_color_jitter_zero_strength_is_identity():
+  x = jnp.asarray(_images(b=2, h=4, w=4, c=3))
+  assert color_jitter(jax.random.key(0), x, 0.0, 0.0, 0.0) is x
+  gray = jnp.asarray(_images(b=2, h=4, w=4, c=1))
+  assert color_jitter(jax.random.key(0), gray, 0.0, 0.0, 0.4) is gray
+
+
+def test_color_jitter_brightness_and_contrast_factors():
+  x = np.random.default_rng(0).uniform(60, 180, (256, 4, 4, 3)).astype(np.float32)
+  fn = jax.jit(lambda k, b, c: color_jitter(k, jnp.asarray(x), b, c, 0.0),
+               static_argnums=(1, 2))
+  # Brightness alone multiplies each example by one factor in [0.6, 1.4].
+  y = np.asarray(fn(jax.random.key(1), 0.4, 0.0))
+  ratio = y / x
+  np.testing.assert_allclose(ratio, ratio[:, :1, :1, :1] * np.ones_like(ratio), rtol=1e-5)
+  f = ratio[:, 0, 0, 0]
+  assert f.min() >= 0.6 - 1e-6 and f.max() <= 1.4 + 1e-6
+  assert f.min() < 0.7 and f.max() > 1.3
+  # Contrast alone scales the deviations from the grayscale mean, which stays.
+  y = np.asarray(fn(jax.random.key(2), 0.0, 0.4))
+  luma = np.asarray([0.299, 0.587, 0.114])
+  m = (x @ luma).mean(axis=(1, 2))[:, None, None, None]
+  np.testing.assert_allclose((y @ luma).mean(axis=(1, 2)), m[:, 0, 0, 0], rtol=1e-5)
+  f = ((y - m) / (x - m))
+  f = np.median(f.reshape(256, -1), axis=1)
+  assert f.min() >= 0.6 - 1e-4 and f.max() <= 1.4 + 1e-4
+  np.testing.assert_allclose(y, m + f[:, None, None, None] * (x - m), atol=1e-3)
+
+
+def test_color_jitter_saturation_leaves_gray_images_alone():
+  v = _images(b=4, h=4, w=4, c=1)
+  gray_rgb = jnp.asarray(np.repeat(v, 3, axis=-1))
+  y = jax.jit(lambda k: color_jitter(k, gray_rgb, 0.0, 0.0, 0.4))(jax.random.key(3))
+  np.testing.assert_allclose(y, gray_rgb, rtol=1e-5)
+
+
+def test_color_jitter_range_determinism_and_keys():
+  x = jnp.asarray(np.random.default_rng(1).uniform(0, 255, (16, 8, 8, 3)), jnp.float32)
+  fn = jax.jit(lambda k: color_jitter(k, x))
+  a, b, c = fn(jax.random.key(4)), fn(jax.random.key(4)), fn(jax.random.key(5))
+  assert a.shape == x.shape and a.dtype == jnp.float32
+  assert float(a.min()) >= 0 and float(a.max()) <= 255
+  assert float(a.max()) == 255  # brightened bright pixels are clipped
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+def test_mixup_cutmix_disabled_gives_smoothed_one_hot():
+  x = jnp.asarray(_images(b=4, h=4, w=4, c=3))
+  labels = jnp.asarray([0, 3, 9, 3])
+  for kwargs in ({"prob": 0.0}, {"mixup_alpha": 0.0, "cutmix_alpha": 0.0}):
+    y, t = mixup_cutmix(jax.random.key(0), x, labels, 10, **kwargs)
+    np.testing.assert_array_equal(y, x)
+    expected = np.full((4, 10), 0.01, np.float32)
+    expected[np.arange(4), labels] = 0.91
+    np.testing.assert_allclose(t, expected, rtol=1e-6)
+
+
+_MIX_B, _MIX_CLASSES, _MIX_KEYS = 8, 10, 2000
+
+
+@pytest.fixture(scope="module")
+def mixed_batches():
+  """One compiled mixup_cutmix over 2000 keys (prob 0.8, switch_prob 0.3), classified.
+
+  Example i is the constant i + 1 and has label i, so every pixel tells where it came
+  from and each target row tells lam.
+  """
+  b = _MIX_B
+  x = np.broadcast_to(np.arange(1, b + 1, dtype=np.float32)[:, None, None, None],
+                      (b, 16, 16, 1))
+  fn = jax.jit(jax.vmap(lambda k: mixup_cutmix(
+      k, jnp.asarray(x), jnp.arange(b), _MIX_CLASSES, prob=0.8, switch_prob=0.3)))
+  y, t = (np.asarray(a) for a in fn(jax.random.split(jax.random.key(6), _MIX_KEYS)))
+  off, on = 0.1 / _MIX_CLASSES, 0.9 + 0.1 / _MIX_CLASSES
+  lam = (t[:, np.arange(b), np.arange(b)] - off) / (on - off)  # (keys, b)
+  own = y == x[None]
+  partner = y == x[None, ::-1]
+  copies = (own | partner).all(axis=(1, 2, 3, 4))
+  plain = np.isclose(lam, 1.0, atol=1e-6).all(axis=1)
+  return {"x": x, "y": y, "t": t, "lam": lam, "partner": partner, "copies": copies,
+          "plain": plain}
+
+
+def test_mixup_cutmix_targets_are_distributions_with_one_lam_per_batch(mixed_batches):
+  t, lam = mixed_batches["t"], mixed_batches["lam"]
+  np.testing.assert_allclose(t.sum(axis=-1), 1.0, rtol=1e-5)
+  assert t.min() >= 0 and t.max() <= 1
+  np.testing.assert_allclose(lam, lam[:, :1] * np.ones_like(lam), atol=1e-5)
+  # Row i mixes label i with label B-1-i only; the rest is the smoothing floor.
+  rows = np.arange(_MIX_B)
+  floor = t.copy()
+  floor[:, rows, rows] = floor[:, rows, rows[::-1]] = 0.01
+  np.testing.assert_allclose(floor[:, :, :_MIX_B], 0.01, atol=1e-6)
+  np.testing.assert_allclose(t[:, :, _MIX_B:], 0.01, atol=1e-6)
+
+
+def test_cutmix_pastes_one_box_and_lam_is_its_complement(mixed_batches):
+  cut = mixed_batches["copies"] & ~mixed_batches["plain"]
+  partner, lam = mixed_batches["partner"][cut], mixed_batches["lam"][cut]
+  assert len(lam) > 100
+  np.testing.assert_allclose(partner.mean(axis=(2, 3, 4)), 1 - lam, atol=1e-5)
+  assert (partner[:, :1] == partner).all()  # the same box for the whole batch
+  for mask in partner[:, 0, :, :, 0]:  # one filled rectangle
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    assert mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].sum() == mask.sum()
+  # Beta(1, 1) has mean 0.5; boxes clipped at the border raise the corrected lam.
+  assert 0.55 < lam.mean() < 0.85 and lam.std() > 0.15
+
+
+def test_mixup_blends_with_the_reversed_batch(mixed_batches):
+  mix = ~mixed_batches["copies"]
+  y, lam, x = mixed_batches["y"][mix], mixed_batches["lam"][mix], mixed_batches["x"]
+  lam = lam[:, :, None, None, None]
+  np.testing.assert_allclose(y, lam * x + (1 - lam) * x[::-1], rtol=1e-5, atol=1e-4)
+  assert 0.3 < lam.mean() < 0.7 and lam.std() > 0.2  # Beta(0.8, 0.8)
+
+
+def test_mixup_cutmix_apply_and_switch_frequencies(mixed_batches):
+  plain, copies = mixed_batches["plain"], mixed_batches["copies"]
+  x = mixed_batches["x"]
+  np.testing.assert_array_equal(mixed_batches["y"][plain],
+                                np.broadcast_to(x, (plain.sum(),) + x.shape))
+  # Binomial(2000, p) has sigma <= 0.011; 0.04 is over 3.5 sigma. An empty CutMix box
+  # (lam > 63/64, probability 1/64) also leaves a batch plain.
+  applied = ~plain
+  assert abs(applied.mean() - 0.8 * (1 - 0.3 / 64)) < 0.04
+  assert abs((applied & copies).sum() / applied.sum() - 0.3) < 0.04
+
+
+def test_random_erasing_pixel_mode_is_normal_after_normalize():
+  mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+  images = jnp.full((64, 16, 16, 3), -1.0)
+  fn = jax.jit(lambda k: random_erasing(k, images, 1.0, mode="pixel", mean=mean, std=std))
+  out = np.asarray(fn(jax.random.key(9)))
+  erased = (out != -1.0).any(axis=-1)
+  z = np.asarray(normalize(out, mean, std))[erased]
+  assert z.size > 5000
+  assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
+  with pytest.raises(ValueError, match="mean and std"):
+    random_erasing(jax.random.key(0), images, 0.5, mode="pixel")

@@ -10,6 +10,7 @@ import input_pipeline
 import train
 from tests.torch_reference import import_torchvision, randomize_batch_norm, torch_logits
 from tools import convert_weights
+from training import data as data_lib
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):
@@ -54,7 +55,7 @@ def test_convert_save_and_evaluate_matches_torch(tmp_path):
     assert json.load(f)["eval_top1"] == result["eval_top1"]
 
   ds = input_pipeline.load_dataset("synthetic")
-  x = (ds.test_images / 255.0 - np.array(train.IMAGENET_MEAN)) / np.array(train.IMAGENET_STD)
+  x = (ds.test_images / 255.0 - np.array(data_lib.IMAGENET_MEAN)) / np.array(data_lib.IMAGENET_STD)
   ref = torch_logits(torch, net, x.astype(np.float32))
   top1 = float(np.mean(ref.argmax(-1) == ds.test_labels))
   assert result["eval_top1"] == pytest.approx(top1, abs=1.5 / 256)  # at most one tie flips

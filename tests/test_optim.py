@@ -113,3 +113,92 @@ def test_rmsprop_is_tensorflows():
     ms = 0.9 * ms + 0.1 * g**2
     mom = 0.9 * mom + 0.1 * g / np.sqrt(ms + 1.0)
     np.testing.assert_allclose(updates["d"]["kernel"], -mom, rtol=1e-5)
+
+
+def test_linear_scaling_rule():
+  c = _config(learning_rate=4e-3, lr_base_batch_size=4096, batch_size=1024,
+              schedule="constant")
+  assert optim.peak_learning_rate(c) == pytest.approx(1e-3)
+  assert float(optim.create_schedule(c, 10)(5)) == pytest.approx(1e-3)
+  c.lr_base_batch_size = 0  # off: the rate as given
+  assert optim.peak_learning_rate(c) == 4e-3
+
+
+def test_soft_targets_cross_entropy():
+  logits = jnp.array([[2.0, 0.0, -1.0]])
+  soft = jnp.array([[0.7, 0.2, 0.1]])
+  want = -jnp.sum(soft * jax.nn.log_softmax(logits), -1)
+  np.testing.assert_allclose(losses.cross_entropy(logits, soft), want, rtol=1e-6)
+  # A one-hot soft target is the hard label; smoothing is not applied twice.
+  np.testing.assert_allclose(losses.cross_entropy(logits, jnp.array([[0.0, 1.0, 0.0]]), 0.1),
+                             losses.cross_entropy(logits, jnp.array([1])), rtol=1e-6)
+  with pytest.raises(ValueError, match="cross_entropy"):
+    losses.per_example_loss("mse", logits, soft)
+
+
+def test_lamb_matches_optax_and_trust_ratio_bounds_steps():
+  params = {"dense": {"kernel": jnp.full((4, 4), 0.5), "bias": jnp.zeros(4)}}
+  grads = {"dense": {"kernel": jnp.full((4, 4), 10.0), "bias": jnp.full(4, 3.0)}}
+  c = _config(optimizer="lamb", learning_rate=0.01, weight_decay=0.1, schedule="constant")
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
+  updates, _ = tx.update(grads, tx.init(params), params)
+  ref = optax.lamb(0.01, weight_decay=0.1, mask=optim.decay_mask)
+  want, _ = ref.update(grads, ref.init(params), params)
+  for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  # The trust ratio makes the step lr * ||w|| / ||adam step||: here 0.01 * ||w||.
+  k = updates["dense"]["kernel"]
+  assert float(jnp.linalg.norm(k)) == pytest.approx(0.01 * float(jnp.linalg.norm(
+      params["dense"]["kernel"])), rel=1e-4)
+
+
+def _convnext_t_params():
+  import models  # pylint: disable=g-import-not-at-top
+  m = models.create_model("convnext_t", num_classes=10)
+  return jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                                       train=False))["params"]
+
+
+def test_layer_decay_convnext_follows_the_official_assignment():
+  ids, num_layers = optim.layer_ids(list(_convnext_t_params()))
+  assert num_layers == 12
+  # get_num_layer_for_convnext: stem 0; stages 1, 2 -> 1, 2; stage 3 in threes from 3;
+  # stage 4 and the last downsampling -> 12; the head -> 13.
+  assert ids["stem_conv"] == ids["stem_norm"] == 0
+  assert ids["stage1_block3"] == 1 and ids["downsample2_conv"] == 2
+  assert ids["stage2_block1"] == 2 and ids["downsample3_norm"] == 3
+  assert [ids[f"stage3_block{b}"] for b in range(1, 10)] == [3, 3, 3, 4, 4, 4, 5, 5, 5]
+  assert ids["downsample4_conv"] == ids["stage4_block3"] == 12
+  assert ids["head"] == ids["head_norm"] == 13
+  scales = optim.layer_scales(_convnext_t_params(), 0.8)
+  assert scales["head"]["kernel"] == 1.0
+  assert scales["stage4_block1"]["dwconv"]["kernel"] == pytest.approx(0.8)
+  assert scales["stem_conv"]["kernel"] == pytest.approx(0.8 ** 13)
+
+
+def test_layer_decay_other_families_and_errors():
+  vit = ["cls_token", "pos_embed", "patch_embed", *[f"block{i}" for i in range(1, 13)],
+         "encoder_norm", "head"]
+  ids, n = optim.layer_ids(vit)
+  assert n == 12 and ids["cls_token"] == ids["patch_embed"] == 0
+  assert ids["block1"] == 1 and ids["block10"] == 10 and ids["head"] == 13
+  resnet = ["conv1", "bn1", "stage1_block1", "stage1_block2", "stage2_block1", "fc"]
+  ids, n = optim.layer_ids(resnet)
+  assert n == 3 and ids["bn1"] == 0 and ids["stage2_block1"] == 3 and ids["fc"] == 4
+  with pytest.raises(optim.LayerDecayError, match="layer_decay=0"):
+    optim.layer_ids(["conv1", "conv2", "fc1"])
+
+
+def test_layer_decay_scales_every_update_of_its_layer():
+  params = {"stem_conv": {"kernel": jnp.ones((2, 2))}, "stage1_block1": {"w": jnp.ones(3)},
+            "stage1_block2": {"w": jnp.ones(3)}, "head": {"kernel": jnp.ones((2,))}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  c = _config(optimizer="sgd", momentum=0.0, learning_rate=1.0, schedule="constant",
+              layer_decay=0.5)
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # 2 blocks: stem 0 -> 0.5**3, blocks 1, 2 -> 0.5**2, 0.5, head 3 -> 1.
+  assert float(updates["stem_conv"]["kernel"][0, 0]) == pytest.approx(-0.125)
+  assert float(updates["stage1_block1"]["w"][0]) == pytest.approx(-0.25)
+  assert float(updates["stage1_block2"]["w"][0]) == pytest.approx(-0.5)
+  assert float(updates["head"]["kernel"][0]) == pytest.approx(-1.0)

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import models
 from configs import common
@@ -67,3 +68,114 @@ def test_eval_step_masks_padding():
   for k in ("loss", "top1", "top5"):
     np.testing.assert_allclose(part[k], first5[k], rtol=1e-5)
   assert float(part["top1"]) <= float(part["top5"]) <= 5
+
+
+def _run(step, state, images, labels, n=1):
+  for _ in range(n):
+    state, acc = step(state, steps_lib.zero_metrics(steps_lib.TRAIN_METRICS), images, labels)
+  return state, acc
+
+
+def test_grad_accumulation_equals_one_big_batch():
+  """k micro-batches give the update of one k-times larger batch (no BatchNorm, no
+  dropout: the only difference left is summation order)."""
+  model, tx, state = _setup("lenet1989")
+  images, labels = _batch(32)
+  results = {}
+  for k in (1, 4):
+    cfg = steps_lib.StepConfig(mean=(0.5,), std=(0.5,), grad_accum_steps=k)
+    step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
+    results[k] = _run(step, state, images, labels, n=3)
+  (s1, a1), (s4, a4) = results[1], results[4]
+  np.testing.assert_allclose(a1["loss"], a4["loss"], rtol=1e-5)
+  assert float(a1["correct"]) == float(a4["correct"]) and float(a4["count"]) == 32
+  for p1, p4, p0 in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s4.params),
+                        jax.tree.leaves(state.params)):
+    assert not np.allclose(p1, p0)  # the steps moved the weights
+    np.testing.assert_allclose(p4, p1, rtol=1e-5, atol=1e-7)
+
+
+def test_grad_accumulation_runs_batchnorm_per_micro_batch():
+  model, tx, state = _setup("resnet20", shape=(8, 8, 3), width=4)
+  images, labels = _batch(16, (8, 8, 3))
+  out = {}
+  for k in (1, 2):
+    cfg = steps_lib.StepConfig(mean=(0.5,) * 3, std=(0.25,) * 3, grad_accum_steps=k)
+    step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
+    out[k] = _run(step, state, images, labels)[0]
+  # Two micro-batches update the running statistics twice, with their own batch stats.
+  diff = jax.tree.map(lambda a, b: not np.allclose(a, b), out[1].batch_stats,
+                      out[2].batch_stats)
+  assert any(jax.tree.leaves(diff))
+  with pytest.raises(ValueError, match="micro-batches"):
+    cfg = steps_lib.StepConfig(mean=(0.5,) * 3, std=(0.25,) * 3, grad_accum_steps=3)
+    jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))(
+        state, steps_lib.zero_metrics(steps_lib.TRAIN_METRICS), images, labels)
+
+
+def test_ema_arithmetic_and_warmup():
+  ema = {"w": jnp.array([0.0, 10.0])}
+  new = {"w": jnp.array([1.0, 0.0])}
+  out = steps_lib.update_ema(ema, new, jnp.array(100), 0.9)
+  np.testing.assert_allclose(out["w"], [0.1, 9.0], rtol=1e-6)
+  # Warm-up: decay min(0.9, (1 + t) / (10 + t)) = 0.1 at t = 0.
+  out = steps_lib.update_ema(ema, new, jnp.array(0), 0.9, warmup=True)
+  np.testing.assert_allclose(out["w"], [0.9, 1.0], rtol=1e-6)
+  out = steps_lib.update_ema(ema, new, jnp.array(10**6), 0.9, warmup=True)
+  np.testing.assert_allclose(out["w"], [0.1, 9.0], rtol=1e-5)
+
+
+def test_train_step_keeps_an_ema_and_eval_reads_it():
+  model = models.create_model("resnet20", num_classes=10, width=4)
+  c = common.base()
+  c.optimizer, c.learning_rate, c.schedule = "adam", 3e-3, "constant"
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
+  state = steps_lib.init_state(model, tx, jax.random.key(0), (8, 8, 3), ema=True)
+  assert set(state.ema) == {"params", "batch_stats"}
+  decay = 0.75
+  cfg = steps_lib.StepConfig(mean=(0.5,) * 3, std=(0.25,) * 3, ema_decay=decay)
+  step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
+  images, labels = _batch(16, (8, 8, 3))
+  s1, _ = _run(step, state, images, labels)
+  s2, _ = _run(step, s1, images, labels)
+  # After two steps: ema = d^2 w0 + d (1 - d) w1 + (1 - d) w2, for weights and BN stats.
+  for tree in ("params", "batch_stats"):
+    w0, w1, w2 = (getattr(s, tree) for s in (state, s1, s2))
+    want = jax.tree.map(lambda a, b, c_: decay**2 * a + decay * (1 - decay) * b
+                        + (1 - decay) * c_, w0, w1, w2)
+    for got, exp in zip(jax.tree.leaves(s2.ema[tree]), jax.tree.leaves(want)):
+      np.testing.assert_allclose(got, exp, rtol=1e-5, atol=1e-6)
+  raw = jax.jit(steps_lib.make_eval_step(model, cfg))
+  ema = jax.jit(steps_lib.make_eval_step(model, cfg, use_ema=True))
+  mask = jnp.ones(16, bool)
+  zero = lambda: steps_lib.zero_metrics(steps_lib.EVAL_METRICS)
+  assert float(raw(s2, zero(), images, labels, mask)["loss"]) != pytest.approx(
+      float(ema(s2, zero(), images, labels, mask)["loss"]), rel=1e-4)
+  swapped = s2.replace(params=s2.ema["params"], batch_stats=s2.ema["batch_stats"])
+  np.testing.assert_allclose(ema(s2, zero(), images, labels, mask)["loss"],
+                             raw(swapped, zero(), images, labels, mask)["loss"], rtol=1e-6)
+
+
+def test_train_step_with_the_full_recipe():
+  """Random-resized crop, flip, RandAugment, erasing (pixel), Mixup/CutMix with soft
+  targets, EMA and accumulation together: finite loss, moving weights, and the same step
+  twice for the same state (randomness from the step number only)."""
+  model, tx, state = _setup("resnet20", shape=(16, 16, 3), width=4)
+  cfg = steps_lib.StepConfig(
+      mean=(0.5,) * 3, std=(0.25,) * 3, inception_crop=True, flip=True,
+      rand_augment="rand-m9-mstd0.5-inc1", erase_prob=0.25, erase_mode="pixel",
+      mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=10,
+      eval_crop_pct=0.875, resize_method="bicubic", grad_accum_steps=2)
+  step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
+  images, labels = _batch(16, (16, 16, 3))
+  a, acc = _run(step, state, images, labels)
+  b, _ = _run(step, state, images, labels)
+  assert np.isfinite(float(acc["loss"]))
+  for x, y, z in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params),
+                     jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(x, y)
+  assert any(not np.allclose(x, z) for x, z in zip(jax.tree.leaves(a.params),
+                                                  jax.tree.leaves(state.params)))
+  ev = jax.jit(steps_lib.make_eval_step(model, cfg))(
+      a, steps_lib.zero_metrics(steps_lib.EVAL_METRICS), images, labels, jnp.ones(16, bool))
+  assert float(ev["count"]) == 16 and np.isfinite(float(ev["loss"]))

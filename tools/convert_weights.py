@@ -44,6 +44,7 @@ import input_pipeline  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402
 from models import torch_convert  # noqa: E402
+from training import data as data_lib  # noqa: E402
 from training import pretrained  # noqa: E402
 from training import steps as steps_lib  # noqa: E402
 
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
       raise input_pipeline.DatasetError(
           f"{args.dataset} has {ds.num_classes} classes but the checkpoint only {num_classes}")
     mean, std = ((0.0,) * 3, (1.0,) * 3) if args.no_normalize else (
-        train.IMAGENET_MEAN, train.IMAGENET_STD)
+        data_lib.IMAGENET_MEAN, data_lib.IMAGENET_STD)
     t1 = time.time()
     metrics = evaluate(model, variables, ds, args.batch_size, mean, std)
     metrics["eval_seconds"] = time.time() - t1

@@ -178,16 +178,24 @@ CHOICES = {
     "dtype": ("float32", "bfloat16"),
     "normalization": ("dataset", "symmetric", "unit", "imagenet"),
     "loss": ("cross_entropy", "mse"),
-    "optimizer": ("sgd", "adam", "adamw", "rmsprop"),
+    "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop"),
     "schedule": ("constant", "step", "cosine"),
     "augment.crop_mode": ("constant", "reflect", "edge"),
+    "augment.resize_method": ("bilinear", "bicubic"),
+    "augment.erase_mode": ("uniform", "pixel"),
     "batchnorm_stats": ("global", "per_device"),
+    "input_pipeline": ("auto", "device", "host"),
 }
 POSITIVE = ("mesh.fsdp", "num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs",
-            "checkpoint_every_epochs", "keep_checkpoints")
+            "checkpoint_every_epochs", "keep_checkpoints", "grad_accum_steps",
+            "host.shuffle_buffer", "host.prefetch")
 NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epochs", "pad",
                 "augment.crop_padding", "log_every_steps", "stop_after_steps",
-                "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm")
+                "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm",
+                "lr_base_batch_size", "augment.color_jitter", "augment.mixup",
+                "augment.cutmix", "augment.eval_crop_pct")
+PROBABILITIES = ("augment.random_erasing", "augment.mixup_prob", "augment.mixup_switch_prob",
+                 "ema_decay", "layer_decay")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -209,8 +217,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config.{key} must be >= 0, got {get(key)}")
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}")
-  if not 0 <= config.augment.random_erasing <= 1:
-    raise ConfigError("config.augment.random_erasing is a probability in [0, 1], got "
-                      f"{config.augment.random_erasing}")
+  for key in PROBABILITIES:
+    if not 0 <= get(key) <= 1:
+      raise ConfigError(f"config.{key} must be in [0, 1], got {get(key)}")
+  if config.augment.eval_crop_pct > 1:
+    raise ConfigError("config.augment.eval_crop_pct is the crop's share of the resized "
+                      f"image, in (0, 1] (0.875 is standard); got {config.augment.eval_crop_pct}")
+  for key in ("crop_scale", "crop_ratio"):
+    lo_hi = tuple(config.augment[key])
+    if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+      raise ConfigError(f"config.augment.{key} must be (min, max) with 0 < min <= max, "
+                        f"got {lo_hi}")
+  if config.augment.rand_augment:
+    from input_pipeline import randaugment  # pylint: disable=g-import-not-at-top
+    try:
+      randaugment.parse(config.augment.rand_augment)
+    except ValueError as e:
+      raise ConfigError(f"config.augment.rand_augment: {e}") from None
+  if config.batch_size % config.grad_accum_steps:
+    raise ConfigError(f"config.batch_size={config.batch_size} does not split into "
+                      f"grad_accum_steps={config.grad_accum_steps} equal micro-batches")
+  if (config.augment.mixup or config.augment.cutmix) and config.loss != "cross_entropy":
+    raise ConfigError("Mixup / CutMix make soft targets, which need loss=cross_entropy")
   if config.loss == "mse" and config.label_smoothing:
     raise ConfigError("config.label_smoothing only applies to loss=cross_entropy")

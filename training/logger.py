@@ -82,8 +82,9 @@ class MetricsLogger:
       return
     print(f"[eval]  epoch {row['epoch']:.0f}/{num_epochs} | step {row['step']} | "
           f"loss {row['eval_loss']:.4f} | top-1 {100 * row['eval_top1']:.2f}% | "
-          f"top-5 {100 * row['eval_top5']:.2f}% | {int(row['eval_count'])} examples",
-          flush=True)
+          f"top-5 {100 * row['eval_top5']:.2f}% | {int(row['eval_count'])} examples"
+          + (f" | EMA top-1 {100 * row['ema_eval_top1']:.2f}%" if "ema_eval_top1" in row
+             else ""), flush=True)
 
   def close(self) -> None:
     if self._tb is not None:
@@ -110,6 +111,10 @@ def plot_curves(rows: list[dict[str, Any]], path: str, title: str = "") -> None:
           label="train top-1")
   ax.plot([r["epoch"] for r in evals], [100 * r["eval_top1"] for r in evals], "o-",
           label="test top-1")
+  ema = [r for r in evals if "ema_eval_top1" in r]
+  if ema:
+    ax.plot([r["epoch"] for r in ema], [100 * r["ema_eval_top1"] for r in ema], "s--",
+            label="test top-1, EMA weights")
   if evals:
     best = max(100 * r["eval_top1"] for r in evals)
     ax.set_title(f"accuracy (final test {100 * evals[-1]['eval_top1']:.2f}%, best {best:.2f}%)")

@@ -11,7 +11,13 @@ LOSSES = ("cross_entropy", "mse")
 
 def cross_entropy(logits: jax.Array, labels: jax.Array,
                   label_smoothing: float = 0.0) -> jax.Array:
-  """Softmax cross-entropy with optional label smoothing; one value per example."""
+  """Softmax cross-entropy with optional label smoothing; one value per example.
+
+  ``labels`` are class indices (B,), or soft targets (B, classes) that Mixup / CutMix
+  made (already smoothed there, so ``label_smoothing`` is not applied again).
+  """
+  if labels.ndim == logits.ndim:
+    return optax.softmax_cross_entropy(logits, labels.astype(logits.dtype))
   targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
   if label_smoothing:
     targets = optax.smooth_labels(targets, label_smoothing)
@@ -34,5 +40,7 @@ def per_example_loss(name: str, logits: jax.Array, labels: jax.Array,
   if name == "cross_entropy":
     return cross_entropy(logits, labels, label_smoothing)
   if name == "mse":
+    if labels.ndim == logits.ndim:
+      raise ValueError("loss='mse' takes class labels; Mixup / CutMix need cross_entropy")
     return mse_pm1(logits, labels)
   raise ValueError(f"unknown loss {name!r}; use one of {LOSSES}")

@@ -2,18 +2,37 @@
 
 Weight decay applies to convolution and dense kernels only: biases (the untied biases of
 LeNet-1989 too) and norm scales are left alone, as in every modern recipe.
+
+Also here, the recipe pieces that act on the optimizer: the linear learning-rate scaling
+rule (``learning_rate`` per ``lr_base_batch_size`` images, Goyal et al. 2017), gradient
+clipping, and layer-wise learning-rate decay (BEiT / ConvNeXt fine-tuning), which scales
+each parameter's update by ``layer_decay ** (num_layers + 1 - layer_id)``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jax
 import ml_collections
 import optax
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine")
+
+
+def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
+  """The learning rate after the linear scaling rule.
+
+  ``lr_base_batch_size = 0``: ``learning_rate`` is used as given. Otherwise it is the
+  rate for a batch of ``lr_base_batch_size`` and scales linearly with ``batch_size``
+  (ConvNeXt: 4e-3 per 4096; ResNet: 0.1 per 256), so ``--config.batch_size`` alone moves
+  both.
+  """
+  if not config.get("lr_base_batch_size"):
+    return config.learning_rate
+  return config.learning_rate * config.batch_size / config.lr_base_batch_size
 
 
 def decay_mask(params: Any) -> Any:
@@ -27,7 +46,7 @@ def decay_mask(params: Any) -> Any:
 def create_schedule(config: ml_collections.ConfigDict,
                     steps_per_epoch: int) -> optax.Schedule:
   """Linear warm-up (optional) followed by a constant, step or cosine schedule."""
-  lr = config.learning_rate
+  lr = peak_learning_rate(config)
   total = config.num_epochs * steps_per_epoch
   warmup = int(round(config.warmup_epochs * steps_per_epoch))
   if config.schedule == "constant":
@@ -49,12 +68,15 @@ def create_schedule(config: ml_collections.ConfigDict,
 
 def create_optimizer(config: ml_collections.ConfigDict,
                      schedule: optax.Schedule) -> optax.GradientTransformation:
-  """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, AdamW, or RMSProp
-  (TensorFlow's, with L2 decay); optionally
-  after clipping the gradients' global norm to ``config.grad_clip_norm`` (ViT: 1.0)."""
+  """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, AdamW, LAMB, or RMSProp
+  (TensorFlow's, with L2 decay); optionally after clipping the gradients' global norm to
+  ``config.grad_clip_norm`` (ViT: 1.0), and with layer-wise learning-rate decay when
+  ``config.layer_decay`` is set (which needs ``config.model``'s layer naming)."""
   tx = _base_optimizer(config, schedule)
   if config.get("grad_clip_norm"):
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  if config.get("layer_decay"):
+    tx = optax.chain(tx, scale_by_layer(config.layer_decay))
   return tx
 
 
@@ -77,4 +99,99 @@ def _base_optimizer(config: ml_collections.ConfigDict,
   if name == "adamw":
     return optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
                        weight_decay=wd, mask=decay_mask)
+  if name == "lamb":  # You et al. 2019: AdamW's step, rescaled per layer by a trust ratio.
+    return optax.lamb(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
+                      weight_decay=wd, mask=decay_mask)
   raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
+
+
+# ----------------------------------------------------------------------------
+# Layer-wise learning-rate decay.
+
+
+class LayerDecayError(ValueError):
+  """A model whose parameter names give no layer order."""
+
+
+_STAGE_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")
+_BLOCK = re.compile(r"^block(\d+)$")
+_DOWNSAMPLE = re.compile(r"^downsample(\d+)_")
+# Top-level modules before the first block: the stem (ResNet, ConvNeXt, MobileNet, ...)
+# and ViT's embeddings.
+_EMBEDDING = re.compile(r"^(stem|conv1$|bn1$|patch_embed|pos_embed|cls_token)")
+
+
+def layer_ids(top_level_names: list[str]) -> tuple[dict[str, int], int]:
+  """Layer id of each top-level parameter group, and the number of layers.
+
+  Embeddings and the stem are layer 0, blocks count 1..L in order, everything after the
+  last block (final norm, classifier) is L + 1. ConvNeXt follows its official code
+  (``get_num_layer_for_convnext``): 12 layers, stages 1 and 2 are layers 1 and 2, stage
+  3 takes layers 3.. in groups of three blocks, stage 4 is layer 12, and each downsampling
+  layer joins the stage it feeds (the last one layer 12). Other families with
+  ``stageS_blockB`` or ``blockI`` names (ResNet, DenseNet-style, MobileNet, ViT) number
+  their blocks in order, as BEiT does for ViT.
+
+  Raises:
+    LayerDecayError: the names have no blocks to order (e.g. LeNet, VGG).
+  """
+  names = list(top_level_names)
+  stage_blocks = sorted({tuple(int(g) for g in m.groups())
+                         for m in map(_STAGE_BLOCK.match, names) if m})
+  is_convnext = any(_DOWNSAMPLE.match(n) for n in names) and any(
+      n.startswith("stem_") for n in names)
+  ids: dict[str, int] = {}
+  if is_convnext:
+    num_layers = 12
+    for n in names:
+      if n.startswith("stem_"):
+        ids[n] = 0
+      elif m := _DOWNSAMPLE.match(n):
+        stage = int(m.group(1))  # downsampleS feeds stage S (1-based)
+        ids[n] = stage if stage < 4 else 12
+      elif m := _STAGE_BLOCK.match(n):
+        stage, block = int(m.group(1)), int(m.group(2))
+        ids[n] = {1: 1, 2: 2, 4: 12}.get(stage, 3 + (block - 1) // 3)
+      else:
+        ids[n] = num_layers + 1
+    return ids, num_layers
+  if stage_blocks:
+    order = {sb: i + 1 for i, sb in enumerate(stage_blocks)}
+    num_layers = len(order)
+    for n in names:
+      m = _STAGE_BLOCK.match(n)
+      ids[n] = order[tuple(int(g) for g in m.groups())] if m else None
+  else:
+    blocks = sorted(int(m.group(1)) for m in map(_BLOCK.match, names) if m)
+    if not blocks:
+      raise LayerDecayError(
+          f"layer_decay needs a model made of numbered blocks (ConvNeXt, ViT, ResNet, ...); "
+          f"this one has top-level parameters {sorted(names)}. Set --config.layer_decay=0")
+    order = {b: i + 1 for i, b in enumerate(blocks)}
+    num_layers = len(order)
+    for n in names:
+      m = _BLOCK.match(n)
+      ids[n] = order[int(m.group(1))] if m else None
+  for n in names:
+    if ids[n] is None:
+      ids[n] = 0 if _EMBEDDING.match(n) else num_layers + 1
+  return ids, num_layers
+
+
+def layer_scales(params: Any, decay: float) -> Any:
+  """The learning-rate multiplier of every parameter: ``decay ** (L + 1 - layer_id)``."""
+  ids, num_layers = layer_ids(list(params))
+  return {name: jax.tree.map(lambda _, s=decay ** (num_layers + 1 - ids[name]): s, sub)
+          for name, sub in params.items()}
+
+
+def scale_by_layer(decay: float) -> optax.GradientTransformation:
+  """Multiplies each update by its layer's rate (the last transform of the chain, so the
+  learning rate and decoupled weight decay are both scaled, as in BEiT and ConvNeXt)."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    scales = layer_scales(updates, decay)
+    return jax.tree.map(lambda u, s: u * s, updates, scales), state
+
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
