@@ -30,8 +30,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-# Holding train+test as uint8 above this needs a streaming host pipeline
-# (tracked in the recipes issue); a module constant so tests can lower it.
+# Holding train+test as uint8 above this needs the streaming host pipeline
+# (input_pipeline/host.py); a module constant so tests can lower it.
 MAX_IN_MEMORY_BYTES = 8 * 2**30
 
 # Work in chunks of about this many bytes so host-side passes stay cheap.
@@ -443,8 +443,8 @@ def _load_tfds(name: str, *, data_dir: str | None, image_size: int | None,
     raise DatasetError(
         f"{name!r} needs {total / 2**30:.1f} GiB as uint8 arrays, over the "
         f"{MAX_IN_MEMORY_BYTES / 2**30:.0f} GiB in-memory limit: it is too large to "
-        "hold in memory; use a smaller image_size, or it needs a streaming host "
-        "pipeline (tracked in the recipes issue)")
+        "hold in memory; stream it with --config.input_pipeline=host, or use a "
+        "smaller image_size")
 
   x_train, y_train = _read_split(tfds, datasets["train"], sizes["train"], shape)
   x_test, y_test = _read_split(tfds, datasets[test_split], sizes[test_split], shape)

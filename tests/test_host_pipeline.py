@@ -249,3 +249,19 @@ def test_benchmark_cli(capsys, tmp_path):
   err = capsys.readouterr().err
   assert err.startswith("error: TFDS dataset 'cifar10' is not prepared")
   assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_two_processes_each_read_their_share():
+  """Two processes x two CPU devices: per-process input into global batches."""
+  import socket  # pylint: disable=g-import-not-at-top
+  from tests import test_train  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  procs = [subprocess.Popen(
+      [sys.executable, "tests/multiprocess_host_check.py", str(port), str(i)],
+      cwd=test_train.ROOT, env=test_train.cpu_env(2), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0 and "ok" in out, out[-2000:] + err[-3000:]

@@ -181,3 +181,27 @@ def test_host_pipeline_end_to_end_on_mock_imagenet(tmp_path, capsys):
   assert summary["image_shape"] == [32, 32, 3] and "ema_eval_top1" in summary
   evals = [r for r in rows(workdir) if "eval_count" in r]
   assert evals[-1]["eval_count"] == 8  # every validation example exactly once
+
+
+def test_device_resident_training_never_imports_tensorflow(tmp_path):
+  """The GPU machines have no TensorFlow: only the host pipeline may import it."""
+  code = ("import sys, train; rc = train.main(sys.argv[1:]); "
+          "assert rc == 0, rc; "
+          "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+  proc = subprocess.run(
+      [sys.executable, "-c", code, *DIGITS, "--config.num_epochs=1",
+       "--workdir", str(tmp_path / "w")],
+      cwd=ROOT, env=cpu_env(1), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_imagenet_not_prepared_says_how_to_prepare_it(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  empty = tmp_path / "tfds"
+  empty.mkdir()
+  proc = run(["--config", "configs/convnext_t.py", f"--config.data_dir={empty}",
+              "--config.download=false"], tmp_path / "w", check=False)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  err = proc.stderr.strip().splitlines()[-1]
+  assert err.startswith("error: ") and "imagenet2012" in err and "tfds build" in err, err
+  assert "Traceback" not in proc.stderr
