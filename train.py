@@ -243,10 +243,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if config.stop_after_steps and step - start_step >= config.stop_after_steps:
         stopped = True
         break
+      if _STOP.is_set():  # SIGTERM or Ctrl-C: here the state is whole, so save it
+        raise KeyboardInterrupt
   except KeyboardInterrupt:
-    save(step, state, last_loss)
+    try:
+      save(step, state, last_loss)
+      saved = "checkpoint saved"
+    except RuntimeError:  # a second Ctrl-C inside a step, whose input state is donated
+      saved = f"the last checkpoint (step {checkpointer.latest_step()}) is kept"
     checkpointer.close()
-    say(f"\ninterrupted at step {step}; checkpoint saved. Run the same command to resume.")
+    say(f"\ninterrupted at step {step}; {saved}. Run the same command to resume.")
     raise SystemExit(130) from None
 
   save(step, state, last_loss)  # the final (or stopping) checkpoint
@@ -307,13 +313,26 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
   return config, args
 
 
-def _interrupt(signum, frame):
-  raise KeyboardInterrupt  # SIGTERM (scancel, Kubernetes, preemption) saves like Ctrl-C
+_STOP = threading.Event()
+
+
+def _request_stop(signum, frame):
+  """SIGTERM (scancel, Kubernetes, preemption) or Ctrl-C: the loop finishes the step in
+  flight, saves a checkpoint and exits. Raising here instead could land between a step's
+  dispatch and its result, when the donated input state is already gone. A second
+  Ctrl-C stops at once."""
+  del frame
+  if signum == signal.SIGINT and _STOP.is_set():
+    raise KeyboardInterrupt
+  _STOP.set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  _STOP.clear()
+  handlers = {}
   if threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, _interrupt)
+    handlers = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM,
+                                                                   signal.SIGINT)}
   try:
     config, args = parse_args(sys.argv[1:] if argv is None else argv)
     setup = parallel.initialize_distributed(args.coordinator_address, args.num_processes,
@@ -324,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   except USER_ERRORS as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  finally:
+    for sig, handler in handlers.items():
+      signal.signal(sig, handler)
   return 0
 
 

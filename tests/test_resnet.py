@@ -26,6 +26,7 @@ from models.resnet import ResNet, se_channels
 from tests import model_testing
 from tests import torch_reference as tr
 from training import config as config_lib
+from training import optim
 
 # 1000 classes; v1.5 = torchvision, se_* = timm seresnet*, v2-50 = timm resnetv2_50. The
 # v2 and SE counts of depths 34, 101 and 152 in the module docstring come from the same
@@ -347,13 +348,16 @@ def test_resnet50_config(arg, model):
   if arg == "tiny":
     assert c.dataset == "synthetic" and tuple(c.synthetic.shape) == (32, 32, 3)
     assert c.model_kwargs.width == 8 and c.num_epochs == 2
-    assert c.learning_rate == pytest.approx(0.1 * 32 / 256)
+    assert optim.peak_learning_rate(c) == pytest.approx(0.1 * 32 / 256)
   else:
     assert (c.dataset, c.image_size, c.batch_size, c.num_epochs) == ("imagenet2012", 224,
                                                                       256, 90)
     assert (c.learning_rate, c.momentum, c.weight_decay) == (0.1, 0.9, 1e-4)
     assert tuple(c.decay_epochs) == (30, 60, 80) and c.decay_factor == 0.1
-  assert resnet50_config.get_config("batch=1024").learning_rate == pytest.approx(0.4)
+  # 0.1 per 256 images, scaled with the batch (and with a --config.batch_size override).
+  assert optim.peak_learning_rate(resnet50_config.get_config("batch=1024")) == pytest.approx(0.4)
+  c.batch_size = 512
+  assert optim.peak_learning_rate(c) == pytest.approx(0.2)
   with pytest.raises(ValueError, match="depth"):
     resnet50_config.get_config("depth=20")
   with pytest.raises(ValueError, match="version"):
