@@ -401,6 +401,7 @@ def test_tiny_torchvision_vit_resampled_and_pre_logits():
 @pytest.mark.parametrize("arg", [None, "deit", "tiny", "deit,tiny"])
 def test_config(arg):
   from training import config as config_lib
+  from training import optim
   c = config_lib.load_config("configs/vit_b16.py" + (f":{arg}" if arg else ""))
   config_lib.validate(c)
   model = create_model(c.model, num_classes=10, **c.model_kwargs.to_dict())
@@ -412,7 +413,8 @@ def test_config(arg):
   assert c.dataset == "imagenet2012" and c.image_size == 224 and c.num_epochs == 300
   assert c.optimizer == "adamw" and c.schedule == "cosine"
   if arg == "deit":
-    assert c.learning_rate == pytest.approx(5e-4 * c.batch_size / 512)
+    assert optim.peak_learning_rate(c) == pytest.approx(5e-4 * c.batch_size / 512)
+    assert c.augment.rand_augment == "rand-m9-mstd0.5-inc1" and c.augment.mixup == 0.8
     assert (c.weight_decay, c.label_smoothing, c.model_kwargs.drop_path_rate) == (0.05, 0.1, 0.1)
   else:  # the paper's Table 3: Adam, batch 4096, lr 3e-3, wd 0.3, dropout 0.1, 10k warm-up
     assert (c.batch_size, c.learning_rate, c.weight_decay) == (4096, 3e-3, 0.3)
