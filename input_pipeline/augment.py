@@ -22,6 +22,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from input_pipeline import randaugment
+
 _PAD_MODES = ("constant", "reflect", "edge")
 _RESIZE_METHODS = ("bilinear", "bicubic")
 _ERASE_MODES = ("uniform", "pixel")
@@ -447,26 +449,54 @@ def mixup_cutmix(key: jax.Array, images: jax.Array, labels: jax.Array,
 
 
 def augment(key: jax.Array, images: jax.Array, *, crop_padding: int = 0,
-            crop_mode: str = "constant", flip: bool = False,
-            erase_prob: float = 0.0) -> jax.Array:
-  """Random crop (translation), random horizontal flip, then random erasing.
+            crop_mode: str = "constant", flip: bool = False, erase_prob: float = 0.0,
+            erase_mode: str = "uniform", mean: Sequence[float] | None = None,
+            std: Sequence[float] | None = None, inception_crop: bool = False,
+            size: int = 0, crop_scale: tuple[float, float] = (0.08, 1.0),
+            crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+            resize_method: str = "bilinear", rand_augment: str = "",
+            jitter: float = 0.0) -> jax.Array:
+  """timm's training transform, in its order: crop (random-resized, or a padded
+  translation), flip, RandAugment or else colour jitter (timm skips the jitter when
+  RandAugment is on), random erasing.
 
   Args:
     key: PRNG key for the batch; split here so callers pass one key.
     images: (B, H, W, C) in raw 0..255 units, before `normalize`.
-    crop_padding: static; 0 disables the crop.
+    crop_padding: static; 0 disables the translation crop.
     crop_mode: padding mode of the crop ('constant', 'reflect', 'edge').
     flip: static; use ``ArrayDataset.flip`` (False for digits).
     erase_prob: static; probability of random erasing per example (0 disables).
+    erase_mode: 'uniform' or 'pixel' (which needs ``mean`` and ``std``).
+    mean: per-channel mean in [0, 1] units, for ``erase_mode='pixel'``.
+    std: per-channel std, same units.
+    inception_crop: random-resized crop to ``size`` instead of the translation.
+    size: output side of the random-resized crop (0: the input's).
+    crop_scale: area fraction range of the random-resized crop.
+    crop_ratio: aspect-ratio range of the random-resized crop.
+    resize_method: 'bilinear' or 'bicubic'.
+    rand_augment: timm spec such as 'rand-m9-mstd0.5-inc1'; '' disables it.
+    jitter: colour jitter; brightness = contrast = saturation strength (0 disables).
 
   Returns:
-    Augmented images, same shape and dtype.
+    Augmented images; same shape (``size`` with the random-resized crop) and, without
+    the resizing ops, the same dtype.
   """
-  crop_key, flip_key, erase_key = jax.random.split(key, 3)
-  images = random_crop(crop_key, images, crop_padding, crop_mode)
+  crop_key, flip_key, ra_key, erase_key = jax.random.split(key, 4)
+  if inception_crop:
+    images = random_resized_crop(crop_key, images, size or images.shape[1],
+                                 scale=crop_scale, ratio=crop_ratio, method=resize_method)
+  else:
+    images = random_crop(crop_key, images, crop_padding, crop_mode)
   if flip:
     images = random_flip(flip_key, images)
-  return random_erasing(erase_key, images, erase_prob)
+  if rand_augment:
+    images = randaugment.rand_augment(ra_key, images, **randaugment.parse(rand_augment))
+  elif jitter:
+    images = color_jitter(ra_key, images, brightness=jitter, contrast=jitter,
+                          saturation=jitter)
+  kw = {} if erase_mode == "uniform" else dict(mode=erase_mode, mean=mean, std=std)
+  return random_erasing(erase_key, images, erase_prob, **kw)
 
 
 def normalize(images: jax.Array, mean: Sequence[float],
@@ -475,3 +505,4 @@ def normalize(images: jax.Array, mean: Sequence[float],
   mean = jnp.asarray(mean, jnp.float32)
   std = jnp.asarray(std, jnp.float32)
   return (images.astype(jnp.float32) / 255.0 - mean) / std
+

@@ -23,7 +23,6 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 import input_pipeline
-from input_pipeline import randaugment
 from training import losses
 
 
@@ -102,36 +101,16 @@ TRAIN_METRICS = ("loss", "correct", "count")
 EVAL_METRICS = ("loss", "top1", "top5", "count")
 
 
-def _augment(cfg: StepConfig, rng: jax.Array, x: jax.Array) -> jax.Array:
-  """timm's training transform, in its order, on raw 0..255 float images: crop (random
-  resized, or a padded translation), flip, RandAugment or else colour jitter (timm skips
-  the jitter when RandAugment is on), random erasing."""
-  crop_key, flip_key, ra_key, erase_key = jax.random.split(rng, 4)
-  if cfg.inception_crop:
-    x = input_pipeline.random_resized_crop(crop_key, x, cfg.image_size or x.shape[1],
-                                           scale=cfg.crop_scale, ratio=cfg.crop_ratio,
-                                           method=cfg.resize_method)
-  else:
-    x = input_pipeline.random_crop(crop_key, x, cfg.crop_padding, cfg.crop_mode)
-  if cfg.flip:
-    x = input_pipeline.random_flip(flip_key, x)
-  if cfg.rand_augment:
-    x = randaugment.rand_augment(ra_key, x, **randaugment.parse(cfg.rand_augment))
-  elif cfg.color_jitter:
-    s = cfg.color_jitter
-    x = input_pipeline.color_jitter(ra_key, x, brightness=s, contrast=s, saturation=s)
-  if cfg.erase_prob:
-    kw = {} if cfg.erase_mode == "uniform" else dict(mode=cfg.erase_mode, mean=cfg.mean,
-                                                     std=cfg.std)
-    x = input_pipeline.random_erasing(erase_key, x, cfg.erase_prob, **kw)
-  return x
-
-
 def _preprocess(cfg: StepConfig, rng: jax.Array | None, images: jax.Array) -> jax.Array:
   """Augmentation (training, ``rng`` given) or the eval crop, then normalisation."""
   x = images.astype(jnp.float32)
   if rng is not None:
-    x = _augment(cfg, rng, x)
+    x = input_pipeline.augment(
+        rng, x, crop_padding=cfg.crop_padding, crop_mode=cfg.crop_mode, flip=cfg.flip,
+        erase_prob=cfg.erase_prob, erase_mode=cfg.erase_mode, mean=cfg.mean, std=cfg.std,
+        inception_crop=cfg.inception_crop, size=cfg.image_size, crop_scale=cfg.crop_scale,
+        crop_ratio=cfg.crop_ratio, resize_method=cfg.resize_method,
+        rand_augment=cfg.rand_augment, jitter=cfg.color_jitter)
   elif cfg.eval_crop_pct:
     x = input_pipeline.center_crop(x, cfg.image_size or x.shape[1], cfg.eval_crop_pct,
                                    method=cfg.resize_method)
