@@ -4,7 +4,8 @@ r"""Trains and evaluates any model of the zoo on any dataset, from one config.
   python train.py --config configs/resnet20_cifar.py:tiny --workdir runs/r20 \
       --config.dataset=npz:../shared/data/fashion_mnist/fashion_mnist.npz --config.pad=2
 
-The workdir receives ``config.json``, ``metrics.jsonl``, TensorBoard events, orbax
+The workdir receives ``config.json``, ``recipe.json`` (the data plan: which
+augmentation op runs where), ``metrics.jsonl``, TensorBoard events, orbax
 checkpoints, ``curves.png`` and ``summary.json``. Running again with the same workdir
 resumes from the latest checkpoint and ends exactly where an uninterrupted run would.
 """
@@ -32,6 +33,7 @@ from jax.sharding import PartitionSpec as P
 
 import input_pipeline
 import models
+from input_pipeline import recipe as recipe_lib
 from training import checkpoint as checkpoint_lib
 from training import config as config_lib
 from training import data as data_lib
@@ -46,7 +48,7 @@ class TrainingError(RuntimeError):
   """A run that cannot go on (bad setup, NaN loss). One line for the user."""
 
 
-USER_ERRORS = (config_lib.ConfigError, input_pipeline.DatasetError, models.UnknownModelError,
+USER_ERRORS = (config_lib.ConfigError, input_pipeline.DatasetError, recipe_lib.RecipeError, models.UnknownModelError,
                checkpoint_lib.CheckpointError, TrainingError, pretrained.PretrainedError,
                parallel.ParallelError)
 
@@ -67,14 +69,23 @@ def init_from_pretrained(config: ml_collections.ConfigDict, model, state, ds, sh
   return state.replace(params=params, batch_stats=batch_stats)
 
 
+def _write_atomic(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` through a temporary file and a rename."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
   config_lib.validate(config)
+  recipe = recipe_lib.Recipe.from_config(config.augment)
   primary = jax.process_index() == 0  # writes the files and prints; all processes train
   os.makedirs(workdir, exist_ok=True)
   if primary:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    _write_atomic(os.path.join(workdir, "config.json"),
+                  config.to_json_best_effort(indent=2, sort_keys=True))
 
   # Devices: a (data, fsdp) mesh over every device of every process. Every batch is
   # split over all devices; parameters over the fsdp axis when mesh.fsdp > 1.
@@ -148,34 +159,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       state = init_from_pretrained(config, model, state, ds, state_sharding)
   start_step = int(state.step)
 
-  # Compiled steps. The state is donated: updated in place on the device.
+  # The data plan: every op of the config's recipe, placed on the host or the device.
+  # Printed and recorded before anything compiles; the steps run exactly its ops.
   mean, std = data_lib.normalization_stats(config, ds)
-  a = config.augment
-  step_cfg = steps_lib.StepConfig(
-      loss=config.loss, label_smoothing=config.label_smoothing,
-      crop_padding=a.crop_padding, crop_mode=a.crop_mode, flip=a.flip,
-      erase_prob=a.random_erasing, erase_mode=a.erase_mode, mean=mean, std=std,
-      aux_loss_weight=config.aux_loss_weight, batchnorm_stats=config.batchnorm_stats,
-      inception_crop=a.inception_crop, crop_scale=tuple(a.crop_scale),
-      crop_ratio=tuple(a.crop_ratio), resize_method=a.resize_method,
-      rand_augment=a.rand_augment, color_jitter=a.color_jitter,
-      eval_crop_pct=a.eval_crop_pct, mixup_alpha=a.mixup, cutmix_alpha=a.cutmix,
-      mixup_prob=a.mixup_prob, mixup_switch_prob=a.mixup_switch_prob,
-      num_classes=ds.num_classes, grad_accum_steps=config.grad_accum_steps,
-      ema_decay=config.ema_decay, ema_warmup=config.ema_warmup)
-  step_cfg = dataclasses.replace(step_cfg, **source.step_config_overrides())
+  plan = recipe_lib.plan(
+      recipe, source=source.kind, image_size=ds.image_shape[0], channels=ds.image_shape[-1],
+      stored_size=ds.image_shape[0], mean=mean, std=std, num_classes=ds.num_classes,
+      label_smoothing=config.label_smoothing, dense_eval=hasattr(model, "dense"))
+  for line in plan.describe():
+    say(line, flush=True)
+  if primary:
+    _write_atomic(os.path.join(workdir, "recipe.json"), plan.to_json(recipe))
+
+  # The compiled steps, all here. The state is donated: updated in place on the device.
+  step_cfg = steps_lib.StepConfig.from_config(config, plan)
   shard_batch = lambda tree: jax.tree.map(
       lambda x: jax.lax.with_sharding_constraint(x, parallel.batch_sharding(mesh)), tree)
   train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng, shard_batch, mesh)
   eval_steps = {"raw": steps_lib.make_eval_step(model, step_cfg, shard_batch)}
   if config.ema_decay:
     eval_steps["ema"] = steps_lib.make_eval_step(model, step_cfg, shard_batch, use_ema=True)
-  source.compile(train_step, eval_steps, state_sharding)
+  train_fn = jax.jit(source.train_loop(train_step), donate_argnums=(0, 1),
+                     static_argnums=source.train_static_argnums,
+                     out_shardings=(state_sharding, replicated))
+  eval_fns = {k: jax.jit(source.eval_loop(f), donate_argnums=(1,), out_shardings=replicated)
+              for k, f in eval_steps.items()}
+  source.start(plan, start_step)
 
   def evaluate(state) -> dict[str, float]:
     out = {}
-    for which in eval_steps:
-      m = jax.device_get(source.evaluate(state, which))
+    for which, eval_fn in eval_fns.items():
+      m = jax.device_get(source.evaluate(eval_fn, state))
       prefix = "" if which == "raw" else "ema_"
       out.update({f"{prefix}eval_loss": float(m["loss"] / m["count"]),
                   f"{prefix}eval_top1": float(m["top1"] / m["count"]),
@@ -208,7 +222,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         num = min(num, start_step + config.stop_after_steps - step)
       if not source.device_loop:
         num = 1
-      state, acc = source.train(state, acc, step, num)
+      state, acc = source.train(train_fn, state, acc, step, num)
       first_call = step == start_step
       step += num
       if first_call:

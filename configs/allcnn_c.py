@@ -24,7 +24,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, maxpool=bool, augment=bool, tiny=bool)
   c = common.base()
   c.model = "allcnn_c_maxpool" if args.get("maxpool") else "allcnn_c"
   c.dataset = "cifar10"

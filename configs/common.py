@@ -4,10 +4,16 @@ Keeping one schema means every ``--config.FIELD=VALUE`` works with every config,
 ``training.config.validate`` checks them all in one place.
 """
 
+import difflib
 import os
+from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
+
+from input_pipeline import recipe
+
+from training.config import ConfigError
 
 
 def base() -> ml_collections.ConfigDict:
@@ -50,27 +56,11 @@ def base() -> ml_collections.ConfigDict:
       shuffle_buffer=16_384,  # examples per process
       prefetch=2))  # global batches in flight on the devices
 
-  # Augmentation (timm's names in brackets). Device-resident data: all of it inside the
-  # compiled step. Host pipeline: crop, flip, RandAugment and colour jitter on the host;
-  # erasing and Mixup/CutMix in the step.
-  c.augment = ml_collections.ConfigDict(dict(
-      crop_padding=0,  # random crop after padding = translation by up to this many pixels
-      crop_mode="constant",  # constant (zero = background) | reflect | edge
-      # Random-resized ("Inception") crop to image_size, instead of the translation.
-      inception_crop=False,
-      crop_scale=(0.08, 1.0),  # area fraction [scale]
-      crop_ratio=(3 / 4, 4 / 3),  # aspect ratio [ratio]
-      resize_method="bilinear",  # bilinear | bicubic [interpolation]
-      flip=False,  # horizontal flip (not for digits) [hflip 0.5]
-      rand_augment="",  # e.g. "rand-m9-mstd0.5-inc1" (timm's spec); "" = off [aa]
-      color_jitter=0.0,  # brightness/contrast/saturation strength; unused with RA [color_jitter]
-      random_erasing=0.0,  # probability of erasing a random rectangle [reprob]
-      erase_mode="uniform",  # uniform (Zhong et al. 2017) | pixel (timm) [remode]
-      mixup=0.0,  # Mixup alpha [mixup]
-      cutmix=0.0,  # CutMix alpha [cutmix]
-      mixup_prob=1.0,  # probability of mixing a batch [mixup_prob]
-      mixup_switch_prob=0.5,  # CutMix instead of Mixup when both are on [mixup_switch_prob]
-      eval_crop_pct=0.0))  # > 0: evaluate resize(image_size / pct) + centre crop [crop_pct]
+  # Augmentation and evaluation protocol: the fields of input_pipeline.recipe.Recipe,
+  # whose docstring and field comments say what each does (timm's names in brackets).
+  # One recipe feeds both input paths; the run prints where each op runs (the plan)
+  # and writes it to recipe.json.
+  c.augment = ml_collections.ConfigDict(recipe.Recipe().to_dict())
 
   # Optimisation.
   c.num_epochs = 10
@@ -163,6 +153,53 @@ def convnext_recipe(c: ml_collections.ConfigDict, batch_size: int = 4096,
   a.eval_crop_pct = 0.875
 
 
+def imagenet_sgd(c: ml_collections.ConfigDict, *, batch_size: int, learning_rate: float,
+                 weight_decay: float, num_epochs: int, decay_epochs=(),
+                 decay_factor: float = 0.1, schedule: str = "step",
+                 warmup_epochs: float = 0.0, label_smoothing: float = 0.0,
+                 momentum: float = 0.9, eval_batch_size: int = 500,
+                 checkpoint_every_epochs: int = 1) -> None:
+  """The ImageNet SGD recipe of the classic CNN papers, set on ``c`` in place: SGD with
+  momentum (0.9), L2 weight decay on kernels, ``num_epochs`` at ``batch_size``, and a
+  step schedule (x``decay_factor`` at each of ``decay_epochs``) or, with
+  ``schedule="cosine"``, a cosine decay; optional linear warm-up and label smoothing.
+  Evaluation batches of 500 (50,000 validation images in 100 batches)."""
+  c.num_epochs = num_epochs
+  c.batch_size = batch_size
+  c.eval_batch_size = eval_batch_size
+  c.optimizer = "sgd"
+  c.learning_rate = learning_rate
+  c.momentum = momentum
+  c.weight_decay = weight_decay
+  c.label_smoothing = label_smoothing
+  c.schedule = schedule
+  c.warmup_epochs = warmup_epochs
+  c.decay_epochs = tuple(decay_epochs)
+  c.decay_factor = decay_factor
+  c.checkpoint_every_epochs = checkpoint_every_epochs
+
+
+def tf_rmsprop(c: ml_collections.ConfigDict) -> None:
+  """TensorFlow's RMSProp as TF-slim ran it for Inception and MobileNets (decay 0.9,
+  momentum 0.9, epsilon 1.0), in place of ``c``'s optimizer; the rest of the recipe stays."""
+  c.optimizer = "rmsprop"
+  c.rms_decay = 0.9
+  c.momentum = 0.9
+  c.eps = 1.0
+
+
+def resnet_scale_augmentation(c: ml_collections.ConfigDict) -> None:
+  """The ResNet paper's ImageNet augmentation (He et al. 2015, Sec. 3.4), in place: the
+  shorter side resized to a side drawn from [256, 480], a random 224 crop, horizontal
+  flips, and "the standard color augmentation in [AlexNet]" (PCA lighting, 0.1). The
+  ``scale_aug`` variant of the ResNet, SE-ResNet and DenseNet configs."""
+  c.augment.inception_crop = False
+  c.augment.scale_jitter = (256, 480)
+  c.augment.flip = True
+  c.augment.lighting = 0.1
+  c.augment.color_jitter = 0.0
+
+
 def shared_npz(name: str) -> str:
   """``npz:`` dataset name for ../shared/data/<name>/<name>.npz (or under $SHARED_DIR)."""
   root = os.environ.get("SHARED_DIR", "../shared")
@@ -172,7 +209,18 @@ def shared_npz(name: str) -> str:
 def use_tiny_data(c: ml_collections.ConfigDict, shape=(32, 32, 3), num_train: int = 256,
                   num_test: int = 64, num_epochs: int = 2) -> None:
   """The ``tiny`` variant of a config: synthetic images, batch 32, seconds on a CPU (the
-  tests run every config this way). The config then shrinks its model."""
+  tests run every config this way). The config then shrinks its model.
+
+  The augmentation protocol stays the paper's, at the smaller scale: the pixel sizes
+  of scale jittering and dense evaluation shrink with the image (e.g. AlexNet's
+  resize-to-256-then-crop-224 becomes 72 and 63 on 63x63 images).
+  """
+  if c.image_size:
+    ratio = shape[0] / c.image_size
+    small = lambda sides: tuple(max(shape[0], int(round(s * ratio))) for s in sides)
+    if tuple(c.augment.scale_jitter) != (0, 0):
+      c.augment.scale_jitter = small(c.augment.scale_jitter)
+    c.augment.eval_scales = small(c.augment.eval_scales)
   c.dataset = "synthetic"
   c.image_size = None
   c.synthetic.shape = tuple(shape)
@@ -184,10 +232,78 @@ def use_tiny_data(c: ml_collections.ConfigDict, shape=(32, 32, 3), num_train: in
   c.eval_batch_size = 64
 
 
-def parse_arg(arg: str | None) -> dict[str, str | bool]:
-  """``"tiny,res=128"`` -> ``{"tiny": True, "res": "128"}`` (big_vision style)."""
-  out = {}
+def parse_arg(arg: str | None, **spec: Any) -> dict[str, Any]:
+  """``"tiny,res=128"`` -> ``{"tiny": True, "res": 128}`` (big_vision style), checked.
+
+  ``spec`` names every word the config knows and what it takes: ``bool`` (a flag, given
+  alone), ``int`` / ``float`` / ``str`` (``word=VALUE``, converted), or a tuple of choices
+  (``word=VALUE``, one of them, converted to their type):
+
+    common.parse_arg(arg, depth=(11, 13, 16, 19), bn=bool, tiny=bool)
+
+  Returns the words given, with typed values (absent words are absent: use ``.get``). An
+  unknown word (with a "did you mean"), a flag given a value, a value missing, unparsable
+  or not among the choices, or a word given twice is a one-line ``ConfigError`` that
+  names the word and the valid values.
+  """
+  for word, kind in spec.items():
+    if not (kind in _ARG_TYPES or (isinstance(kind, (tuple, list, range)) and kind)):
+      raise TypeError(f"parse_arg: {word}= must be bool, int, float, str or a non-empty "
+                      f"tuple of choices, got {kind!r}")
+  out: dict[str, Any] = {}
   for item in filter(None, (arg or "").split(",")):
-    key, eq, value = item.partition("=")
-    out[key.strip()] = value.strip() if eq else True
+    word, eq, raw = (part.strip() for part in item.partition("="))
+    if word not in spec:
+      close = difflib.get_close_matches(word, list(spec), n=3)
+      hint = f"; did you mean {' or '.join(close)}?" if close else "."
+      valid = ", ".join(_arg_usage(w, k) for w, k in spec.items()) or "none"
+      raise ConfigError(f"unknown config argument {word!r}{hint} Valid arguments: {valid}")
+    if word in out:
+      raise ConfigError(f"config argument {word!r} is given twice")
+    kind = spec[word]
+    if kind is bool:
+      if eq:
+        raise ConfigError(f"config argument {word!r} is a flag and takes no value (got "
+                          f"{word}={raw}); write {word} alone to turn it on, or leave it out")
+      out[word] = True
+      continue
+    if not eq or not raw:
+      raise ConfigError(f"config argument {word!r} needs a value: {_arg_usage(word, kind)}")
+    out[word] = _arg_value(word, raw, kind)
   return out
+
+
+_ARG_TYPES = (bool, int, float, str)
+
+
+def _arg_usage(word: str, kind: Any) -> str:
+  """``tiny``, ``depth=11|13|16|19``, ``batch=<int>``."""
+  if kind is bool:
+    return word
+  if kind in _ARG_TYPES:
+    return f"{word}=<{kind.__name__}>"
+  return f"{word}=" + "|".join(str(c) for c in kind)
+
+
+def _arg_value(word: str, raw: str, kind: Any) -> Any:
+  if kind in _ARG_TYPES:
+    try:
+      return kind(raw)
+    except ValueError:
+      article = "an" if kind is int else "a"
+      raise ConfigError(f"config argument {word}={raw}: {word} takes {article} "
+                        f"{kind.__name__} ({_arg_usage(word, kind)})") from None
+  choices = list(kind)
+  for choice in choices:  # compare as text, return the choice's own type: "11" -> 11
+    if raw == str(choice):
+      return choice
+  try:  # 16.0 for 16, 1.50 for 1.5
+    value = type(choices[0])(raw)
+    if value in choices:
+      return choices[choices.index(value)]
+  except (TypeError, ValueError):
+    pass
+  close = difflib.get_close_matches(raw, [str(c) for c in choices], n=1)
+  hint = f" (did you mean {word}={close[0]}?)" if close else ""
+  raise ConfigError(f"config argument {word}={raw} is not valid{hint}: {word} is one of "
+                    f"{', '.join(str(c) for c in choices)}")

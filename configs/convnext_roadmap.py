@@ -65,6 +65,8 @@ from models.roadmap import STEPS
 
 STEP_NAMES = tuple(step.name for step in STEPS)
 NUM_EPOCHS = 30
+# The words get_config and get_sweep take.
+ARGS = dict(step=STEP_NAMES, res=(32, 64), cifar10=bool, epochs=int, batch=int, tiny=bool)
 
 
 def _classic_recipe(c) -> None:
@@ -87,13 +89,9 @@ def _classic_recipe(c) -> None:
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
-  step = str(args.get("step", "downsample"))
-  if step not in STEP_NAMES:
-    raise ValueError(f"step={step!r}: valid steps are {', '.join(STEP_NAMES)}")
-  res = int(args.get("res", 32))
-  if res not in (32, 64):
-    raise ValueError(f"res={res}: valid resolutions are 32 and 64")
+  args = common.parse_arg(arg, **ARGS)
+  step = args.get("step", "downsample")
+  res = args.get("res", 32)
   c = common.base()
   c.model = f"roadmap_{step}"
   c.model_kwargs.stem_stride = 2 if res == 32 else 4
@@ -101,19 +99,19 @@ def get_config(arg=None):
     c.dataset = "cifar10"
   else:
     c.dataset = common.shared_npz("fashion_mnist")
-    c.pad = 2  # 28 -> 32
+    c.pad = 2 if res == 32 else 0  # 28 -> 32; res=64 resizes 28 -> 64 (pad comes after)
   c.image_size = None if res == 32 else 64
   c.eval_batch_size = 1000
-  common.convnext_recipe(c, batch_size=int(args.get("batch", 512)),
-                         num_epochs=int(args.get("epochs", NUM_EPOCHS)))
+  common.convnext_recipe(c, batch_size=args.get("batch", 512),
+                         num_epochs=args.get("epochs", NUM_EPOCHS))
   c.ema_decay = 0.0  # Table 10 reports the raw weights
   c.checkpoint_every_epochs = 5
   if args.get("tiny"):
-    common.use_tiny_data(c, shape=(32, 32, 3), num_epochs=int(args.get("epochs", 2)))
+    common.use_tiny_data(c, shape=(32, 32, 3), num_epochs=args.get("epochs", 2))
     c.model_kwargs.stem_stride = 2
     c.model_kwargs.width = 8
     c.model_kwargs.depths = (1, 1, 1, 1)
-    c.batch_size = int(args.get("batch", 32))
+    c.batch_size = args.get("batch", 32)
     c.learning_rate = 1e-3
     c.lr_base_batch_size = 0
     c.warmup_epochs = 0.0
@@ -137,7 +135,7 @@ def get_sweep(arg: str | None = None) -> list[dict[str, Any]]:
   """One run per row of Table 10: ``{"name": "00_resnet50", "model": "roadmap_resnet50",
   ...}``, mapping dotted config keys (as in ``--config.KEY=VALUE``) to the values that
   turn ``get_config(arg)`` into ``get_config(arg + ",step=<row>")``."""
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, **ARGS)
   args.pop("step", None)
   rest = ",".join(k if v is True else f"{k}={v}" for k, v in args.items())
   base = _flatten(get_config(rest or None))

@@ -44,16 +44,14 @@ _SIZES = {"t": 0.1, "s": 0.4, "b": 0.5, "l": 0.5}
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
-  size = str(args.get("size", "t")).lower()
-  if size not in _SIZES:
-    raise ValueError(f"size={size!r}: valid sizes are {', '.join(_SIZES)}")
+  args = common.parse_arg(arg, size=tuple(_SIZES), batch=int, tiny=bool)
+  size = args.get("size", "t")
   c = common.base()
   c.model = f"convnext_{size}"
   c.dataset = "imagenet2012"
   c.image_size = 224
   c.eval_batch_size = 500
-  common.convnext_recipe(c, batch_size=int(args.get("batch", 4096)))
+  common.convnext_recipe(c, batch_size=args.get("batch", 4096))
   c.model_kwargs.drop_path_rate = _SIZES[size]
   c.model_kwargs.layer_scale_init = 1e-6
   c.model_kwargs.head_init_scale = 1.0
@@ -62,7 +60,7 @@ def get_config(arg=None):
     common.use_tiny_data(c, shape=(32, 32, 3))  # 8x8 after the stem, 1x1 in stage 4
     c.model_kwargs.dims = (8, 16, 32, 64)
     c.model_kwargs.depths = (1, 1, 1, 1)
-    c.batch_size = int(args.get("batch", 32))
+    c.batch_size = args.get("batch", 32)
     c.learning_rate = 1e-3
     c.lr_base_batch_size = 0
     c.warmup_epochs = 0.0

@@ -3,13 +3,13 @@ r"""DenseNet (Huang et al. 2016, arXiv 1608.06993) with the paper's recipes (Sec
 ImageNet (default): SGD with Nesterov momentum 0.9 (no dampening), batch 256, lr 0.1
 divided by 10 at epochs 30 and 60, 90 epochs, weight decay 1e-4, He init. The paper
 reports 25.02% top-1 / 7.71% top-5 single-crop error for DenseNet-121 (Table 3; 23.80%
-for 169, 22.58% for 201); torchvision's weights reach 74.43% top-1. Data: 224x224
-ImageNet (TFDS ``imagenet2012``), flips and random translations by up to 16 pixels (the
-offsets of a 224 crop of a 256 image), reflected borders. The paper used fb.resnet.torch's
-augmentation (scale and aspect-ratio crops, colour jitter, PCA lighting), which this
-pipeline does not have. ImageNet at 224 does not fit the in-memory host pipeline: it
-needs the streaming one, or ``--config.num_train_examples`` / a smaller dataset
-(``imagenette``) meanwhile.
+for 169, 22.58% for 201); torchvision's weights reach 74.43% top-1. Data: the paper
+trains with fb.resnet.torch's augmentation, which this config is: random-resized crops
+(8%-100%, aspect 3/4-4/3) to 224, colour jitter 0.4 (brightness, contrast, saturation),
+PCA lighting 0.1 and flips; single-crop test on the centre 224 of 256 (Table 3 also
+reports 10-crop: ``--config.augment.eval_mode=ten_crop``). ``:scale_aug`` trains with the
+ResNet paper's scale augmentation instead (shorter side in [256, 480], random 224 crops,
+lighting). ImageNet (TFDS ``imagenet2012``) streams through the host pipeline.
 
 CIFAR (``:cifar``, DenseNet-BC L=100 k=12, 0.77M parameters): batch 64, 300 epochs, lr
 0.1 divided by 10 at 50% and 75% of training (epochs 150 and 225), weight decay 1e-4,
@@ -37,7 +37,8 @@ classifier's bias; ours to kernels only (the trainer's rule).
   python train.py --config configs/densenet121.py:tiny --workdir /tmp/densenet_tiny
 
 Arguments (comma-separated): ``depth=121|161|169|201`` (ImageNet model, default 121),
-``cifar`` (densenet_bc100_k12 on CIFAR-10), ``noaug`` (with ``cifar``), ``epochs=N``
+``cifar`` (densenet_bc100_k12 on CIFAR-10), ``noaug`` (with ``cifar``), ``scale_aug``
+(ImageNet: the ResNet paper's scale augmentation), ``epochs=N``
 (run length; the decay epochs keep their fractions of it), ``tiny``.
 """
 
@@ -47,7 +48,13 @@ DEPTHS = (121, 161, 169, 201)
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, depth=DEPTHS, cifar=bool, noaug=bool, scale_aug=bool,
+                          epochs=int, tiny=bool)
+  if args.get("noaug") and not args.get("cifar"):
+    raise common.ConfigError("noaug is the paper's CIFAR setting: give it with cifar")
+  if "depth" in args and args.get("cifar"):
+    raise common.ConfigError("depth= picks the ImageNet model; cifar has its own "
+                             "(densenet_bc100_k12; others with --config.model)")
   c = common.base()
   c.optimizer = "sgd"
   c.momentum = 0.9
@@ -65,21 +72,23 @@ def get_config(arg=None):
       c.augment.crop_padding = 0
       c.augment.flip = False
       c.model_kwargs.dropout_rate = 0.2
-    c.num_epochs = int(args.get("epochs", 300))
+    c.num_epochs = args.get("epochs", 300)
     c.batch_size = 64
     c.eval_batch_size = 500
     c.decay_epochs = (c.num_epochs // 2, c.num_epochs * 3 // 4)
     c.checkpoint_every_epochs = 10
   else:
-    depth = int(args.get("depth", 121))
-    if depth not in DEPTHS:
-      raise ValueError(f"DenseNet depth must be one of {DEPTHS}, got {depth}")
+    depth = args.get("depth", 121)
     c.model = f"densenet{depth}"
     c.dataset = "imagenet2012"
     c.image_size = 224
-    c.augment.crop_padding = 16  # offsets of a 224 crop from 256: up to 16 px each way
-    c.augment.crop_mode = "reflect"
-    c.num_epochs = int(args.get("epochs", 90))
+    c.augment.inception_crop = True  # fb.resnet.torch: RandomSizedCrop, ColorJitter,
+    c.augment.color_jitter = 0.4     # Lighting
+    c.augment.lighting = 0.1
+    c.augment.eval_crop_pct = 0.875
+    if args.get("scale_aug"):
+      common.resnet_scale_augmentation(c)
+    c.num_epochs = args.get("epochs", 90)
     c.batch_size = 256
     c.eval_batch_size = 500
     c.decay_epochs = (c.num_epochs // 3, c.num_epochs * 2 // 3)
@@ -89,6 +98,7 @@ def get_config(arg=None):
     c.model_kwargs.growth_rate = 4
     c.model_kwargs.num_init_features = 8
     c.model_kwargs.block_config = (2, 2, 2) if args.get("cifar") else (2, 2, 2, 2)
-    c.augment.crop_padding = 2
+    if args.get("cifar"):
+      c.augment.crop_padding = 2
     c.decay_epochs = (1,)
   return c

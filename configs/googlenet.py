@@ -13,12 +13,12 @@ Here: synchronous SGD, batch 256, lr 0.08 (Caffe's 0.01 x 256/32, the linear sca
 of Goyal et al. 2017) after a 2-epoch linear warm-up (ours: the unnormalised network at
 8x Caffe's rate), x0.96 at every 8th epoch, weight decay 2e-4 on kernels, 250 epochs.
 Not reproduced: asynchrony, Polyak averaging, Caffe's doubled learning rate for biases,
-the paper's scale augmentation (crops of 8%-100% of the image, aspect ratio 3/4-4/3) and
-its photometric distortions. Data: 224x224 ImageNet (TFDS ``imagenet2012``) with
-horizontal flips and random translations by up to 16 pixels (the offsets of a 224 crop
-of a 256 image), reflected borders. ImageNet at 224 does not fit the in-memory host
-pipeline: it needs the streaming one, or ``--config.num_train_examples`` / a smaller
-dataset (``imagenette``) meanwhile.
+and the 144-crop test of the competition entry. Data (Sec. 6), the paper's protocol:
+random-resized ("Inception") crops of 8%-100% of the image area with aspect ratio
+3/4-4/3, resized to 224, horizontal flips, and "the photometric distortions of Andrew
+Howard": brightness, contrast and saturation factors drawn from [0.5, 1.5] (Howard 2013,
+arXiv 1312.5402; ``color_jitter=0.5``); test on the centre 224 crop of the image resized
+to 256. ImageNet (TFDS ``imagenet2012``) streams through the host pipeline.
 
   python train.py --config configs/googlenet.py --workdir runs/googlenet_paper
   # torchvision's network (BatchNorm, dropout 0.2), same recipe:
@@ -39,7 +39,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, torchvision=bool, epochs=int, tiny=bool)
   c = common.base()
   if args.get("torchvision"):
     c.model = "googlenet"  # its own dropout (0.2) and aux heads
@@ -50,10 +50,11 @@ def get_config(arg=None):
   c.aux_loss_weight = 0.3
   c.dataset = "imagenet2012"
   c.image_size = 224
-  c.augment.crop_padding = 16  # offsets of a 224 crop from 256: up to 16 px each way
-  c.augment.crop_mode = "reflect"
+  c.augment.inception_crop = True  # 8%-100% of the area, aspect ratio 3/4-4/3
   c.augment.flip = True
-  c.num_epochs = int(args.get("epochs", 250))
+  c.augment.color_jitter = 0.5  # Howard's photometric distortions, factors in [0.5, 1.5]
+  c.augment.eval_crop_pct = 0.875
+  c.num_epochs = args.get("epochs", 250)
   c.batch_size = 256
   c.eval_batch_size = 500
   c.optimizer = "sgd"
@@ -68,7 +69,6 @@ def get_config(arg=None):
   if args.get("tiny"):
     # The paper's aux heads need 79x79 or more.
     common.use_tiny_data(c, shape=(80, 80, 3), num_train=128, num_epochs=1)
-    c.augment.crop_padding = 4
     c.learning_rate = 0.01
     c.warmup_epochs = 0.0
     c.log_every_steps = 1

@@ -70,6 +70,8 @@ import os
 from configs import common
 
 NUM_NETS = 5
+# The words get_config and get_sweep take (each ignores the other's).
+ARGS = dict(net=tuple(range(1, NUM_NETS + 1)), digits=bool, tiny=bool, seeds=int)
 
 
 def usps_path() -> str:
@@ -77,10 +79,8 @@ def usps_path() -> str:
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
-  net = int(args.get("net", NUM_NETS))
-  if not 1 <= net <= NUM_NETS:
-    raise ValueError(f"net={net}: the paper's networks are net=1 ... net={NUM_NETS}")
+  args = common.parse_arg(arg, **ARGS)
+  net = args.get("net", NUM_NETS)
   c = common.base()
   c.model = f"lecun1989_net{net}"
   c.model_kwargs.out_bias_init = -1.0  # outputs start at the target of 9 classes in 10
@@ -119,6 +119,8 @@ def get_sweep(arg=None):
   The same recipe and 320 training digits as tools/lecun1989_study.py, so the numbers
   agree with its table; ``digits`` and ``tiny`` apply to every run (through get_config).
   """
-  seeds = int(common.parse_arg(arg).get("seeds", 3))
+  seeds = common.parse_arg(arg, **ARGS).get("seeds", 3)
+  if seeds < 1:
+    raise common.ConfigError(f"seeds={seeds}: the sweep needs at least one seed per net")
   return [{"name": f"net{net}_seed{seed}", "model": f"lecun1989_net{net}", "seed": seed}
           for net in range(1, NUM_NETS + 1) for seed in range(seeds)]

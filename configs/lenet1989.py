@@ -19,7 +19,7 @@ def usps_path() -> str:
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, usps=bool)
   c = common.base()
   c.model = "lenet1989"
   # Not in the paper: outputs start at -1, the target of 9 classes out of 10 (as in the

@@ -24,7 +24,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, modern=bool, digits=bool, tiny=bool)
   modern = bool(args.get("modern"))
   c = common.base()
   c.model = "lenet5_modern" if modern else "lenet5"

@@ -16,10 +16,11 @@ not the paper's): SGD momentum 0.9, batch 256, lr 0.1 after a 5-epoch linear war
 cosine decay to 0 over 150 epochs, weight decay 4e-5 on kernels (depthwise kernels
 included: our optimizer cannot exclude them), label smoothing 0.1
 (``--config.label_smoothing=0`` is the paper's choice). Dropout 0.001 before the
-classifier (the model's default, TF-slim's keep-prob 0.999). Data: 224x224 ImageNet
-(TFDS ``imagenet2012``), horizontal flips and translations by up to 16 pixels (reflected
-borders). ImageNet at 224 needs the streaming input pipeline, or
-``--config.num_train_examples`` / a smaller dataset.
+classifier (the model's default, TF-slim's keep-prob 0.999). Data: TFDS
+``imagenet2012`` through the host pipeline; Inception-style random-resized crops to 224
+with the paper's "smaller range of crop sizes": 25%-100% of the area (our figure; the
+paper gives none, Inception's is 8%-100%), aspect 3/4-4/3, flips, no photometric
+distortions ("less data augmentation"); test on the centre 224 of 256.
 
   python train.py --config configs/mobilenet_v1.py --workdir runs/mobilenet_v1
   # A thinner network (the paper's alpha = 0.75, 0.5, 0.25):
@@ -38,32 +39,22 @@ from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, paper=bool, width=float, epochs=int, tiny=bool)
   c = common.base()
   c.model = "mobilenet_v1"
   if "width" in args:
-    c.model_kwargs.width_multiplier = float(args["width"])
+    c.model_kwargs.width_multiplier = args["width"]
   c.dataset = "imagenet2012"
   c.image_size = 224
-  c.augment.crop_padding = 16  # offsets of a 224 crop from 256: up to 16 px each way
-  c.augment.crop_mode = "reflect"
+  c.augment.inception_crop = True
+  c.augment.crop_scale = (0.25, 1.0)  # "smaller range of crop sizes" (our figure)
   c.augment.flip = True
-  c.num_epochs = int(args.get("epochs", 150))
-  c.batch_size = 256
-  c.eval_batch_size = 500
-  c.optimizer = "sgd"
-  c.learning_rate = 0.1
-  c.momentum = 0.9
-  c.weight_decay = 4e-5
-  c.label_smoothing = 0.1
-  c.schedule = "cosine"
-  c.warmup_epochs = 5.0
-  c.checkpoint_every_epochs = 5
+  c.augment.eval_crop_pct = 0.875
+  common.imagenet_sgd(c, batch_size=256, learning_rate=0.1, weight_decay=4e-5,
+                      num_epochs=args.get("epochs", 150), schedule="cosine",
+                      warmup_epochs=5.0, label_smoothing=0.1, checkpoint_every_epochs=5)
   if args.get("paper"):
-    c.optimizer = "rmsprop"
-    c.rms_decay = 0.9
-    c.momentum = 0.9
-    c.eps = 1.0
+    common.tf_rmsprop(c)
     c.learning_rate = 0.01
     c.batch_size = 32
     c.label_smoothing = 0.0
@@ -74,7 +65,6 @@ def get_config(arg=None):
   if args.get("tiny"):
     common.use_tiny_data(c, num_train=128)
     c.model_kwargs.width_multiplier = 0.25
-    c.augment.crop_padding = 4
     c.warmup_epochs = 0.0
     c.log_every_steps = 1
   return c

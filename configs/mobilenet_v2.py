@@ -15,11 +15,9 @@ The default is the recipe of torchvision's IMAGENET1K_V1 weights (71.88% top-1;
 references/classification README): SGD momentum 0.9, batch 256 (8 x 32), lr 0.045, x0.98
 after every epoch, weight decay 4e-5, 300 epochs. Weight decay applies to kernels only
 (torchvision's script then decayed BN parameters and biases too), depthwise kernels
-included. Data: 224x224 ImageNet (TFDS ``imagenet2012``), horizontal flips and
-translations by up to 16 pixels (reflected borders); torchvision's RandomResizedCrop is
-not available in our pipeline. Dropout 0.2 before the classifier (the model's default).
-ImageNet at 224 needs the streaming input pipeline, or ``--config.num_train_examples`` /
-a smaller dataset.
+included. Data: TFDS ``imagenet2012`` through the host pipeline, with torchvision's
+reference transform: random-resized crops (8%-100%, aspect 3/4-4/3) to 224 and flips;
+test on the centre 224 of 256. Dropout 0.2 before the classifier (the model's default).
 
   python train.py --config configs/mobilenet_v2.py --workdir runs/mobilenet_v2
   # The 1.4x wide network (or any other width multiplier):
@@ -38,37 +36,27 @@ from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, paper=bool, width=float, epochs=int, tiny=bool)
   c = common.base()
   c.model = "mobilenet_v2"
   if "width" in args:
-    c.model_kwargs.width_multiplier = float(args["width"])
+    c.model_kwargs.width_multiplier = args["width"]
   c.dataset = "imagenet2012"
   c.image_size = 224
-  c.augment.crop_padding = 16  # offsets of a 224 crop from 256: up to 16 px each way
-  c.augment.crop_mode = "reflect"
+  c.augment.inception_crop = True
   c.augment.flip = True
-  c.num_epochs = int(args.get("epochs", 300))
-  c.batch_size = 256
-  c.eval_batch_size = 500
-  c.optimizer = "sgd"
-  c.learning_rate = 0.045
-  c.momentum = 0.9
-  c.weight_decay = 4e-5
-  c.schedule = "step"  # x0.98 after every epoch: an exponential decay in steps
-  c.decay_epochs = tuple(range(1, c.num_epochs))
-  c.decay_factor = 0.98
-  c.checkpoint_every_epochs = 5
+  c.augment.eval_crop_pct = 0.875
+  num_epochs = args.get("epochs", 300)
+  # x0.98 after every epoch: an exponential decay in steps.
+  common.imagenet_sgd(c, batch_size=256, learning_rate=0.045, weight_decay=4e-5,
+                      num_epochs=num_epochs, decay_epochs=range(1, num_epochs),
+                      decay_factor=0.98, checkpoint_every_epochs=5)
   if args.get("paper"):
-    c.optimizer = "rmsprop"
-    c.rms_decay = 0.9
-    c.momentum = 0.9
-    c.eps = 1.0
+    common.tf_rmsprop(c)
     c.batch_size = 96
   if args.get("tiny"):
     common.use_tiny_data(c, num_train=128)
     c.model_kwargs.width_multiplier = 0.25
-    c.augment.crop_padding = 4
     c.decay_epochs = (1,)
     c.log_every_steps = 1
   return c

@@ -42,7 +42,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, fashion_mnist=bool, short=bool, recipe=bool, tiny=bool)
   c = common.base()
   c.model = "resnet20"
   c.dataset = "cifar10"

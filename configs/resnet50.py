@@ -12,7 +12,9 @@ augmentation; the classic recipe uses Inception-style random-resized crops (8%-1
 the area, aspect ratio 3/4-4/3) and flips.
 
 Augmentation: random-resized crops to 224 (bilinear) and flips; evaluation resizes to
-256 and takes the centre 224 (crop 0.875). Data: TFDS ``imagenet2012`` through the host
+256 and takes the centre 224 (crop 0.875). ``scale_aug`` is the paper's own (Sec. 3.4):
+shorter side drawn from [256, 480], random 224 crops, flips and PCA lighting 0.1;
+``--config.augment.eval_mode=ten_crop`` is the paper's 10-crop testing (Table 3). Data: TFDS ``imagenet2012`` through the host
 pipeline (decode and crop on the CPUs); any other dataset with ``--config.dataset``.
 
 ``convnext_recipe``: the same network trained with ConvNeXt's recipe, the first step of
@@ -27,6 +29,8 @@ parameters) with the stochastic depth that the recipe needs.
   python train.py --config configs/resnet50.py:depth=18,batch=512 --workdir runs/resnet18
   python train.py --config configs/resnet50.py:depth=152,version=v2 --workdir runs/r152_v2
   python train.py --config configs/resnet50.py:convnext_recipe --workdir runs/r50_convnext_recipe
+  python train.py --config configs/resnet50.py:scale_aug --config.augment.eval_mode=ten_crop \
+      --workdir runs/resnet50_paper_aug
   # Any dataset (any size from 32x32 up; CIFAR-style nets are configs/resnet20_cifar.py):
   python train.py --config configs/resnet50.py:depth=50 --config.dataset=imagenette \
       --workdir runs/resnet50_imagenette
@@ -37,7 +41,8 @@ parameters) with the stochastic depth that the recipe needs.
 Arguments (comma-separated): ``depth=18|34|50|101|152`` (default 50),
 ``version=v1|v1.5|v2`` (default v1.5; model ``resnet{depth}``, ``resnet{depth}_v1`` or
 ``resnet{depth}_v2``), ``zero_init`` (zero_init_residual, Goyal et al. 2017),
-``batch=N`` (batch size, lr scaled linearly), ``convnext_recipe``, ``tiny``.
+``batch=N`` (batch size, lr scaled linearly), ``scale_aug`` (the paper's scale
+augmentation), ``convnext_recipe``, ``tiny``.
 """
 
 from configs import common
@@ -47,16 +52,14 @@ VERSIONS = ("v1", "v1.5", "v2")
 
 
 def model_name(depth: int, version: str, prefix: str = "") -> str:
-  if depth not in DEPTHS:
-    raise ValueError(f"ResNet depth must be one of {DEPTHS}, got {depth}")
-  if version not in VERSIONS:
-    raise ValueError(f"ResNet version must be one of {VERSIONS}, got {version!r}")
+  """``resnet50``, ``resnet18_v1``, ``se_resnet101_v2``: the registered model's name."""
   return f"{prefix}resnet{depth}" + ("" if version == "v1.5" else f"_{version}")
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
-  depth, version = int(args.get("depth", 50)), str(args.get("version", "v1.5"))
+  args = common.parse_arg(arg, depth=DEPTHS, version=VERSIONS, zero_init=bool, batch=int,
+                          scale_aug=bool, convnext_recipe=bool, tiny=bool)
+  depth, version = args.get("depth", 50), args.get("version", "v1.5")
   c = common.base()
   c.model = model_name(depth, version)
   if args.get("zero_init"):
@@ -67,8 +70,10 @@ def get_config(arg=None):
   c.augment.resize_method = "bilinear"
   c.augment.flip = True
   c.augment.eval_crop_pct = 0.875
+  if args.get("scale_aug"):
+    common.resnet_scale_augmentation(c)
   c.num_epochs = 90
-  c.batch_size = int(args.get("batch", 256))
+  c.batch_size = args.get("batch", 256)
   c.eval_batch_size = 500
   c.optimizer = "sgd"
   c.learning_rate = 0.1
@@ -80,10 +85,10 @@ def get_config(arg=None):
   c.decay_factor = 0.1
   c.checkpoint_every_epochs = 1
   if args.get("convnext_recipe"):
-    if (depth, version) != (50, "v1.5"):
-      raise ValueError("convnext_recipe is ResNet-50 (v1.5); drop depth= / version=")
+    if (depth, version) != (50, "v1.5") or args.get("scale_aug"):
+      raise common.ConfigError("convnext_recipe is ResNet-50 (v1.5); drop depth= / version=")
     c.model = "roadmap_resnet50"
-    common.convnext_recipe(c, batch_size=int(args.get("batch", 4096)))
+    common.convnext_recipe(c, batch_size=args.get("batch", 4096))
     c.decay_epochs = ()
     c.checkpoint_every_epochs = 5
   if args.get("tiny"):

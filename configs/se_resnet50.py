@@ -11,12 +11,14 @@ ratio ranges) and flips, mean-RGB subtraction; the SENet repository adds small
 rotations and pixel jitter. Paper: SE-ResNet-50 23.29% top-1 error (single 224 crop);
 timm's seresnet50 weights: 76.71% top-1.
 
-What runs now: as configs/resnet50.py, translations by up to 16 pixels (reflected
-borders) and flips instead of random-resized crops, which come with the streaming
-ImageNet host pipeline (another issue); ImageNet at 224 needs that pipeline, or
-``--config.num_train_examples`` / a smaller dataset meanwhile. Data: TFDS
-``imagenet2012`` at 224x224. Batch 1024 needs 4x the activation memory of the classic
-ResNet batch of 256: ``batch=256`` (lr 0.15) fits one accelerator more easily.
+What runs: the paper's random-resized crops (8%-100%, aspect 3/4-4/3) to 224 and flips,
+per-channel mean/std normalisation (for the mean-RGB subtraction), and the single 224
+centre crop of 256 at test; ``--config.augment.eval_mode=ten_crop`` for 10-crop testing,
+``:scale_aug`` for the ResNet paper's scale augmentation (shorter side in [256, 480],
+random 224 crops, PCA lighting). The SENet repository's rotations and pixel jitter are
+not reproduced. Data: TFDS ``imagenet2012``, streamed by the host pipeline. Batch 1024
+needs 4x the activation memory of the classic ResNet batch of 256: ``batch=256`` (lr
+0.15) fits one accelerator more easily.
 
   python train.py --config configs/se_resnet50.py --workdir runs/se_resnet50
   python train.py --config configs/se_resnet50.py:batch=256 --workdir runs/se_resnet50_b256
@@ -26,30 +28,32 @@ ResNet batch of 256: ``batch=256`` (lr 0.15) fits one accelerator more easily.
 
 Arguments (comma-separated): ``depth=18|34|50|101|152`` (default 50),
 ``version=v1|v1.5|v2`` (default v1.5 as timm's seresnet50; the paper's Caffe models are
-v1), ``zero_init``, ``batch=N``, ``tiny``.
+v1), ``zero_init``, ``batch=N``, ``scale_aug``, ``tiny``.
 """
 
 from configs import common
-from configs.resnet50 import model_name
+from configs.resnet50 import DEPTHS, VERSIONS, model_name
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, depth=DEPTHS, version=VERSIONS, zero_init=bool, batch=int,
+                          scale_aug=bool, tiny=bool)
   c = common.base()
-  version = str(args.get("version", "v1.5"))
-  c.model = model_name(int(args.get("depth", 50)), "v1.5", prefix="se_")
+  version = args.get("version", "v1.5")
+  c.model = model_name(args.get("depth", 50), "v1.5", prefix="se_")
   if version != "v1.5":
-    model_name(50, version)  # validates it
     c.model_kwargs.version = version
   if args.get("zero_init"):
     c.model_kwargs.zero_init_residual = True
   c.dataset = "imagenet2012"
   c.image_size = 224
-  c.augment.crop_padding = 16
-  c.augment.crop_mode = "reflect"
+  c.augment.inception_crop = True
   c.augment.flip = True
+  c.augment.eval_crop_pct = 0.875
+  if args.get("scale_aug"):
+    common.resnet_scale_augmentation(c)
   c.num_epochs = 100
-  c.batch_size = int(args.get("batch", 1024))
+  c.batch_size = args.get("batch", 1024)
   c.eval_batch_size = 500
   c.optimizer = "sgd"
   c.learning_rate = 0.6 * c.batch_size / 1024
@@ -62,7 +66,6 @@ def get_config(arg=None):
   if args.get("tiny"):
     common.use_tiny_data(c)
     c.model_kwargs.width = 8
-    c.augment.crop_padding = 2
     c.learning_rate = 0.6 * c.batch_size / 1024
     c.decay_epochs = (1,)
   return c

@@ -7,16 +7,22 @@ We fix the plateaus as a step schedule at epochs 30, 50 and 65 (our choice: the 
 does not give them). Paper, single net, 224 crops (Table 3, S=256, Q=256): VGG-11 29.6%,
 VGG-13 28.7%, VGG-16 27.0%, VGG-19 27.3% top-1 error.
 
-Data: 224x224 images and horizontal flips. The paper cropped 224 patches at random from
-images rescaled to S=256 (and RGB colour shifts); the trainer's crop is a random
-translation of the 224 image by up to 16 pixels with reflected borders (the same range
-of offsets). The paper initialised VGG-13/16/19 from a trained VGG-11; we start from
-torchvision's init, which trains every depth from scratch. ImageNet at 224 does not fit
-the in-memory host pipeline: it needs the streaming one, or
-``--config.num_train_examples`` / a smaller dataset (``imagenette``) meanwhile.
+Data (Sec. 3.1), the paper's multi-scale training: scale jittering, each image's shorter
+side resized to S drawn from [256, 512], a random 224 crop, horizontal flips and the
+random RGB colour shift of AlexNet (PCA lighting 0.1); ``--config.augment.scale_jitter=
+256,256`` is the paper's single-scale S=256 training. Test (Sec. 3.2): by default one
+centre 224 crop of the image resized to 256 (the single-crop convention of later papers;
+our choice); ``:dense`` is the paper's dense evaluation: the fully connected layers run
+as convolutions over the image at each scale Q in {256, 384, 512} and its flip, the
+softmax averaged (Table 4's multi-scale test for S in [256, 512]). Deviation: each scale
+sees the central Q x Q square rather than the whole uncropped image, so a batch has one
+shape. The paper initialised VGG-13/16/19 from a trained VGG-11; we start from
+torchvision's init, which trains every depth from scratch. ImageNet streams through the
+host pipeline.
 
   python train.py --config configs/vgg.py:depth=16 --workdir runs/vgg16
   python train.py --config configs/vgg.py:depth=19,bn --workdir runs/vgg19_bn
+  python train.py --config configs/vgg.py:depth=16,dense --workdir runs/vgg16_dense
   # Any dataset at 32x32 or more (the smallest input: five 2x2 pools):
   python train.py --config configs/vgg.py:depth=11,bn --config.dataset=cifar10 \
       --config.image_size=32 --config.batch_size=128 --workdir runs/vgg11_bn_c10
@@ -30,42 +36,35 @@ the in-memory host pipeline: it needs the streaming one, or
   python launch/sweep.py --config configs/vgg.py --sweep_dir runs/vgg_bn
 
 Arguments (comma-separated): ``depth=11|13|16|19`` (default 11), ``bn`` (BatchNorm after
-every conv), ``tiny``.
+every conv), ``dense`` (the paper's dense multi-scale evaluation), ``tiny``.
 """
 
 from configs import common
 
 DEPTHS = (11, 13, 16, 19)
+ARGS = dict(depth=DEPTHS, bn=bool, dense=bool, tiny=bool)  # the words get_config and get_sweep take
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
-  depth = int(args.get("depth", 11))
-  if depth not in DEPTHS:
-    raise ValueError(f"VGG depth must be one of {DEPTHS}, got {depth}")
+  args = common.parse_arg(arg, **ARGS)
+  depth = args.get("depth", 11)
   c = common.base()
   c.model = f"vgg{depth}" + ("_bn" if args.get("bn") else "")
   c.model_kwargs.dropout_rate = 0.5
   c.dataset = "imagenet2012"
   c.image_size = 224
-  c.augment.crop_padding = 16  # offsets of a 224 crop from 256: up to 16 px each way
-  c.augment.crop_mode = "reflect"
+  c.augment.scale_jitter = (256, 512)  # multi-scale training, S in [256, 512]
   c.augment.flip = True
-  c.num_epochs = 74
-  c.batch_size = 256
-  c.eval_batch_size = 500
-  c.optimizer = "sgd"
-  c.learning_rate = 0.01
-  c.momentum = 0.9
-  c.weight_decay = 5e-4
-  c.schedule = "step"
-  c.decay_epochs = (30, 50, 65)
-  c.decay_factor = 0.1
-  c.checkpoint_every_epochs = 1
+  c.augment.lighting = 0.1  # AlexNet's random RGB colour shift
+  c.augment.eval_crop_pct = 0.875
+  if args.get("dense"):
+    c.augment.eval_mode = "dense"
+    c.augment.eval_scales = (256, 384, 512)  # Q = S_min, (S_min + S_max) / 2, S_max
+  common.imagenet_sgd(c, batch_size=256, learning_rate=0.01, weight_decay=5e-4,
+                      num_epochs=74, decay_epochs=(30, 50, 65))
   if args.get("tiny"):
     common.use_tiny_data(c, shape=(32, 32, 3))  # the smallest input VGG accepts
     c.model_kwargs.width = 0.125
-    c.augment.crop_padding = 2
     c.decay_epochs = (1,)
   return c
 
@@ -79,8 +78,8 @@ def get_sweep(arg=None):
   momentum 0.9, weight decay 5e-4, dropout 0.5). With ``tiny``: the same two models on
   get_config's synthetic data (tests).
   """
-  args = common.parse_arg(arg)
-  depth = int(args.get("depth", 11))
+  args = common.parse_arg(arg, **ARGS)
+  depth = args.get("depth", 11)
   variants = [("vgg", f"vgg{depth}"), ("vgg_bn", f"vgg{depth}_bn")]
   if args.get("tiny"):
     return [{"name": name, "model": model} for name, model in variants]

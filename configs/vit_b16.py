@@ -54,7 +54,7 @@ IMAGENET_TRAIN = 1_281_167
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg)
+  args = common.parse_arg(arg, deit=bool, tiny=bool)
   c = common.base()
   c.model = "vit_b16"
   c.dataset = "imagenet2012"

@@ -8,15 +8,18 @@ Importing this package does not import TensorFlow: it is imported only when a
 TFDS dataset is loaded, because the accelerator machines do not have it.
 """
 
-from input_pipeline.augment import augment
+from input_pipeline.augment import apply_ops
 from input_pipeline.augment import center_crop
 from input_pipeline.augment import color_jitter
+from input_pipeline.augment import lighting
 from input_pipeline.augment import mixup_cutmix
 from input_pipeline.augment import normalize
 from input_pipeline.augment import random_crop
 from input_pipeline.augment import random_erasing
 from input_pipeline.augment import random_flip
 from input_pipeline.augment import random_resized_crop
+from input_pipeline.augment import scale_jitter_crop
+from input_pipeline.augment import ten_crop
 from input_pipeline.datasets import ArrayDataset
 from input_pipeline.datasets import DatasetError
 from input_pipeline.datasets import KNOWN_DATASETS
@@ -28,14 +31,21 @@ from input_pipeline.device import num_eval_batches
 from input_pipeline.device import put_on_mesh
 from input_pipeline.device import steps_per_epoch
 from input_pipeline.device import train_batch
+from input_pipeline.recipe import Plan
+from input_pipeline.recipe import Recipe
+from input_pipeline.recipe import RecipeError
 
 __all__ = [
     "ArrayDataset",
     "DatasetError",
     "KNOWN_DATASETS",
-    "augment",
+    "Plan",
+    "Recipe",
+    "RecipeError",
+    "apply_ops",
     "center_crop",
     "color_jitter",
+    "lighting",
     "epoch_permutation",
     "eval_batch",
     "load_dataset",
@@ -47,7 +57,9 @@ __all__ = [
     "random_erasing",
     "random_flip",
     "random_resized_crop",
+    "scale_jitter_crop",
     "steps_per_epoch",
+    "ten_crop",
     "train_batch",
     "train_subset",
 ]

@@ -4,8 +4,7 @@ Every function takes one key for the whole batch and draws per-example
 randomness from it. Images are in raw 0..255 units (float32 or uint8) so that
 constant padding is 0 = background; normalise afterwards:
 
-    x = augment(key, x.astype(jnp.float32), crop_padding=4, flip=ds.flip)
-    x = normalize(x, ds.mean, ds.std)
+    x, _ = apply_ops(key, x, plan.train_device)   # ops placed by recipe.plan
 
 The ImageNet recipe of timm (ConvNeXt, DeiT) is built from the same kind of
 pieces: ``random_resized_crop``, ``random_flip``, ``color_jitter``,
@@ -17,12 +16,13 @@ torchvision's sampling; the differences are noted in each docstring.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from input_pipeline import randaugment
+from input_pipeline import recipe as recipe_lib
 
 _PAD_MODES = ("constant", "reflect", "edge")
 _RESIZE_METHODS = ("bilinear", "bicubic")
@@ -448,55 +448,162 @@ def mixup_cutmix(key: jax.Array, images: jax.Array, labels: jax.Array,
   return mixed, targets.astype(jnp.float32)
 
 
-def augment(key: jax.Array, images: jax.Array, *, crop_padding: int = 0,
-            crop_mode: str = "constant", flip: bool = False, erase_prob: float = 0.0,
-            erase_mode: str = "uniform", mean: Sequence[float] | None = None,
-            std: Sequence[float] | None = None, inception_crop: bool = False,
-            size: int = 0, crop_scale: tuple[float, float] = (0.08, 1.0),
-            crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-            resize_method: str = "bilinear", rand_augment: str = "",
-            jitter: float = 0.0) -> jax.Array:
-  """timm's training transform, in its order: crop (random-resized, or a padded
-  translation), flip, RandAugment or else colour jitter (timm skips the jitter when
-  RandAugment is on), random erasing.
+def scale_jitter_crop(key: jax.Array, images: jax.Array, size: int,
+                      sides: tuple[int, int], method: str = "bilinear") -> jax.Array:
+  """Scale augmentation (Simonyan & Zisserman 2014; He et al. 2015): per example, the
+  shorter side is resized to S drawn uniformly from the integers in ``sides`` (the
+  longer side in proportion, truncated, as torchvision's ``Resize(S)``), then a
+  ``size`` x ``size`` crop is taken at a uniformly random position.
+
+  One ``scale_and_translate`` per example computes just the crop's pixels of the
+  resized image (antialiased when downsampling, like PIL).
 
   Args:
-    key: PRNG key for the batch; split here so callers pass one key.
-    images: (B, H, W, C) in raw 0..255 units, before `normalize`.
-    crop_padding: static; 0 disables the translation crop.
-    crop_mode: padding mode of the crop ('constant', 'reflect', 'edge').
-    flip: static; use ``ArrayDataset.flip`` (False for digits).
-    erase_prob: static; probability of random erasing per example (0 disables).
-    erase_mode: 'uniform' or 'pixel' (which needs ``mean`` and ``std``).
-    mean: per-channel mean in [0, 1] units, for ``erase_mode='pixel'``.
-    std: per-channel std, same units.
-    inception_crop: random-resized crop to ``size`` instead of the translation.
-    size: output side of the random-resized crop (0: the input's).
-    crop_scale: area fraction range of the random-resized crop.
-    crop_ratio: aspect-ratio range of the random-resized crop.
-    resize_method: 'bilinear' or 'bicubic'.
-    rand_augment: timm spec such as 'rand-m9-mstd0.5-inc1'; '' disables it.
-    jitter: colour jitter; brightness = contrast = saturation strength (0 disables).
+    key: PRNG key for the whole batch.
+    images: (B, H, W, C) in raw 0..255 units.
+    size: static side of the square output, at most ``sides[0]``.
+    sides: (min, max) shorter side after resizing, inclusive.
+    method: 'bilinear' or 'bicubic'.
 
   Returns:
-    Augmented images; same shape (``size`` with the random-resized crop) and, without
-    the resizing ops, the same dtype.
+    (B, size, size, C), float (integer images become float32), in [0, 255].
   """
-  crop_key, flip_key, ra_key, erase_key = jax.random.split(key, 4)
-  if inception_crop:
-    images = random_resized_crop(crop_key, images, size or images.shape[1],
-                                 scale=crop_scale, ratio=crop_ratio, method=resize_method)
-  else:
-    images = random_crop(crop_key, images, crop_padding, crop_mode)
-  if flip:
-    images = random_flip(flip_key, images)
-  if rand_augment:
-    images = randaugment.rand_augment(ra_key, images, **randaugment.parse(rand_augment))
-  elif jitter:
-    images = color_jitter(ra_key, images, brightness=jitter, contrast=jitter,
-                          saturation=jitter)
-  kw = {} if erase_mode == "uniform" else dict(mode=erase_mode, mean=mean, std=std)
-  return random_erasing(erase_key, images, erase_prob, **kw)
+  _check_resize_method(method)
+  lo, hi = int(sides[0]), int(sides[1])
+  if not size <= lo <= hi:
+    raise ValueError(f"scale jitter sides {sides} must satisfy {size} <= min <= max")
+  images = _as_float(images)
+  b, h, w, c = images.shape
+  u = jax.random.uniform(key, (b, 3))
+  side = jnp.floor(lo + u[:, 0] * (hi - lo + 1)).astype(jnp.int32)  # uniform in lo..hi
+  short = min(h, w)
+  rh = jnp.where(h <= w, side, side * h // short)
+  rw = jnp.where(h <= w, side * w // short, side)
+  top = jnp.floor(u[:, 1] * (rh - size + 1)).astype(jnp.float32)
+  left = jnp.floor(u[:, 2] * (rw - size + 1)).astype(jnp.float32)
+  s = jnp.stack([rh / h, rw / w], axis=1).astype(jnp.float32)
+  t = -jnp.stack([top, left], axis=1)
+
+  def resize(image, s, t):
+    return jax.image.scale_and_translate(image, (size, size, c), (0, 1), s, t,
+                                         method=method, antialias=True)
+
+  return jnp.clip(jax.vmap(resize)(images, s, t), 0, 255).astype(images.dtype)
+
+
+def lighting(key: jax.Array, images: jax.Array, std: float = 0.1,
+             eigval: Sequence[float] = recipe_lib.IMAGENET_EIGVAL,
+             eigvec: Sequence[Sequence[float]] = recipe_lib.IMAGENET_EIGVEC) -> jax.Array:
+  """AlexNet's PCA colour augmentation ("fancy PCA", Krizhevsky et al. 2012, Sec. 4.1).
+
+  Per example, alpha ~ N(0, std) for each of the three principal components of
+  ImageNet's RGB pixels, and every pixel gets ``sum_j eigvec[:, j] alpha_j eigval_j``
+  (in [0, 1] units, here times 255), as fb.resnet.torch's ``Lighting(0.1)``. Not
+  clipped, as there.
+
+  Args:
+    key: PRNG key for the whole batch.
+    images: (B, H, W, 3) in raw 0..255 units.
+    std: standard deviation of alpha (the paper: 0.1).
+    eigval: the three eigenvalues.
+    eigvec: 3x3, eigenvectors as columns (rows are R, G, B).
+
+  Returns:
+    Same shape, float.
+  """
+  if images.shape[-1] != 3:
+    raise ValueError(f"PCA lighting needs RGB images, got {images.shape[-1]} channels")
+  x = _as_float(images)
+  alpha = std * jax.random.normal(key, (x.shape[0], 3))
+  vec, val = jnp.asarray(eigvec, jnp.float32), jnp.asarray(eigval, jnp.float32)
+  rgb = (alpha * val) @ vec.T  # (B, 3): rgb[c] = sum_j vec[c, j] alpha_j val_j
+  return x + (255.0 * rgb).astype(x.dtype)[:, None, None, :]
+
+
+def resize_square(images: jax.Array, size: int, method: str = "bilinear") -> jax.Array:
+  """Resizes square images to ``size`` x ``size`` (antialiased)."""
+  _check_resize_method(method)
+  images = _as_float(images)
+  b, h, w, c = images.shape
+  if (h, w) == (size, size):
+    return images
+  out = jax.image.resize(images, (b, size, size, c), method=method, antialias=True)
+  return jnp.clip(out, 0, 255).astype(images.dtype)
+
+
+def ten_crop(images: jax.Array, size: int) -> jax.Array:
+  """The four corner crops, the centre crop, and the same of the flipped image
+  (Krizhevsky et al. 2012; torchvision's ``TenCrop``), as a view axis.
+
+  Returns:
+    (B, 10, size, size, C).
+  """
+  b, h, w, c = images.shape
+  if size > min(h, w):
+    raise ValueError(f"ten_crop of {size} from {h}x{w} images")
+  top, left = int(round((h - size) / 2)), int(round((w - size) / 2))
+  corners = ((0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left))
+  views = [images[:, i:i + size, j:j + size] for i, j in corners]
+  views += [v[:, :, ::-1] for v in views]
+  return jnp.stack(views, axis=1)
+
+
+def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],
+              labels: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
+  """Runs a plan's device ops (``recipe.plan``) on a batch, in order.
+
+  Each op draws from ``fold_in(key, its index)``. ``mixup_cutmix`` turns ``labels``
+  into soft targets; otherwise the labels come back unchanged. Evaluation chains
+  (``key`` None) are deterministic; ``ten_crop`` adds a view axis after the batch.
+
+  Returns:
+    (images, targets).
+  """
+  ops = list(ops)
+  i = 0
+  while i < len(ops):
+    op, kw = ops[i].name, ops[i].kwargs
+    k = jax.random.fold_in(key, i) if key is not None else None
+    if op == "translate":
+      images = random_crop(k, images, kw["padding"], kw["mode"])
+    elif op == "random_resized_crop":
+      images = random_resized_crop(k, images, kw["size"], scale=kw["scale"],
+                                   ratio=kw["ratio"], method=kw["method"])
+    elif op == "resize_shorter":  # with the random_crop that follows: static shapes
+      if i + 1 >= len(ops) or ops[i + 1].name != "random_crop":
+        raise ValueError("resize_shorter on the device must be followed by random_crop")
+      images = scale_jitter_crop(k, images, ops[i + 1].kwargs["size"], kw["sides"],
+                                 kw["method"])
+      i += 1
+    elif op == "flip":
+      images = random_flip(k, images)
+    elif op == "rand_augment":
+      images = randaugment.rand_augment(k, images, **randaugment.parse(kw["spec"]))
+    elif op == "color_jitter":
+      s = kw["strength"]
+      images = color_jitter(k, images, brightness=s, contrast=s, saturation=s)
+    elif op == "lighting":
+      images = lighting(k, images, kw["std"])
+    elif op == "random_erasing":
+      extra = {} if kw["mode"] == "uniform" else dict(mean=kw["mean"], std=kw["std"])
+      images = random_erasing(k, images, kw["prob"], mode=kw["mode"], **extra)
+    elif op == "normalize":
+      images = normalize(images, kw["mean"], kw["std"])
+    elif op == "mixup_cutmix":
+      images, labels = mixup_cutmix(
+          k, images, labels, kw["num_classes"], mixup_alpha=kw["mixup"],
+          cutmix_alpha=kw["cutmix"], prob=kw["prob"], switch_prob=kw["switch_prob"],
+          label_smoothing=kw["label_smoothing"])
+    elif op == "center_crop":
+      images = center_crop(images, kw["size"], kw["crop_pct"], method=kw["method"])
+    elif op == "resize_square":
+      images = resize_square(images, kw["size"], kw["method"])
+    elif op == "ten_crop":
+      images = ten_crop(images, kw["size"])
+    else:
+      raise ValueError(f"{op!r} is not a device op")
+    i += 1
+  return images, labels
 
 
 def normalize(images: jax.Array, mean: Sequence[float],

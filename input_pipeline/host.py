@@ -1,20 +1,25 @@
 """Streaming host input pipeline (tf.data + TFDS) for datasets that do not fit in memory.
 
     src = host.open_builder("imagenet2012", data_dir="~/tensorflow_datasets")
+    plan = recipe.plan(recipe.Recipe.from_config(config.augment), source="host", ...)
     train = host.train_dataset(src, global_batch_size=1024, image_size=224, seed=0,
-                               rand_augment="rand-m9-mstd0.5-inc1")
+                               ops=plan.train_host)   # decode > crop > flip
     for batch in host.to_global(train, mesh):          # {"images": uint8, "labels"}
-      state = train_step(state, batch)
+      state = train_step(state, batch)                 # + plan.train_device
 
-    ev = host.eval_dataset(src, global_batch_size=1024, image_size=224)
+    ev = host.eval_dataset(src, global_batch_size=1024, ops=plan.eval_host)
     for batch in host.to_global(ev, mesh):             # + "mask": False on padding
       ...                                              # num_eval_batches(...) of them
 
 Why it exists: the in-memory pipeline (``datasets.py`` + ``device.py``) puts a
 whole dataset on the accelerator and is the simplest and fastest when it fits.
 ImageNet does not (1.28M images, ~190 GB as uint8 at 224x224), so here every
-process streams its own share of the TFDS files and decodes and augments it on its
+process streams its own share of the TFDS files and decodes and crops it on its
 CPUs while the accelerators compute; each step gets a fresh batch from the host.
+The host runs only what needs a per-image decode (decode, the crop that makes
+variable-size images square, flip: the plan's host ops); RandAugment, colour
+jitter, lighting, erasing and Mixup run on the accelerator from the one JAX
+implementation (``augment.py``), which also halves the host's CPU cost.
 
 Choices, and why:
 
@@ -22,6 +27,9 @@ Choices, and why:
   P)[i]`` and yields ``global_batch_size // P`` examples per batch; ``to_global``
   turns them into one global ``jax.Array`` per field (``training.parallel.global_batch``),
   the processes' batches concatenated in process order.
+* Scale jittering (VGG, ResNet: ``resize_shorter(256..512) > random_crop(224)``)
+  decodes the whole image, resizes its shorter side to a side drawn per example,
+  and crops at random.
 * The JPEG fast path: the Inception crop's window is sampled from the JPEG header
   alone (``extract_jpeg_shape``) and only that window is decoded
   (``decode_and_crop_jpeg``), skipping most of the inverse DCT for small crops; this
@@ -40,12 +48,16 @@ Choices, and why:
   a function of (``seed``, process index, ``k``), so a seed fixes the whole stream
   (``deterministic=True`` also fixes the order; with False, batches may come in a
   different order but each example's augmentation is the same).
-* Colour jitter is skipped when RandAugment is on, as timm's ``create_transform``
-  does for ``auto_augment`` (the ConvNeXt and DeiT recipes set both flags but only
-  RandAugment acts).
+* Exact resume: the order is by the trainer's epochs (``steps_per_epoch`` batches,
+  the rest of each process's part dropped that epoch, as the in-memory pipeline
+  does), and epoch ``e``'s file order, shuffle and augmentations are a pure function
+  of (``seed``, process, ``e``), with ``k`` the position counted from the start of
+  training. So ``train_dataset(..., start_step=s)`` builds the epochs from ``s``'s
+  on and skips the examples of that epoch's earlier steps: a resumed run sees the
+  batches the interrupted one would have seen next (with the same process count).
 * Batches stay uint8 until the device: a quarter of float32's host-to-device
-  traffic. Normalisation, mixup/CutMix and random erasing (timm erases after
-  normalising) run on the device (``augment.py``), where they are cheap.
+  traffic. Everything photometric and normalisation run on the device
+  (``augment.apply_ops``), where they are cheap.
 * Exact evaluation: each process reads its part once, and the stream is padded with
   masked examples to ``num_eval_batches`` full batches on every process (the parts
   differ by at most one example), so every example counts exactly once and all
@@ -62,7 +74,7 @@ import dataclasses
 import itertools
 import math
 import os
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -90,8 +102,6 @@ _KERNELS = {"bilinear": "triangle", "bicubic": "keyscubic"}
 DEFAULT_SHUFFLE_BUFFER = 10_000
 # The Inception reference's fallback crop keeps size / (size + 32) of the shorter side.
 _CROP_PADDING = 32
-# ITU-R 601-2 luma, as PIL's convert("L") and ``augment.color_jitter``.
-_LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,17 +182,36 @@ def num_eval_batches(num_examples: int, global_batch_size: int,
 def train_dataset(source: Any, *, global_batch_size: int, image_size: int, seed: int = 0,
                   split: str | None = None, process_index: int | None = None,
                   process_count: int | None = None,
-                  scale: tuple[float, float] = (0.08, 1.0),
-                  ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True,
-                  rand_augment: str | None = None, color_jitter: float = 0.0,
-                  resize_method: str = "bicubic",
+                  start_step: int = 0, steps_per_epoch: int | None = None,
+                  ops: Sequence[Any] | None = None,
                   shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                   deterministic: bool = True):
   """This process's endless stream of augmented training batches.
 
-  Per example: Inception crop (decoding only the crop of a JPEG), resize to
-  ``image_size`` (antialiased), random horizontal flip, then RandAugment or, when
-  there is none, colour jitter (torchvision's ColorJitter without hue).
+  Per example, the host half of the run's plan (``recipe.plan(...).train_host``):
+  decode, then the random-resized crop (decoding only the crop of a JPEG) or scale
+  jittering (resize the shorter side, random crop), and the flip. Everything
+  photometric (RandAugment, colour jitter, lighting, erasing, Mixup) runs on the
+  accelerator, in the step.
+
+  The order is by epochs, as the trainer counts them: epoch ``e`` is
+  ``steps_per_epoch`` steps, in which this process reads ``steps_per_epoch *
+  global_batch_size // process_count`` examples of its part: its files in an order
+  drawn from (``seed``, ``e``), through a shuffle buffer seeded by (``seed``,
+  ``e``), the rest of the part dropped that epoch (as the in-memory pipeline drops
+  ``num_train % global_batch_size``; different examples each epoch). Example ``k``
+  of epoch ``e`` is augmented from the seed (``seed``, process, ``e *
+  examples_per_epoch + k``). So the batch of global step ``s`` is a function of
+  ``s`` and the arguments alone, and a stream started at ``start_step=s`` yields
+  exactly the batches an uninterrupted stream yields from step ``s`` on: resume
+  with the same ``seed``, ``global_batch_size``, ``process_count``,
+  ``steps_per_epoch``, ``shuffle_buffer``, split and ``ops``, and
+  ``deterministic=True``. A different process count cuts the split into different
+  parts (``tfds.even_splits``), so it cannot replay the stream: a trainer that
+  resumes with another process count should refuse or warn (and may then pass
+  ``start_step`` anyway, to continue at the right epoch with a different order).
+  Starting mid-epoch reads (without decoding) and drops the epoch's first
+  ``start_step % steps_per_epoch`` batches' examples.
 
   Args:
     source: a ``HostSource``, a TFDS builder, or a ``tf.data.Dataset`` of
@@ -194,17 +223,22 @@ def train_dataset(source: Any, *, global_batch_size: int, image_size: int, seed:
     seed: fixes the file order, the shuffle and every augmentation.
     split: the TFDS split (default: the source's train split).
     process_index: this process (default ``jax.process_index()``).
-    process_count: processes (default ``jax.process_count()``).
-    scale: (min, max) fraction of the image area the crop covers.
-    ratio: (min, max) aspect ratio (width / height) of the crop.
-    flip: random horizontal flips.
-    rand_augment: a timm RandAugment spec (``rand-m9-mstd0.5-inc1``), or None.
-    color_jitter: brightness/contrast/saturation strength s, factors drawn from
-      U[max(0, 1 - s), 1 + s]; ignored when ``rand_augment`` is set (as timm).
-    resize_method: 'bicubic' (timm's ImageNet recipes) or 'bilinear'.
+    process_count: processes (default ``jax.process_count()``). Part of the
+      order: an exact resume needs the process count the run started with.
+    start_step: the global step the stream starts at (a resumed run's step); its
+      first batch is the one an uninterrupted stream yields at that step.
+    steps_per_epoch: steps per epoch (default ``num_examples //
+      global_batch_size``, as ``device.steps_per_epoch``); at most what the
+      smallest process part can fill. Required for a ``tf.data.Dataset`` source
+      of unknown length.
+    ops: the host ops (``recipe.Op``): decode, then random_resized_crop or
+      resize_shorter + random_crop (with ``size == image_size``), then optionally
+      flip. Default: ``default_train_ops(image_size)``, the Inception crop and flip.
     shuffle_buffer: encoded examples to draw from at random, at most this
       process's part (<= 1: no shuffle).
-    deterministic: keep the order fixed by ``seed`` (slightly slower).
+    deterministic: keep the order fixed by ``seed`` (slightly slower); with False
+      the parallel decode may reorder examples across batches, so a resume is
+      no longer exact.
 
   Returns:
     A ``tf.data.Dataset`` of {"images": uint8 (B, S, S, C), "labels": int32 (B,)},
@@ -213,62 +247,59 @@ def train_dataset(source: Any, *, global_batch_size: int, image_size: int, seed:
   tf, _ = _import_tf()
   process_index, process_count = _processes(process_index, process_count)
   local_batch = _local_batch(global_batch_size, process_count)
-  _check_common(image_size, resize_method)
-  if not (0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1]):
-    raise DatasetError(f"crop scale {scale} must satisfy 0 < min <= max <= 1 and ratio "
-                       f"{ratio} 0 < min <= max")
-  if color_jitter < 0:
-    raise DatasetError(f"color_jitter must be >= 0, got {color_jitter}")
-  augment = _rand_augment_fn(rand_augment) if rand_augment else None
-  jitter = 0.0 if augment else float(color_jitter)
+  ops = tuple(default_train_ops(image_size) if ops is None else ops)
+  _check_train_ops(ops, image_size)
 
   # Independent seeds for the file order, the shuffle and the augmentations, each a
   # function of (seed, process) so that processes do not repeat each other.
   file_seed, shuffle_seed, aug_seed = (
       int(s) for s in np.random.SeedSequence([seed, process_index]).generate_state(3))
-  examples, channels, total = _read(tf, source, split, process_index, process_count,
-                                    training=True, file_seed=file_seed)
+  read_epoch, channels, total = _read(tf, source, split, process_index, process_count,
+                                      training=True)
+  per_epoch = _examples_per_epoch(total, global_batch_size, process_count,
+                                  steps_per_epoch)
+  if start_step < 0:
+    raise DatasetError(f"start_step must be >= 0, got {start_step}")
   if total >= 0:  # A buffer of the whole part already shuffles it completely.
     shuffle_buffer = min(shuffle_buffer, _part_size(total, process_index, process_count))
-  ds = examples.repeat()
-  if shuffle_buffer > 1:
-    ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed)
+  # (index, (encoded, label)), index = epoch * per_epoch + position in the epoch.
+  ds = _train_order(tf, read_epoch, examples_per_epoch=per_epoch,
+                    start=start_step * local_batch, file_seed=file_seed,
+                    shuffle_seed=shuffle_seed, shuffle_buffer=shuffle_buffer)
   base_seed = tf.constant([aug_seed, 0], tf.int64)
 
   def preprocess(index, example):
     encoded, label = example
     example_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
-    image = train_image(encoded, example_seed, image_size=image_size, channels=channels,
-                        scale=scale, ratio=ratio, flip=flip, rand_augment=augment,
-                        color_jitter=jitter, resize_method=resize_method)
+    image = train_image(encoded, example_seed, ops=ops, channels=channels)
     return {"images": image, "labels": tf.cast(label, tf.int32)}
 
-  # Counted before the parallel map, so each example's seed does not depend on the
-  # order in which the map finishes.
-  ds = ds.enumerate().map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  # Indexed before the parallel map (by position in the epoch, not by a count that
+  # a resume restarts), so each example's seed does not depend on the order in
+  # which the map finishes, nor on where the stream started.
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch, drop_remainder=True)
   return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(tf, deterministic))
 
 
-def eval_dataset(source: Any, *, global_batch_size: int, image_size: int,
-                 split: str | None = None, crop_pct: float = 0.875,
-                 resize_method: str = "bicubic", process_index: int | None = None,
+def eval_dataset(source: Any, *, global_batch_size: int, ops: Sequence[Any],
+                 split: str | None = None, process_index: int | None = None,
                  process_count: int | None = None):
   """This process's part of the evaluation split, once, padded to full batches.
 
-  Per example, timm's/torchvision's evaluation transform: the shorter side resized
-  to floor(image_size / crop_pct) (the longer in proportion, truncated;
-  antialiased), then the central ``image_size`` square (offsets rounded half to
-  even, as torchvision's ``round``). Both in one ``scale_and_translate`` that
-  computes only the kept pixels, the same values as resizing and then cropping.
+  Per example, the host half of the plan's evaluation (``default_eval_ops`` is
+  timm's/torchvision's transform): the shorter side resized to R (the longer in
+  proportion, truncated; antialiased), then the central S square (offsets rounded
+  half to even, as torchvision's ``round``). Both in one ``scale_and_translate``
+  that computes only the kept pixels, the same values as resizing and then
+  cropping. Multi-view protocols ship the whole R square (S = R) and take their
+  views on the device.
 
   Args:
     source: as for ``train_dataset``.
     global_batch_size: examples per step over all processes.
-    image_size: side of the square output images.
+    ops: decode > resize_shorter(sides=(R, R), method) > center_crop(size=S).
     split: the TFDS split (default: the source's eval split).
-    crop_pct: fraction of the resized shorter side kept, in (0, 1].
-    resize_method: 'bicubic' or 'bilinear'.
     process_index: this process (default ``jax.process_index()``).
     process_count: processes (default ``jax.process_count()``).
 
@@ -280,9 +311,16 @@ def eval_dataset(source: Any, *, global_batch_size: int, image_size: int,
   tf, _ = _import_tf()
   process_index, process_count = _processes(process_index, process_count)
   local_batch = _local_batch(global_batch_size, process_count)
-  _check_common(image_size, resize_method)
-  if not 0 < crop_pct <= 1:
-    raise DatasetError(f"crop_pct must be in (0, 1], got {crop_pct}")
+  names = [o.name for o in ops]
+  if names != ["decode", "resize_shorter", "center_crop"]:
+    raise DatasetError(f"host eval ops {' > '.join(names)}: expected decode > "
+                       "resize_shorter > center_crop")
+  kw = {o.name: o.kwargs for o in ops}
+  image_size = kw["center_crop"]["size"]
+  _check_common(image_size, kw["resize_shorter"]["method"])
+  if kw["resize_shorter"]["sides"][0] < image_size:
+    raise DatasetError(f"host eval ops {' > '.join(map(str, ops))}: the crop is larger "
+                       "than the resized image")
   examples, channels, total = _read(tf, source, split, process_index, process_count,
                                     training=False)
   local = _part_size(total, process_index, process_count)
@@ -293,8 +331,7 @@ def eval_dataset(source: Any, *, global_batch_size: int, image_size: int,
   padded = num_eval_batches(total, global_batch_size, process_count) * local_batch
 
   def preprocess(encoded, label):
-    image = eval_image(encoded, image_size=image_size, channels=channels,
-                       crop_pct=crop_pct, resize_method=resize_method)
+    image = eval_image(encoded, ops=ops, channels=channels)
     return {"images": image, "labels": tf.cast(label, tf.int32), "mask": True}
 
   ds = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
@@ -388,75 +425,137 @@ def fake_jpeg_dataset(num_examples: int, *, height_range: tuple[int, int] = (300
 # Per-example transforms, shared by TFDS and fake sources: encoded bytes -> uint8.
 
 
-def train_image(encoded, seed, *, image_size: int, channels: int = 3,
-                scale: tuple[float, float] = (0.08, 1.0),
-                ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True,
-                rand_augment: Callable[[Any, Any], Any] | None = None,
-                color_jitter: float = 0.0, resize_method: str = "bicubic"):
-  """One training image from its encoded bytes (see ``train_dataset``).
+def default_train_ops(image_size: int, method: str = "bicubic") -> tuple[Any, ...]:
+  """decode > random_resized_crop(image_size, 8-100%, 3/4-4/3) > flip: the timm /
+  torchvision ImageNet training crop (tools and tests; a run takes its plan's ops)."""
+  from input_pipeline import recipe  # pylint: disable=g-import-not-at-top
+  return (recipe.op("decode"),
+          recipe.op("random_resized_crop", size=image_size, scale=(0.08, 1.0),
+                    ratio=(3 / 4, 4 / 3), method=method),
+          recipe.op("flip"))
+
+
+HOST_TRAIN_OPS = ("decode", "random_resized_crop", "resize_shorter", "random_crop", "flip")
+
+
+def _check_train_ops(ops: Sequence[Any], image_size: int) -> None:
+  names = [o.name for o in ops]
+  unknown = [n for n in names if n not in HOST_TRAIN_OPS]
+  if unknown:
+    raise DatasetError(f"the host pipeline does not run {', '.join(unknown)}; its ops are "
+                       f"{', '.join(HOST_TRAIN_OPS)} (the rest runs on the device)")
+  crops = [n for n in names if n in ("random_resized_crop", "random_crop")]
+  if names[:1] != ["decode"] or len(crops) != 1 or (
+      "resize_shorter" in names and names[names.index("resize_shorter") + 1] != "random_crop"):
+    raise DatasetError(f"host ops {' > '.join(names)}: expected decode, then one crop "
+                       "(random_resized_crop, or resize_shorter > random_crop), then flip")
+  for o in ops:
+    if "size" in o.kwargs and o.kwargs["size"] != image_size:
+      raise DatasetError(f"host op {o} makes {o.kwargs['size']}-pixel images, the batch "
+                         f"is {image_size}")
+    if "method" in o.kwargs:
+      _check_common(image_size, o.kwargs["method"])
+
+
+def train_image(encoded, seed, *, ops: Sequence[Any], channels: int = 3):
+  """One training image from its encoded bytes: the host ops of a plan, in order.
 
   Args:
     encoded: scalar tf.string, a JPEG (the fast path) or any ``decode_image`` format.
     seed: shape (2,) integer tensor; every random choice is a stateless function of it.
-    image_size: output side.
+    ops: ``decode``, then ``random_resized_crop(size, scale, ratio, method)`` or
+      ``resize_shorter(sides, method) > random_crop(size)``, then optionally ``flip``.
     channels: channels to decode to.
-    scale: crop area range, as a fraction of the image.
-    ratio: crop aspect-ratio range, width / height.
-    flip: random horizontal flip.
-    rand_augment: ``(uint8 image, seed) -> image``, or None.
-    color_jitter: ColorJitter strength (applied only without ``rand_augment``).
-    resize_method: 'bicubic' or 'bilinear'.
 
   Returns:
-    uint8 (image_size, image_size, channels).
+    uint8 (size, size, channels).
   """
   tf, _ = _import_tf()
-  crop_seed, flip_seed, aug_seed = tf.unstack(
+  crop_seed, flip_seed, size_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
+  kw = {o.name: o.kwargs for o in ops}
+  if "random_resized_crop" in kw:
+    c = kw["random_resized_crop"]
+    image_size = c["size"]
+    image = _inception_crop(tf, encoded, crop_seed, size=image_size, scale=c["scale"],
+                            ratio=c["ratio"], channels=channels)
+    image = tf.image.resize(image, (image_size, image_size), method=c["method"],
+                            antialias=True)
+  else:
+    image_size = kw["random_crop"]["size"]
+    lo, hi = kw["resize_shorter"]["sides"]
+    side = tf.random.stateless_uniform([], size_seed, lo, hi + 1, dtype=tf.int32)
+    image = tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8,
+                               expand_animations=False)
+    image = _resize_shorter(tf, image, side, kw["resize_shorter"]["method"])
+    image = tf.image.stateless_random_crop(image, (image_size, image_size, channels),
+                                           crop_seed)
+  image = _to_uint8(tf, image)
+  if "flip" in kw:
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+  image.set_shape((image_size, image_size, channels))
+  return image
+
+
+def _resize_shorter(tf, image, side, method: str):
+  """torchvision's Resize(side): shorter side to ``side``, longer in proportion
+  (truncated); antialiased. Float32 out."""
+  hw = tf.shape(image)[:2]
+  h, w = hw[0], hw[1]
+  rh = tf.where(h <= w, side, side * h // w)
+  rw = tf.where(h <= w, side * w // h, side)
+  return tf.image.resize(image, tf.stack([rh, rw]), method=method, antialias=True)
+
+
+def _inception_crop(tf, encoded, seed, *, size: int, scale, ratio, channels: int):
+  """The random-resized crop's window, decoded (only that window, for JPEGs)."""
 
   def window(shape):
     """(top, left, height, width) of the crop, from the image shape alone."""
-    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape, bounding_boxes=tf.zeros([1, 0, 4]), seed=crop_seed,
+    begin, box, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=tf.zeros([1, 0, 4]), seed=seed,
         min_object_covered=0.0,  # No minimum beyond `scale`, as timm.
         aspect_ratio_range=ratio, area_range=scale, max_attempts=10,
         use_image_if_no_bounding_boxes=True)
     h, w = shape[0], shape[1]
     # After ten failed attempts TF returns the whole image: use the reference's
     # central crop instead.
-    failed = tf.logical_and(tf.equal(size[0], h), tf.equal(size[1], w))
-    side = tf.cast(image_size / (image_size + _CROP_PADDING)
+    failed = tf.logical_and(tf.equal(box[0], h), tf.equal(box[1], w))
+    side = tf.cast(size / (size + _CROP_PADDING)
                    * tf.cast(tf.minimum(h, w), tf.float32), tf.int32)
     centre = tf.stack([(h - side + 1) // 2, (w - side + 1) // 2, side, side])
-    return tf.where(failed, centre, tf.stack([begin[0], begin[1], size[0], size[1]]))
+    return tf.where(failed, centre, tf.stack([begin[0], begin[1], box[0], box[1]]))
 
-  image = _decode_window(tf, encoded, window, channels)
-  image = tf.image.resize(image, (image_size, image_size), method=resize_method,
-                          antialias=True)
-  image = _to_uint8(tf, image)
-  if flip:
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-  if rand_augment is not None:
-    image = _to_uint8(tf, rand_augment(image, aug_seed))
-  elif color_jitter > 0:
-    image = _to_uint8(tf, _color_jitter(tf, image, aug_seed, color_jitter))
-  image.set_shape((image_size, image_size, channels))
-  return image
+  return _decode_window(tf, encoded, window, channels)
 
 
-def eval_image(encoded, *, image_size: int, channels: int = 3, crop_pct: float = 0.875,
-               resize_method: str = "bicubic"):
-  """One evaluation image from its encoded bytes (see ``eval_dataset``).
+def default_eval_ops(image_size: int, crop_pct: float = 0.875,
+                     method: str = "bicubic") -> tuple[Any, ...]:
+  """decode > resize_shorter(floor(image_size / crop_pct)) > center_crop(image_size):
+  timm's / torchvision's evaluation transform."""
+  from input_pipeline import recipe  # pylint: disable=g-import-not-at-top
+  if not 0 < crop_pct <= 1:
+    raise DatasetError(f"crop_pct must be in (0, 1], got {crop_pct}")
+  short = math.floor(image_size / crop_pct)
+  return (recipe.op("decode"), recipe.op("resize_shorter", sides=(short, short), method=method),
+          recipe.op("center_crop", size=image_size))
+
+
+def eval_image(encoded, *, ops: Sequence[Any], channels: int = 3):
+  """One evaluation image from its encoded bytes: decode > resize_shorter(R) >
+  center_crop(S), as ``eval_dataset`` describes.
 
   Returns:
-    uint8 (image_size, image_size, channels).
+    uint8 (S, S, channels).
   """
   tf, _ = _import_tf()
+  kw = {o.name: o.kwargs for o in ops}
+  short, _ = kw["resize_shorter"]["sides"]
+  image_size = kw["center_crop"]["size"]
   image = tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8,
                              expand_animations=False)
   hw = tf.shape(image)[:2]
   h, w = hw[0], hw[1]
-  short = math.floor(image_size / crop_pct)
   # torchvision's Resize(int): the longer side in proportion, truncated.
   rh = tf.where(h <= w, short, short * h // w)
   rw = tf.where(h <= w, short * w // h, short)
@@ -466,7 +565,7 @@ def eval_image(encoded, *, image_size: int, channels: int = 3, crop_pct: float =
   out = tf.raw_ops.ScaleAndTranslate(
       images=image[None], size=tf.constant([image_size, image_size]),
       scale=resized / tf.cast(hw, tf.float32), translation=-offset,
-      kernel_type=_KERNELS[resize_method], antialias=True)[0]
+      kernel_type=_KERNELS[kw["resize_shorter"]["method"]], antialias=True)[0]
   out = _to_uint8(tf, out)
   out.set_shape((image_size, image_size, channels))
   return out
@@ -544,17 +643,25 @@ def _num_examples(builder, split) -> int:
   return n
 
 
-def _read(tf, source, split, process_index: int, process_count: int, *, training: bool,
-          file_seed: int | None = None):
+def _read(tf, source, split, process_index: int, process_count: int, *, training: bool):
   """This process's part of a source as (encoded bytes, label), plus channels and
-  the number of examples over all processes."""
+  the number of examples over all processes (-1: unknown).
+
+  For evaluation the part is a dataset, in the source's order. For training it is
+  ``read_epoch(file_seed) -> dataset``, the part once: TFDS record files (whole,
+  or the slices ``even_splits`` cut) in an order drawn from ``file_seed`` (shape
+  (2,) int64, may be a traced tensor); a ``tf.data.Dataset`` source, or TFDS
+  files that tf.data cannot read directly (ArrayRecord, ``tfds.testing.mock_data``),
+  in their own fixed order, leaving the shuffling to the shuffle buffer.
+  """
   if isinstance(source, tf.data.Dataset):
     total = int(source.cardinality())
     if total < 0 and not training:
       raise DatasetError("eval_dataset needs a dataset of known length "
                          "(tf.data.experimental.assert_cardinality)")
     ds = source.shard(process_count, process_index) if process_count > 1 else source
-    return ds.map(lambda ex: (ex["image"], ex["label"])), 3, total
+    ds = ds.map(lambda ex: (ex["image"], ex["label"]))
+    return ((lambda file_seed: ds) if training else ds), 3, total
   _, tfds = _import_tf()
   if isinstance(source, HostSource):
     split = split or (source.train_split if training else source.eval_split)
@@ -566,12 +673,116 @@ def _read(tf, source, split, process_index: int, process_count: int, *, training
       split = "train" if training else _tfds_eval_split(builder.name, builder,
                                                         known.eval_split)
   total = _num_examples(builder, split)
-  ds = builder.as_dataset(
-      split=tfds.even_splits(split, n=process_count)[process_index],
-      decoders={"image": tfds.decode.SkipDecoding()},  # Decoded in the map instead.
-      shuffle_files=training,
-      read_config=tfds.ReadConfig(shuffle_seed=file_seed, try_autocache=False))
-  return ds.map(lambda ex: (ex["image"], ex["label"])), _builder_channels(builder), total
+  part = tfds.even_splits(split, n=process_count)[process_index]
+  decoders = {"image": tfds.decode.SkipDecoding()}  # Decoded in the map instead.
+  channels = _builder_channels(builder)
+  if training:
+    read_epoch = _record_reader(tf, tfds, builder, part, decoders)
+    if read_epoch is not None:
+      return read_epoch, channels, total
+  ds = builder.as_dataset(split=part, decoders=decoders, shuffle_files=False,
+                          read_config=tfds.ReadConfig(try_autocache=False))
+  ds = ds.map(lambda ex: (ex["image"], ex["label"]))
+  return ((lambda file_seed: ds) if training else ds), channels, total
+
+
+def _record_reader(tf, tfds, builder, part, decoders):
+  """``read_epoch(file_seed)`` for ``_read``: ``part``'s record files, read by
+  tf.data in an order drawn from the seed, as TFDS's reader does with
+  ``shuffle_files`` (16 files interleaved, 16 records at a time) but with a seed that
+  can change per epoch inside the graph. None where the files are not plain
+  tf.data-readable record files (then ``as_dataset`` reads them in a fixed order).
+  """
+  # pylint: disable=g-import-not-at-top
+  try:
+    from tensorflow_datasets.core import file_adapters
+    file_format = builder.info.file_format or file_adapters.FileFormat.TFRECORD
+    adapter = file_adapters.ADAPTER_FOR_FORMAT[file_format]
+    instructions = builder.info.splits[part].file_instructions
+  except (ImportError, AttributeError, KeyError, ValueError):
+    return None  # E.g. under tfds.testing.mock_data, which has no splits.
+  # pylint: enable=g-import-not-at-top
+  if (not getattr(adapter, "SUPPORTS_TF_DATA", False) or not instructions
+      or not tf.io.gfile.exists(os.fspath(instructions[0].filename))):
+    return None
+  paths = tf.constant([os.fspath(i.filename) for i in instructions])
+  skips = tf.constant([i.skip for i in instructions], tf.int64)
+  takes = tf.constant([i.take for i in instructions], tf.int64)
+  features = builder.info.features
+
+  def read_file(path, skip, take):
+    return adapter.make_tf_data(path).skip(skip).take(take)
+
+  def parse(record):
+    example = features.deserialize_example(record, decoders=decoders)
+    return example["image"], example["label"]
+
+  def read_epoch(file_seed):
+    order = tf.random.experimental.stateless_shuffle(tf.range(len(instructions)),
+                                                     seed=file_seed)
+    files = tf.data.Dataset.from_tensor_slices(
+        (tf.gather(paths, order), tf.gather(skips, order), tf.gather(takes, order)))
+    # deterministic=True even when the options allow otherwise: which examples an
+    # epoch keeps must not depend on timing.
+    records = files.interleave(read_file, cycle_length=min(16, len(instructions)),
+                               block_length=16, num_parallel_calls=tf.data.AUTOTUNE,
+                               deterministic=True)
+    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  return read_epoch
+
+
+def _examples_per_epoch(total: int, global_batch_size: int, process_count: int,
+                        steps_per_epoch: int | None) -> int:
+  """Examples each process reads per epoch: steps_per_epoch local batches."""
+  if steps_per_epoch is None:
+    if total < 0:
+      raise DatasetError("train_dataset needs steps_per_epoch, or a dataset of known "
+                         "length (tf.data.experimental.assert_cardinality)")
+    steps_per_epoch = total // global_batch_size
+    if steps_per_epoch < 1:
+      raise DatasetError(f"{total} training examples do not fill one batch of "
+                         f"{global_batch_size}")
+  if steps_per_epoch < 1:
+    raise DatasetError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+  per_epoch = steps_per_epoch * (global_batch_size // process_count)
+  if 0 <= total and total // process_count < per_epoch:
+    raise DatasetError(f"{steps_per_epoch} steps per epoch need {per_epoch} examples "
+                       f"per process, but the smallest of the {process_count} parts of "
+                       f"{total} has {total // process_count}")
+  return per_epoch
+
+
+def _train_order(tf, read_epoch, *, examples_per_epoch: int, start: int, file_seed: int,
+                 shuffle_seed: int, shuffle_buffer: int):
+  """This process's training examples from position ``start`` of its stream on, as
+  (index, (encoded, label)), index = the position.
+
+  The stream is epochs 0, 1, ... of ``examples_per_epoch`` examples each. Epoch e
+  is a pure function of (seeds, e): ``read_epoch`` with a file order seeded by (file
+  seed, e), through a buffer seeded by (shuffle seed, e) (reshuffle_each_iteration
+  does not apply: each epoch is its own dataset, read once), the first
+  ``examples_per_epoch`` of it. So starting at ``start`` builds the epochs from
+  ``start // examples_per_epoch`` on and drops the first ``start %
+  examples_per_epoch`` examples of that one, rather than reading any earlier epoch.
+  """
+  n = examples_per_epoch
+  start_epoch, skip = divmod(start, n)
+  file_key = tf.constant([file_seed, 0], tf.int64)
+  shuffle_key = tf.constant([shuffle_seed, 0], tf.int64)
+
+  def epoch(e):
+    examples = read_epoch(tf.random.experimental.stateless_fold_in(file_key, e))
+    if shuffle_buffer > 1:
+      # A scalar from the whole (seed, e) key (fold_in's first element ignores e).
+      seed = tf.random.stateless_uniform(
+          [], tf.random.experimental.stateless_fold_in(shuffle_key, e), minval=None,
+          maxval=None, dtype=tf.int64)
+      examples = examples.shuffle(shuffle_buffer, seed=seed,
+                                  reshuffle_each_iteration=False)
+    return tf.data.Dataset.zip((tf.data.Dataset.range(e * n, (e + 1) * n), examples))
+
+  return tf.data.Dataset.counter(start_epoch).flat_map(epoch).skip(skip)
 
 
 def _decode_window(tf, encoded, window_fn, channels: int):
@@ -595,42 +806,3 @@ def _to_uint8(tf, image):
   if image.dtype == tf.uint8:
     return image
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-
-def _grayscale(tf, image):
-  if image.shape[-1] == 1:
-    return image
-  return tf.reduce_sum(image * tf.constant(_LUMA), axis=-1, keepdims=True)
-
-
-def _color_jitter(tf, image, seed, strength: float):
-  """torchvision's ColorJitter(s, s, s) without hue, as ``augment.color_jitter``.
-
-  Factors uniform in [max(0, 1 - s), 1 + s], the three operations in a random order,
-  each clipped to [0, 255]: brightness blends with black, contrast with the mean of
-  the grayscale image, saturation with the grayscale image (a no-op on 1 channel).
-  """
-  x = tf.cast(image, tf.float32)
-  factor_seed, order_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-  factors = tf.random.stateless_uniform([3], factor_seed, minval=max(0.0, 1 - strength),
-                                        maxval=1 + strength)
-  order = tf.argsort(tf.random.stateless_uniform([3], order_seed))
-  ops = (lambda x, f: x * f,
-         lambda x, f: f * x + (1 - f) * tf.reduce_mean(_grayscale(tf, x)),
-         lambda x, f: f * x + (1 - f) * _grayscale(tf, x))
-  for step in range(3):
-    branches = [lambda op=op, j=j, x=x: tf.clip_by_value(op(x, factors[j]), 0.0, 255.0)
-                for j, op in enumerate(ops)]
-    x = tf.switch_case(order[step], branches)
-  return x
-
-
-def _rand_augment_fn(spec: str):
-  """``(uint8 image, seed) -> image`` for a timm RandAugment spec."""
-  from input_pipeline import randaugment  # pylint: disable=g-import-not-at-top
-  from input_pipeline import randaugment_tf  # pylint: disable=g-import-not-at-top
-  try:
-    params = randaugment.parse(spec)
-  except ValueError as e:
-    raise DatasetError(f"bad rand_augment {spec!r}: {e}") from None
-  return lambda image, seed: randaugment_tf.rand_augment(image, seed, **params)

@@ -7,8 +7,8 @@ with a random sign for the signed ops. timm runs it in PIL on the host, so the
 recipe's numbers are PIL's; this module reproduces PIL's integer arithmetic op
 by op (tests/test_randaugment.py checks every op against PIL), so that a
 reproduction differs from the paper's augmentation by as little as we can
-make it. ``input_pipeline/randaugment_tf.py`` is the same augmentation for a
-per-image tf.data host pipeline; the two are tested against each other.
+make it. It is the only implementation: batches streamed by the host pipeline
+get it in the step as well, so the host CPUs only decode, crop and flip.
 
 Why it is shaped like this: on an accelerator, per-example control flow
 (``lax.switch`` under ``vmap``) runs every branch and selects, i.e. 15 ops per
@@ -40,8 +40,9 @@ are truncated, the smoothing filter rounds, the tables are exact integers.
 Deviations from timm, each the smallest we found:
 
 - Geometric ops interpolate bilinearly; timm's ConvNeXt transform asks PIL for
-  bicubic. TF's ImageProjectiveTransformV3 only has nearest and bilinear, and
-  both implementations must agree. Borders follow PIL: samples within half a
+  bicubic. (A TF twin for the host pipeline once tied it to what TF's
+  ImageProjectiveTransformV3 has; it is gone, so bicubic is a possible
+  refinement.) Borders follow PIL: samples within half a
   pixel of the image are clamped to the edge, others are the fill colour (the
   ImageNet mean (124, 116, 104), timm's ``img_mean``). Neither dm-pix's nor
   TF's 'constant' mode does that (dm-pix cuts at [0, size - 1], TF blends the
@@ -50,7 +51,7 @@ Deviations from timm, each the smallest we found:
   interpolates over the channel axis as well, eight gathers).
 - Coordinates and bilinear samples are float32 (PIL: float64), and samples
   are truncated after adding 1e-3, so that rounding error (which differs
-  between XLA and TF kernels) cannot drop an exact integer to the level
+  between kernels) cannot drop an exact integer to the level
   below: one level from PIL on a few percent of pixels at most.
 - AutoContrast's table is exact, ``255 * (v - lo) // (hi - lo)``; PIL computes
   ``int(v * scale + offset)`` in float64, which is one level lower for about

@@ -38,7 +38,7 @@ def train_on_fixed_batch(model, image_shape, steps: int = 8, batch: int = 16):
   tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
   state = jax.jit(lambda k: steps_lib.init_state(model, tx, k, image_shape))(fast_key(0))
   channels = image_shape[-1]
-  cfg = steps_lib.StepConfig(mean=(0.5,) * channels, std=(0.25,) * channels)
+  cfg = steps_lib.StepConfig.normalizing((0.5,) * channels, (0.25,) * channels)
   step = jax.jit(steps_lib.make_train_step(model, tx, cfg, fast_key(1)))
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (batch, *image_shape), dtype=np.uint8))

@@ -36,7 +36,7 @@ class ConvBN(nn.Module):
 def _setup(batchnorm_stats: str, mesh):
   model, tx = ConvBN(), optax.sgd(1.0)  # plain SGD at lr 1: new params = params - grads
   state = steps_lib.init_state(model, tx, jax.random.key(0), (6, 6, 1))
-  cfg = steps_lib.StepConfig(mean=(0.0,), std=(1.0,), batchnorm_stats=batchnorm_stats)
+  cfg = steps_lib.StepConfig.normalizing((0.0,), (1.0,), batchnorm_stats=batchnorm_stats)
   step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1), mesh=mesh))
   return model, state, step
 

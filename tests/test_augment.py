@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from input_pipeline import augment
+from input_pipeline import apply_ops
 from input_pipeline import center_crop
 from input_pipeline import color_jitter
 from input_pipeline import mixup_cutmix
@@ -16,7 +16,13 @@ from input_pipeline import random_crop
 from input_pipeline import random_erasing
 from input_pipeline import random_flip
 from input_pipeline import random_resized_crop
+from input_pipeline import lighting
+from input_pipeline import scale_jitter_crop
+from input_pipeline import ten_crop
 from input_pipeline.augment import _crop_boxes
+from input_pipeline.recipe import IMAGENET_EIGVAL
+from input_pipeline.recipe import IMAGENET_EIGVEC
+from input_pipeline.recipe import op
 
 
 def _images(b=8, h=5, w=6, c=2, dtype=np.float32, seed=0):
@@ -38,17 +44,24 @@ def _crop_offsets(x, y, padding, mode):
   return found
 
 
+CROP_FLIP = (op("translate", padding=2, mode="constant"), op("flip"))
+
+
+def _augment(key, x, ops):
+  return apply_ops(key, x, ops)[0]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8])
 def test_shapes_and_dtype_preserved(dtype):
   x = jnp.asarray(_images(dtype=dtype))
-  fn = jax.jit(lambda k, x: augment(k, x, crop_padding=2, flip=True))
+  fn = jax.jit(lambda k, x: _augment(k, x, CROP_FLIP))
   y = fn(jax.random.key(0), x)
   assert y.shape == x.shape and y.dtype == x.dtype
 
 
 def test_deterministic_per_key():
   x = jnp.asarray(_images(b=16))
-  fn = jax.jit(lambda k: augment(k, x, crop_padding=2, flip=True))
+  fn = jax.jit(lambda k: _augment(k, x, CROP_FLIP))
   a, b, c = fn(jax.random.key(1)), fn(jax.random.key(1)), fn(jax.random.key(2))
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
@@ -57,7 +70,7 @@ def test_deterministic_per_key():
 def test_padding_zero_and_no_flip_is_identity():
   x = jnp.asarray(_images())
   np.testing.assert_array_equal(random_crop(jax.random.key(0), x, 0), x)
-  np.testing.assert_array_equal(jax.jit(augment)(jax.random.key(0), x), x)
+  np.testing.assert_array_equal(jax.jit(lambda k, x: _augment(k, x, ()))(jax.random.key(0), x), x)
 
 
 @pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
@@ -103,7 +116,7 @@ def test_flip_is_per_example_and_involutive():
 
 def test_augment_flip_without_crop_only_flips():
   x = np.asarray(_images(b=32))
-  y = np.asarray(augment(jax.random.key(6), jnp.asarray(x), flip=True))
+  y = np.asarray(_augment(jax.random.key(6), jnp.asarray(x), (op("flip"),)))
   for i in range(32):
     assert np.array_equal(y[i], x[i]) or np.array_equal(y[i], x[i, :, ::-1])
   assert not np.array_equal(y, x)
@@ -399,3 +412,79 @@ def test_random_erasing_pixel_mode_is_normal_after_normalize():
   assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
   with pytest.raises(ValueError, match="mean and std"):
     random_erasing(jax.random.key(0), images, 0.5, mode="pixel")
+
+
+# ---------------------------------------------------------------- the papers' protocols
+
+
+def test_scale_jitter_crop_at_the_minimum_side_is_a_translation_of_the_resized_image():
+  """sides=(n, n) on n x n images: no resize, so every output is an n'-crop of its input
+  at some offset, and the offsets vary over the batch (uniform over the positions)."""
+  x = _images(b=64, h=10, w=10, c=1)
+  y = np.asarray(scale_jitter_crop(jax.random.key(0), jnp.asarray(x), 8, (10, 10)))
+  assert y.shape == (64, 8, 8, 1)
+  offsets = []
+  for i in range(64):
+    found = [(a, b) for a in range(3) for b in range(3)
+             if np.allclose(x[i, a:a + 8, b:b + 8], y[i], atol=1e-3)]
+    assert found, f"example {i} is not a crop of its image"
+    offsets.append(found[0])
+  assert len(set(offsets)) >= 7  # of the 9 possible offsets
+
+
+def test_scale_jitter_crop_draws_the_scale_per_example():
+  """A 2x2 checkerboard of 4-pixel cells resized to side s has cells of 4s/16 pixels:
+  over a batch the cell size (run length along a row) takes several values."""
+  cell = np.kron((np.indices((4, 4)).sum(0) % 2), np.ones((4, 4))) * 255.0
+  x = jnp.asarray(np.repeat(cell[None, :, :, None], 32, axis=0))
+  y = np.asarray(scale_jitter_crop(jax.random.key(3), x, 16, (16, 48), method="bilinear"))
+  assert y.shape == (32, 16, 16, 1) and y.min() >= 0 and y.max() <= 255
+  runs = set()
+  for img in y:
+    row = img[8, :, 0] > 127.5
+    runs.add(int(np.argmax(row != row[0])) if (row != row[0]).any() else 16)
+  assert len(runs) >= 3
+  with pytest.raises(ValueError, match="sides"):
+    scale_jitter_crop(jax.random.key(0), x, 20, (16, 48))
+
+
+def test_lighting_adds_one_pca_colour_shift_per_image():
+  x = jnp.full((256, 4, 4, 3), 100.0)
+  y = np.asarray(lighting(jax.random.key(0), x, std=0.1))
+  shift = y[:, 0, 0, :] - 100.0
+  # The same shift at every pixel of an image, different between images.
+  np.testing.assert_allclose(y - 100.0, np.broadcast_to(shift[:, None, None], y.shape),
+                             atol=1e-4)
+  assert np.std(shift[:, 0]) > 0
+  # shift = 255 * V (alpha * lambda): solving for alpha gives N(0, 0.1) per component.
+  vec, val = np.asarray(IMAGENET_EIGVEC), np.asarray(IMAGENET_EIGVAL)
+  alpha = np.linalg.solve(vec, (shift / 255.0).T).T / val
+  assert np.allclose(alpha.std(axis=0), 0.1, rtol=0.2)
+  assert np.allclose(alpha.mean(axis=0), 0.0, atol=0.03)
+  with pytest.raises(ValueError, match="RGB"):
+    lighting(jax.random.key(0), jnp.zeros((2, 4, 4, 1)))
+
+
+def test_ten_crop_corners_centre_and_flips():
+  x = jnp.asarray(_images(b=2, h=6, w=7, c=1))
+  v = np.asarray(ten_crop(x, 4))
+  assert v.shape == (2, 10, 4, 4, 1)
+  xn = np.asarray(x)
+  np.testing.assert_array_equal(v[:, 0], xn[:, :4, :4])  # top left
+  np.testing.assert_array_equal(v[:, 3], xn[:, 2:, 3:])  # bottom right
+  np.testing.assert_array_equal(v[:, 4], xn[:, 1:5, 2:6])  # centre (round half to even)
+  np.testing.assert_array_equal(v[:, 5:], v[:, :5, :, ::-1])  # the flips
+
+
+def test_apply_ops_runs_the_plan_in_order():
+  """Each op in turn, op i drawing from fold_in(key, i); labels pass through."""
+  x = jnp.asarray(_images(b=16, h=6, w=6, c=1))
+  norm = op("normalize", mean=(0.5,), std=(0.25,))
+  key = jax.random.key(4)
+  got, labels = apply_ops(key, x, (op("flip"), norm), jnp.arange(16))
+  want = normalize(random_flip(jax.random.fold_in(key, 0), x), (0.5,), (0.25,))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert not np.allclose(got, normalize(x, (0.5,), (0.25,)))
+  np.testing.assert_array_equal(labels, np.arange(16))
+  with pytest.raises(ValueError, match="not a device op"):
+    apply_ops(jax.random.key(0), x, (op("decode"),))

@@ -16,6 +16,7 @@ import pytest
 
 from input_pipeline import datasets
 from input_pipeline import host
+from input_pipeline.recipe import op
 from input_pipeline.datasets import DatasetError
 from training import parallel
 
@@ -70,10 +71,15 @@ def fake():
                                 num_classes=10)
 
 
-def _train(source, **kw):
-  kw = {"global_batch_size": 4, "image_size": 16, "seed": 0, "process_index": 0,
-        "process_count": 1, **kw}
-  return host.train_dataset(source, **kw)
+def _train(source, *, image_size=16, scale=(0.08, 1.0), flip=True, resize_method="bicubic",
+           ops=None, **kw):
+  """The training stream with the Inception crop (or ``ops``), as train.py's plan."""
+  if ops is None:
+    ops = (op("decode"), op("random_resized_crop", size=image_size, scale=scale,
+                            ratio=(3 / 4, 4 / 3), method=resize_method))
+    ops += (op("flip"),) if flip else ()
+  kw = {"global_batch_size": 4, "seed": 0, "process_index": 0, "process_count": 1, **kw}
+  return host.train_dataset(source, image_size=image_size, ops=ops, **kw)
 
 
 def _png_source(image):
@@ -98,8 +104,9 @@ def test_mock_imagenet_train_and_eval():
     assert batch["labels"].dtype == np.int32
     assert 0 <= batch["labels"].min() and batch["labels"].max() < 1000
     assert batch["images"].std() > 0
-    batches = list(host.eval_dataset(src, global_batch_size=4, image_size=24,
-                                     process_index=0, process_count=1).as_numpy_iterator())
+    batches = list(host.eval_dataset(src, global_batch_size=4,
+                                     ops=host.default_eval_ops(24), process_index=0,
+                                     process_count=1).as_numpy_iterator())
   assert len(batches) == host.num_eval_batches(10, 4, 1) == 3
   assert [b["mask"].sum() for b in batches] == [4, 4, 2]
   assert batches[-1]["images"][2:].max() == 0  # Padding is black and masked.
@@ -145,7 +152,8 @@ def test_train_deterministic_for_a_seed(tiny):
 
 
 def test_eval_every_example_once(tiny):
-  per_process = [list(host.eval_dataset(tiny, global_batch_size=8, image_size=16,
+  per_process = [list(host.eval_dataset(tiny, global_batch_size=8,
+                                        ops=host.default_eval_ops(16),
                                         process_index=i, process_count=2)
                       .as_numpy_iterator()) for i in range(2)]
   expected = host.num_eval_batches(NUM_EVAL, 8, 2)
@@ -161,8 +169,8 @@ def test_eval_every_example_once(tiny):
 def test_eval_transform_is_resize_then_centre_crop(method):
   rng = np.random.default_rng(0)
   image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)  # PNG: lossless.
-  batch, = list(host.eval_dataset(_png_source(image), global_batch_size=1, image_size=16,
-                                  crop_pct=0.875, resize_method=method,
+  batch, = list(host.eval_dataset(_png_source(image), global_batch_size=1,
+                                  ops=host.default_eval_ops(16, 0.875, method),
                                   process_index=0, process_count=1).as_numpy_iterator())
   # floor(16 / 0.875) = 18; 53 * 18 / 37 = 25.8 -> 25; offsets round(1.0) = 1 and
   # round(4.5) = 4 (half to even, as torchvision's round).
@@ -203,27 +211,32 @@ def test_flip_toggle(fake, plain):
   assert all(m or s for m, s in zip(mirrored, same)) and any(mirrored)
 
 
-def test_color_jitter(fake, plain):
-  jittered = _batches(_train(fake, global_batch_size=8, color_jitter=0.4), 1)[0]["images"]
-  assert jittered.shape == plain.shape and (jittered != plain).any()
+def test_scale_jitter_resizes_the_shorter_side_then_crops():
+  """resize_shorter(32..32) > random_crop(16) of a 16x160 image whose columns hold their
+  index: the image becomes 32x320, so a crop spans 16 columns of the resized image, 8 of
+  the original, and the crop lies anywhere along the row."""
+  image = np.broadcast_to(np.arange(160, dtype=np.uint8)[None, :, None], (16, 160, 3))
+  ops = (op("decode"), op("resize_shorter", sides=(32, 32), method="bilinear"),
+         op("random_crop", size=16))
+  lefts = []
+  for seed in range(6):
+    batch, = _batches(_train(_png_source(np.ascontiguousarray(image)), global_batch_size=1,
+                             ops=ops, seed=seed), 1)
+    row = batch["images"][0, 8, :, 0].astype(int)
+    assert batch["images"].shape == (1, 16, 16, 3)
+    assert 6 <= row[-1] - row[0] <= 9  # 16 resized columns = 8 original ones
+    lefts.append(row[0])
+  assert len(set(lefts)) >= 4
 
 
-def test_rand_augment_on_and_color_jitter_skipped(fake, plain, monkeypatch):
-  pytest.importorskip("input_pipeline.randaugment_tf")
-
-  def no_jitter(*args, **kwargs):
-    raise AssertionError("colour jitter applied with RandAugment")
-
-  monkeypatch.setattr(host, "_color_jitter", no_jitter)  # Traced, so it would raise.
-  augmented = _batches(_train(fake, global_batch_size=8, rand_augment=RA_SPEC,
-                              color_jitter=0.4), 1)[0]["images"]
-  assert augmented.dtype == np.uint8 and augmented.shape == plain.shape
-  assert (augmented != plain).any()
-
-
-def test_bad_rand_augment_spec(fake):
-  with pytest.raises(DatasetError, match="rand_augment"):
-    _train(fake, rand_augment="rand-q9")
+def test_host_runs_only_host_ops(fake):
+  for bad in (op("rand_augment", spec=RA_SPEC), op("color_jitter", strength=0.4),
+              op("lighting", std=0.1)):
+    with pytest.raises(DatasetError, match="does not run"):
+      _train(fake, ops=(op("decode"), op("random_resized_crop", size=16, scale=(0.08, 1.0),
+                                         ratio=(0.75, 1.33), method="bilinear"), bad))
+  with pytest.raises(DatasetError, match="expected decode"):
+    _train(fake, ops=(op("decode"), op("flip")))
 
 
 def test_to_global_on_one_device():
@@ -242,7 +255,7 @@ def test_benchmark_cli(capsys, tmp_path):
   from tools import input_benchmark  # pylint: disable=g-import-not-at-top
   assert input_benchmark.main(["--image_size", "16", "--batch_size", "4", "--steps", "2",
                                "--warmup_steps", "1", "--log_every", "1",
-                               "--fake_examples", "4", "--rand_augment", ""]) == 0
+                               "--fake_examples", "4"]) == 0
   out = capsys.readouterr().out
   assert "step 2/2" in out and "images/s per CPU core" in out and "cores" in out
   assert input_benchmark.main(["--dataset", "cifar10", "--data_dir", str(tmp_path)]) == 2

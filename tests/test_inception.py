@@ -200,7 +200,7 @@ def googlenet_step():
   labels = jnp.asarray(rng.integers(0, 10, 4).astype(np.int32))
 
   def run(weight, state):
-    cfg = steps_lib.StepConfig(aux_loss_weight=weight, mean=(0.5,) * 3, std=(0.25,) * 3)
+    cfg = steps_lib.StepConfig.normalizing((0.5,) * 3, (0.25,) * 3, aux_loss_weight=weight)
     train_step = steps_lib.make_train_step(model, tx, cfg, jax.random.key(2))
     new_state, metrics = train_step(
         state, steps_lib.zero_metrics(steps_lib.TRAIN_METRICS), images, labels)

@@ -205,7 +205,7 @@ def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch(net):
   c = config_lib.load_config(f"{ROOT}/configs/lecun1989_nets.py:net={net}")
   tx = optim.create_optimizer(c, optim.create_schedule(c, 1))  # the config's SGD, lr 0.1
   state = jax.jit(lambda k: steps_lib.init_state(model, tx, k, SHAPE[1:]))(_key(0))
-  cfg = steps_lib.StepConfig(loss="mse", mean=(127.5,), std=(127.5,))
+  cfg = steps_lib.StepConfig.normalizing((127.5,), (127.5,), loss="mse")
   step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (8, *SHAPE[1:]), dtype=np.uint8))

@@ -194,7 +194,7 @@ def test_mobilenet_v1_trains_on_a_fixed_batch():
                                        shapes)
   state = steps_lib.TrainState(step=jnp.zeros((), jnp.int32), params=v["params"],
                                batch_stats=v["batch_stats"], opt_state=tx.init(v["params"]))
-  cfg = steps_lib.StepConfig(mean=(0.5,) * 3, std=(0.25,) * 3)
+  cfg = steps_lib.StepConfig.normalizing((0.5,) * 3, (0.25,) * 3)
   step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
   images = jnp.asarray(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, 8).astype(np.int32))

@@ -1,9 +1,9 @@
-"""Tests for input_pipeline/randaugment.py and input_pipeline/randaugment_tf.py.
+"""Tests for input_pipeline/randaugment.py, the one RandAugment of both input paths
+(device-resident batches and host-streamed ones both run it in the step).
 
-timm's RandAugment runs in PIL, so PIL is the reference: every op of both
-implementations is compared with timm's op transcribed below (its level
-formulas, PIL's ImageOps/ImageEnhance/transform), then the TF version with
-the JAX one. Ops are computed once per image shape in one compiled program
+timm's RandAugment runs in PIL, so PIL is the reference: every op is compared
+with timm's op transcribed below (its level formulas, PIL's
+ImageOps/ImageEnhance/transform). Ops are computed once per image shape in one compiled program
 (``_jax_ops``) and shared by the tests through module fixtures, which keeps
 this file fast on a loaded 2-core machine.
 """
@@ -371,51 +371,3 @@ def test_sampling_is_timms():
                              0.5)
   m = np.asarray(m)  # mstd > 100 in the spec: uniform in [0, m]
   assert m.min() >= 0 and m.max() <= 9 and abs(m.mean() - 4.5) < 0.1
-
-
-# ---------------------------------------------------------------------------
-# TensorFlow: the same ops, per image
-
-
-@pytest.fixture(scope="module")
-def rtf():
-  pytest.importorskip("tensorflow")
-  from input_pipeline import randaugment_tf
-  return randaugment_tf
-
-
-@pytest.mark.parametrize("name", ra.ALL_OPS)
-def test_tf_matches_jax_and_pil(name, rtf, rgb, rgb_out, grey_out):
-  for image, out in ((rgb, rgb_out), (_image(c=1), grey_out)):
-    for i, (m, s) in enumerate(ROWS):
-      got = rtf.apply_op(name, image, m, s).numpy()
-      what = f"{name} m={m} sign={s} C={image.shape[-1]}"
-      assert got.dtype == np.uint8 and got.shape == image.shape
-      if name in GEOMETRIC:
-        _assert_close(got, out[name][i], 0.01, what)
-      else:
-        np.testing.assert_array_equal(got, out[name][i], err_msg=what)
-      want = _timm_op(name, image, m, s)
-      if name in EXACT_VS_PIL:
-        np.testing.assert_array_equal(got, want, err_msg=what)
-      else:
-        _assert_close(got, want, 0.05, what)
-
-
-def test_tf_rand_augment(rtf, rgb):
-  import tensorflow as tf
-  # In a tf.data pipeline (graph mode, parallel), seeded by Dataset.random:
-  # the same seeds give the same images, each seed its own.
-  images = tf.data.Dataset.from_tensors(tf.constant(rgb)).repeat(8)
-  seeds = tf.data.Dataset.random(seed=7).batch(2)
-  ds = tf.data.Dataset.zip((images, seeds)).map(
-      rtf.rand_augment, num_parallel_calls=tf.data.AUTOTUNE)
-  first = np.stack([o.numpy() for o in ds])
-  second = np.stack([o.numpy() for o in ds])
-  assert first.dtype == np.uint8 and first.shape == (8,) + rgb.shape
-  np.testing.assert_array_equal(first, second)
-  assert len({o.tobytes() for o in first}) >= 4
-  # Eagerly, a grey image, prob 0.
-  grey = _image(c=1)
-  out = rtf.rand_augment(grey, tf.constant([1, 2]), num_layers=1, prob=0.0)
-  np.testing.assert_array_equal(out, grey)

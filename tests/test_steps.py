@@ -8,6 +8,7 @@ import pytest
 
 import models
 from configs import common
+from input_pipeline import recipe
 from training import optim
 from training import steps as steps_lib
 
@@ -41,7 +42,7 @@ def _batch(n=32, shape=(16, 16, 1)):
 
 def test_train_step_lowers_loss_on_fixed_batch():
   model, tx, state = _setup(activation="relu", output_activation=None)
-  cfg = steps_lib.StepConfig(loss="cross_entropy", mean=(0.5,), std=(0.5,))
+  cfg = steps_lib.StepConfig.normalizing((0.5,), (0.5,), loss="cross_entropy")
   step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
   images, labels = _batch()
   losses = []
@@ -61,8 +62,9 @@ def test_train_step_updates_batch_stats_once_per_micro_batch():
   images, labels = _batch(16, (8, 8, 3))
   out = {}
   for k in (1, 2):
-    cfg = steps_lib.StepConfig(mean=(0.5,) * 3, std=(0.25,) * 3, crop_padding=1, flip=True,
-                               grad_accum_steps=k)
+    ops = (recipe.op("translate", padding=1, mode="constant"), recipe.op("flip"),
+           recipe.op("normalize", mean=(0.5,) * 3, std=(0.25,) * 3))
+    cfg = steps_lib.StepConfig(train_ops=ops, grad_accum_steps=k)
     step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
     out[k] = _run(step, state, images, labels)[0]
   changed = jax.tree.map(lambda a, b: not np.allclose(a, b), state.batch_stats,
@@ -75,14 +77,14 @@ def test_train_step_updates_batch_stats_once_per_micro_batch():
   assert np.all(m0 == 0) and not np.allclose(m1, m2)
   assert np.abs(m2).sum() == pytest.approx(1.9 * np.abs(m1).sum(), rel=0.2)
   with pytest.raises(ValueError, match="micro-batches"):
-    cfg = steps_lib.StepConfig(mean=(0.5,) * 3, std=(0.25,) * 3, grad_accum_steps=3)
+    cfg = steps_lib.StepConfig.normalizing((0.5,) * 3, (0.25,) * 3, grad_accum_steps=3)
     jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))(
         state, steps_lib.zero_metrics(steps_lib.TRAIN_METRICS), images, labels)
 
 
 def test_eval_step_masks_padding():
   model, _, state = _setup()
-  cfg = steps_lib.StepConfig(loss="mse", mean=(0.5,), std=(0.5,))
+  cfg = steps_lib.StepConfig.normalizing((0.5,), (0.5,), loss="mse")
   step = jax.jit(steps_lib.make_eval_step(model, cfg))
   images, labels = _batch(8)
   full = step(state, steps_lib.zero_metrics(steps_lib.EVAL_METRICS), images, labels,
@@ -110,7 +112,7 @@ def test_grad_accumulation_equals_one_big_batch():
   images, labels = _batch(32)
   results = {}
   for k in (1, 4):
-    cfg = steps_lib.StepConfig(mean=(0.5,), std=(0.5,), grad_accum_steps=k)
+    cfg = steps_lib.StepConfig.normalizing((0.5,), (0.5,), grad_accum_steps=k)
     step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
     results[k] = _run(step, state, images, labels, n=3)
   (s1, a1), (s4, a4) = results[1], results[4]
@@ -142,7 +144,7 @@ def test_train_step_keeps_an_ema_and_eval_reads_it():
   state = steps_lib.init_state(model, tx, jax.random.key(0), (8, 8, 3), ema=True)
   assert set(state.ema) == {"params", "batch_stats"}
   decay = 0.75
-  cfg = steps_lib.StepConfig(mean=(0.5,) * 3, std=(0.25,) * 3, ema_decay=decay)
+  cfg = steps_lib.StepConfig.normalizing((0.5,) * 3, (0.25,) * 3, ema_decay=decay)
   step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
   images, labels = _batch(16, (8, 8, 3))
   s1, _ = _run(step, state, images, labels)
@@ -170,11 +172,17 @@ def test_train_step_with_the_full_recipe():
   targets and the eval crop together: a finite loss, moving weights, and the same step
   twice for the same state (randomness from the step number only)."""
   model, tx, state = _setup()
-  cfg = steps_lib.StepConfig(
-      mean=(0.5,), std=(0.25,), inception_crop=True, flip=True,
-      rand_augment="rand-m9-n1-mstd0.5-inc1", erase_prob=0.25, erase_mode="pixel",
-      mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=10,
-      eval_crop_pct=0.875, resize_method="bicubic")
+  c = common.base()
+  c.augment.update(dict(inception_crop=True, flip=True, rand_augment="rand-m9-n1-mstd0.5-inc1",
+                        random_erasing=0.25, erase_mode="pixel", mixup=0.8, cutmix=1.0,
+                        eval_crop_pct=0.875, resize_method="bicubic"))
+  c.label_smoothing = 0.1
+  plan = recipe.plan(recipe.Recipe.from_config(c.augment), source="device", image_size=16,
+                     channels=1, stored_size=16, mean=(0.5,), std=(0.25,), num_classes=10,
+                     label_smoothing=0.1)
+  assert plan.op_names() == ["random_resized_crop", "flip", "rand_augment", "random_erasing",
+                             "normalize", "mixup_cutmix"]
+  cfg = steps_lib.StepConfig.from_config(c, plan)
   step = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))
   images, labels = _batch(16)
   a, acc = _run(step, state, images, labels)

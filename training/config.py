@@ -14,6 +14,7 @@ the wrong type is a :class:`ConfigError` naming the key and the fix.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import importlib.util
 import inspect
@@ -45,7 +46,10 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   takes_arg = bool(inspect.signature(get_config).parameters)
   if arg and not takes_arg:
     raise ConfigError(f"config file {path!r} takes no argument, got {arg!r}")
-  config = get_config(arg or None) if takes_arg else get_config()
+  try:
+    config = get_config(arg or None) if takes_arg else get_config()
+  except ValueError as e:  # ConfigError from common.parse_arg, or the config's own check
+    raise ConfigError(f"{spec}: {e}") from None
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"get_config() in {path!r} must return an ml_collections.ConfigDict")
   return config
@@ -180,9 +184,6 @@ CHOICES = {
     "loss": ("cross_entropy", "mse"),
     "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop"),
     "schedule": ("constant", "step", "cosine"),
-    "augment.crop_mode": ("constant", "reflect", "edge"),
-    "augment.resize_method": ("bilinear", "bicubic"),
-    "augment.erase_mode": ("uniform", "pixel"),
     "batchnorm_stats": ("global", "per_device"),
     "input_pipeline": ("auto", "device", "host"),
 }
@@ -190,12 +191,10 @@ POSITIVE = ("mesh.fsdp", "num_epochs", "batch_size", "eval_batch_size", "eval_ev
             "checkpoint_every_epochs", "keep_checkpoints", "grad_accum_steps",
             "host.shuffle_buffer", "host.prefetch")
 NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epochs", "pad",
-                "augment.crop_padding", "log_every_steps", "stop_after_steps",
+                "log_every_steps", "stop_after_steps",
                 "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm",
-                "lr_base_batch_size", "augment.color_jitter", "augment.mixup",
-                "augment.cutmix", "augment.eval_crop_pct")
-PROBABILITIES = ("augment.random_erasing", "augment.mixup_prob", "augment.mixup_switch_prob",
-                 "ema_decay", "layer_decay")
+                "lr_base_batch_size")
+PROBABILITIES = ("ema_decay", "layer_decay")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -220,24 +219,176 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in PROBABILITIES:
     if not 0 <= get(key) <= 1:
       raise ConfigError(f"config.{key} must be in [0, 1], got {get(key)}")
-  if config.augment.eval_crop_pct > 1:
-    raise ConfigError("config.augment.eval_crop_pct is the crop's share of the resized "
-                      f"image, in (0, 1] (0.875 is standard); got {config.augment.eval_crop_pct}")
-  for key in ("crop_scale", "crop_ratio"):
-    lo_hi = tuple(config.augment[key])
-    if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
-      raise ConfigError(f"config.augment.{key} must be (min, max) with 0 < min <= max, "
-                        f"got {lo_hi}")
-  if config.augment.rand_augment:
-    from input_pipeline import randaugment  # pylint: disable=g-import-not-at-top
-    try:
-      randaugment.parse(config.augment.rand_augment)
-    except ValueError as e:
-      raise ConfigError(f"config.augment.rand_augment: {e}") from None
+  # The augmentation recipe checks its own fields and their combinations.
+  from input_pipeline import recipe  # pylint: disable=g-import-not-at-top
+  try:
+    augment = recipe.Recipe.from_config(config.augment)
+  except recipe.RecipeError as e:
+    raise ConfigError(str(e)) from None
   if config.batch_size % config.grad_accum_steps:
     raise ConfigError(f"config.batch_size={config.batch_size} does not split into "
                       f"grad_accum_steps={config.grad_accum_steps} equal micro-batches")
-  if (config.augment.mixup or config.augment.cutmix) and config.loss != "cross_entropy":
+  if augment.mixing and config.loss != "cross_entropy":
     raise ConfigError("Mixup / CutMix make soft targets, which need loss=cross_entropy")
   if config.loss == "mse" and config.label_smoothing:
     raise ConfigError("config.label_smoothing only applies to loss=cross_entropy")
+
+
+# ------------------------------------------------------------------------------- check
+
+# What the model check needs to know of a dataset without opening it: (native side or
+# None when the images vary in size, channels, classes). Keyed like
+# input_pipeline.KNOWN_DATASETS (TFDS base name; npz files by their file stem).
+DATASET_SHAPES: dict[str, tuple[int | None, int, int]] = {
+    "digits": (16, 1, 10),  # scikit-learn's 8x8 digits, loaded at 16x16
+    "usps": (16, 1, 10),
+    "mnist": (28, 1, 10),
+    "fashion_mnist": (28, 1, 10),
+    "kmnist": (28, 1, 10),
+    "emnist": (28, 1, 62),  # emnist/byclass, TFDS's default; other configs below
+    "svhn_cropped": (32, 3, 10),
+    "cifar10": (32, 3, 10),
+    "cifar100": (32, 3, 100),
+    "stl10": (96, 3, 10),
+    "imagenette": (None, 3, 10),
+    "imagenet2012": (None, 3, 1000),
+}
+_EMNIST_CLASSES = {"byclass": 62, "bymerge": 47, "balanced": 47, "letters": 37, "digits": 10,
+                   "mnist": 10}
+# A dataset not in the table (and not a readable npz file): 3 channels, 10 classes, the
+# config's image_size or else this side. The check still traces the model; train.py reads
+# the real figures from the data.
+_FALLBACK_SHAPE = (32, 3, 10)
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+  """A config that loads, validates and builds its model, and what the check found.
+
+  Attributes:
+    config: the loaded, overridden and validated config.
+    model: the Flax module, as train.py creates it (``config.dtype`` compute dtype).
+    num_params: parameters of a fresh init (``params`` only, no BatchNorm statistics).
+    image_shape: (H, W, C) the model sees, from the config (``data_shape``).
+    num_classes: the model's outputs, from the config (``data_shape``).
+    abstract_state: the initial ``training.steps.TrainState`` as
+      ``jax.ShapeDtypeStruct`` leaves (traced with ``jax.eval_shape``, never run).
+  """
+  config: ml_collections.ConfigDict
+  model: Any
+  num_params: int
+  image_shape: tuple[int, int, int]
+  num_classes: int
+  abstract_state: Any
+
+
+def data_shape(config: ml_collections.ConfigDict) -> tuple[tuple[int, int, int], int]:
+  """``((H, W, C), num_classes)`` of ``config.dataset`` as train.py will feed it, read
+  from the config alone (ImageNet need not be present).
+
+  ``synthetic``: ``config.synthetic``. Otherwise the side is ``config.image_size``, else
+  the dataset's native size, plus ``2 * config.pad``; channels and classes come from
+  ``DATASET_SHAPES`` (TFDS base name, or an npz file's stem), or, for an npz file not in
+  it, from the file's ``x_train`` header and labels; else 3 channels and 10 classes (and
+  a side of 32 without image_size). A dataset of variable-size images (imagenet2012,
+  imagenette) without image_size is a ConfigError, as it is for train.py.
+  """
+  name = config.dataset
+  if name == "synthetic":
+    shape = tuple(int(s) for s in config.synthetic.shape)
+    if len(shape) != 3:
+      raise ConfigError(f"config.synthetic.shape must be (H, W, C), got {shape}")
+    return shape, int(config.synthetic.num_classes)
+  if name.startswith("npz:"):
+    key = os.path.splitext(os.path.basename(name[4:]))[0]
+    facts = DATASET_SHAPES.get(key) or _npz_shape(name[4:]) or _FALLBACK_SHAPE
+  else:
+    tfds_name = name[len("tfds:"):] if name.startswith("tfds:") else name
+    key, _, variant = tfds_name.partition("/")
+    key = key.split(":")[0]
+    facts = DATASET_SHAPES.get(key, _FALLBACK_SHAPE)
+    if key == "emnist" and variant:
+      facts = (*facts[:2], _EMNIST_CLASSES.get(variant.split(":")[0], facts[2]))
+  native, channels, num_classes = facts
+  side = config.image_size or native
+  if not side:
+    raise ConfigError(f"{name} has images of varying size: set --config.image_size "
+                      "(e.g. 224)")
+  side += 2 * config.pad
+  return (side, side, channels), num_classes
+
+
+def _npz_shape(path: str) -> tuple[int, int, int] | None:
+  """(side, channels, classes) from an npz file's x_train header and its labels, or None
+  when the file cannot be read. Only the labels are decompressed, not the images."""
+  import zipfile  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  try:
+    with zipfile.ZipFile(path) as z, z.open("x_train.npy") as f:
+      read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                     (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(f)]
+      shape, _, _ = read_header(f)
+    with np.load(path) as arrays:
+      num_classes = int(max(arrays["y_train"].max(initial=-1),
+                            arrays["y_test"].max(initial=-1))) + 1
+  except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    return None
+  if len(shape) not in (3, 4) or shape[1] != shape[2]:
+    return None
+  return shape[1], (shape[3] if len(shape) == 4 else 1), num_classes
+
+
+def check(config: str | ml_collections.ConfigDict,
+          overrides: Sequence[tuple[str, str]] = ()) -> Checked:
+  """The one config check of train.py, launch/sweep.py's pre-flight and the tests.
+
+  Loads ``config`` (a ``path.py[:arg]`` spec; a ConfigDict is used as is and changed in
+  place), applies the ``(dotted.key, raw_value)`` overrides, validates, builds the model
+  (``models.create_model``) for the config's input (``data_shape``) and traces the
+  initial train state (``training.steps.init_state`` with the config's optimizer) with
+  ``jax.eval_shape``: nothing is compiled or run, and the dataset is not opened. Any
+  problem is a one-line ConfigError.
+  """
+  import functools  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top  (heavy: only when checking)
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import models  # pylint: disable=g-import-not-at-top
+  from training import optim  # pylint: disable=g-import-not-at-top
+  from training import steps  # pylint: disable=g-import-not-at-top
+
+  if isinstance(config, str):
+    config = load_config(config)
+  apply_overrides(config, overrides)
+  validate(config)
+  image_shape, num_classes = data_shape(config)
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
+  try:
+    model = models.create_model(config.model, num_classes=num_classes, dtype=dtype,
+                                **config.model_kwargs.to_dict())
+  except models.UnknownModelError as e:
+    raise ConfigError(f"config.model: {e}") from None
+  except (TypeError, ValueError) as e:  # a field the model lacks, or a bad value
+    raise ConfigError(f"config.model_kwargs: {_first_line(e)}") from None
+  # The schedule's values do not matter here (the optimizer state only counts steps);
+  # one step per epoch stands in for the dataset's size.
+  tx = optim.create_optimizer(config, optim.create_schedule(config, steps_per_epoch=1))
+  init = functools.partial(steps.init_state, model, tx, image_shape=image_shape,
+                           ema=bool(config.ema_decay))
+  try:
+    abstract = jax.eval_shape(lambda: init(jax.random.key(0)))
+  except optim.LayerDecayError as e:
+    raise ConfigError(f"config.layer_decay: {e}") from None
+  except getattr(models, "ModelOptionError", ()) as e:  # options checked in setup()
+    raise ConfigError(f"config.model_kwargs: {_first_line(e)}") from None
+  except (TypeError, ValueError) as e:  # e.g. an input too small for the network
+    raise ConfigError(f"config.model={config.model} cannot initialise on "
+                      f"{image_shape} inputs: {type(e).__name__}: {_first_line(e)}") from e
+  num_params = sum(x.size for x in jax.tree.leaves(abstract.params))
+  return Checked(config=config, model=model, num_params=int(num_params),
+                 image_shape=tuple(image_shape), num_classes=num_classes,
+                 abstract_state=abstract)
+
+
+def _first_line(e: BaseException) -> str:
+  lines = str(e).strip().splitlines()
+  return lines[0] if lines else type(e).__name__

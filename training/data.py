@@ -1,15 +1,19 @@
 """Where the trainer's batches come from: the accelerator's memory, or a host pipeline.
 
-Both sources give the trainer the same three things: facts about the data (``info``),
-``train(state, metrics, step, num_steps)`` and ``evaluate(state, eval_fn)``.
+Both sources give the trainer the same things: facts about the data (``info``, and
+``kind``, which the data plan places its ops by), the un-compiled functions to
+``jax.jit`` around its steps (``train_loop``, ``eval_loop``; train.py compiles them, in
+one place), and ``train(train_fn, state, metrics, step, num_steps)`` /
+``evaluate(eval_fn, state)`` that feed the compiled functions.
 
 - ``DeviceSource``: the whole dataset is loaded once and kept on the accelerator;
   shuffling, batching and every augmentation run inside the compiled step, so the step
   never waits on the host. For everything that fits in memory (MNIST to CIFAR, and
   ImageNet-sized images only as a subset).
-- ``HostSource``: TFDS through tf.data on the CPUs (``input_pipeline.host``): decode,
-  random-resized crop, flip, RandAugment, this process's share of each batch, prefetched
-  onto the mesh. For ImageNet. TensorFlow is imported only here.
+- ``HostSource``: TFDS through tf.data on the CPUs (``input_pipeline.host``): the plan's
+  host ops (decode, the crop, flip), this process's share of each batch, prefetched onto
+  the mesh; the rest of the plan runs in the step. For ImageNet. TensorFlow is imported
+  only here.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import ml_collections
@@ -95,41 +99,41 @@ class DeviceSource:
     self._ds, self._mesh, self._config, self._data_rng = ds, mesh, config, data_rng
     self._perm, self._perm_epoch = None, None
     self.device_loop = config.device_loop
-
-  def step_config_overrides(self) -> dict[str, Any]:
-    return {}  # every augmentation runs in the step
-
-  def compile(self, train_step: Callable, eval_steps: dict[str, Callable],
-              state_sharding: Any) -> None:
-    config, mesh = self._config, self._mesh
-    replicated = parallel.replicated(mesh)
     self.steps_per_epoch = input_pipeline.steps_per_epoch(self.info.num_train,
                                                          config.batch_size)
-    self._train_fn = jax.jit(
-        steps_lib.device_train_loop(train_step, config.batch_size, self.steps_per_epoch),
-        donate_argnums=(0, 1), static_argnums=(4,),
-        out_shardings=(state_sharding, replicated))
-    self._eval_fns = {
-        k: jax.jit(steps_lib.device_eval_step(f, config.eval_batch_size),
-                   donate_argnums=(1,), out_shardings=replicated)
-        for k, f in eval_steps.items()}
+
+  kind = "device"
+
+  def train_loop(self, train_step: Callable) -> Callable:
+    """``(state, metrics, data, perm, num_steps) -> (state, metrics)``; num_steps static."""
+    return steps_lib.device_train_loop(train_step, self._config.batch_size,
+                                       self.steps_per_epoch)
+
+  train_static_argnums = (4,)
+
+  def eval_loop(self, eval_step: Callable) -> Callable:
+    return steps_lib.device_eval_step(eval_step, self._config.eval_batch_size)
+
+  def start(self, plan, start_step: int) -> None:
+    """Puts the data on the mesh; the plan runs entirely in the step."""
+    del plan, start_step  # every op is a device op; the order is a function of the step
     self._perm_fn = jax.jit(
         functools.partial(input_pipeline.epoch_permutation, num_examples=self.info.num_train),
-        out_shardings=replicated)
-    self._data = input_pipeline.put_on_mesh(self._ds, mesh)
+        out_shardings=parallel.replicated(self._mesh))
+    self._data = input_pipeline.put_on_mesh(self._ds, self._mesh)
     self._num_eval = input_pipeline.num_eval_batches(self.info.num_test,
-                                                     config.eval_batch_size)
+                                                     self._config.eval_batch_size)
 
-  def train(self, state, metrics, step: int, num_steps: int):
+  def train(self, train_fn: Callable, state, metrics, step: int, num_steps: int):
     epoch = step // self.steps_per_epoch
     if epoch != self._perm_epoch:
       self._perm, self._perm_epoch = self._perm_fn(self._data_rng, epoch), epoch
-    return self._train_fn(state, metrics, self._data, self._perm, num_steps)
+    return train_fn(state, metrics, self._data, self._perm, num_steps)
 
-  def evaluate(self, state, which: str):
+  def evaluate(self, eval_fn: Callable, state):
     acc = steps_lib.zero_metrics(steps_lib.EVAL_METRICS)
     for i in range(self._num_eval):
-      acc = self._eval_fns[which](state, acc, self._data, i)
+      acc = eval_fn(state, acc, self._data, i)
     return acc
 
   def close(self) -> None:
@@ -141,8 +145,9 @@ class HostSource:
 
   Every process reads its own share of the files and builds its rows of each global batch
   (``jax.make_array_from_process_local_data``). Evaluation is exact: the last batch is
-  padded and masked, so every example counts once. A resumed run reshuffles from a seed
-  that depends on the step it resumes at, rather than replaying the interrupted stream.
+  padded and masked, so every example counts once. The order of the training stream is
+  a function of (seed, epoch), so a resumed run sees exactly the batches an
+  uninterrupted one would have seen next (with the same process count).
   """
 
   def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh, data_rng: jax.Array):
@@ -169,49 +174,42 @@ class HostSource:
                          num_test=s.num_eval, flip=s.flip, mean=None, std=None)
     self.description = f"host pipeline (tf.data; eval split {s.eval_split!r})"
     self.device_loop = False
-    self._iterator = None
-
-  def step_config_overrides(self) -> dict[str, Any]:
-    # Done per image on the host; erasing, Mixup / CutMix and normalisation stay on device.
-    return dict(inception_crop=False, crop_padding=0, flip=False, rand_augment="",
-                color_jitter=0.0, eval_crop_pct=0.0, image_size=0)
-
-  def compile(self, train_step: Callable, eval_steps: dict[str, Callable],
-              state_sharding: Any) -> None:
-    config = self._config
-    replicated = parallel.replicated(self._mesh)
     self.steps_per_epoch = input_pipeline.steps_per_epoch(self.info.num_train,
                                                          config.batch_size)
-    self._train_fn = jax.jit(train_step, donate_argnums=(0, 1),
-                             out_shardings=(state_sharding, replicated))
-    self._eval_fns = {k: jax.jit(f, donate_argnums=(1,), out_shardings=replicated)
-                      for k, f in eval_steps.items()}
+    self._iterator, self._plan = None, None
 
-  def _train_iterator(self, step: int):
-    c, a = self._config, self._config.augment
+  kind = "host"
+  train_static_argnums = ()
+
+  def train_loop(self, train_step: Callable) -> Callable:
+    return train_step  # one step per global batch from the host
+
+  def eval_loop(self, eval_step: Callable) -> Callable:
+    return eval_step
+
+  def start(self, plan, start_step: int) -> None:
+    """Opens the training stream at ``start_step`` with the plan's host ops."""
+    c = self._config
+    self._plan = plan
     ds = self._host.train_dataset(
         self._source, global_batch_size=c.batch_size, image_size=c.image_size,
-        seed=self._data_seed + step, scale=tuple(a.crop_scale), ratio=tuple(a.crop_ratio),
-        flip=a.flip, rand_augment=a.rand_augment or None, color_jitter=a.color_jitter,
-        resize_method=a.resize_method, shuffle_buffer=c.host.shuffle_buffer)
-    return self._host.to_global(ds, self._mesh, prefetch=c.host.prefetch)
+        seed=self._data_seed, start_step=start_step, ops=plan.train_host,
+        shuffle_buffer=c.host.shuffle_buffer)
+    self._iterator = self._host.to_global(ds, self._mesh, prefetch=c.host.prefetch)
 
-  def train(self, state, metrics, step: int, num_steps: int):
-    if self._iterator is None:
-      self._iterator = self._train_iterator(step)
+  def train(self, train_fn: Callable, state, metrics, step: int, num_steps: int):
     for _ in range(num_steps):
       batch = next(self._iterator)
-      state, metrics = self._train_fn(state, metrics, batch["images"], batch["labels"])
+      state, metrics = train_fn(state, metrics, batch["images"], batch["labels"])
     return state, metrics
 
-  def evaluate(self, state, which: str):
-    c, a = self._config, self._config.augment
+  def evaluate(self, eval_fn: Callable, state):
+    c = self._config
     ds = self._host.eval_dataset(self._source, global_batch_size=c.eval_batch_size,
-                                 image_size=c.image_size, crop_pct=a.eval_crop_pct or 0.875,
-                                 resize_method=a.resize_method)
+                                 ops=self._plan.eval_host)
     acc = steps_lib.zero_metrics(steps_lib.EVAL_METRICS)
     for batch in self._host.to_global(ds, self._mesh, prefetch=c.host.prefetch):
-      acc = self._eval_fns[which](state, acc, batch["images"], batch["labels"], batch["mask"])
+      acc = eval_fn(state, acc, batch["images"], batch["labels"], batch["mask"])
     return acc
 
   def close(self) -> None:

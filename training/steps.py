@@ -23,6 +23,7 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 import input_pipeline
+from input_pipeline import recipe as recipe_lib
 from training import losses
 
 
@@ -37,48 +38,52 @@ class TrainState:
   ema: Any = dataclasses.field(default_factory=dict)
 
 
+def _identity_ops() -> tuple[recipe_lib.Op, ...]:
+  return (recipe_lib.op("normalize", mean=(0.0,), std=(1.0,)),)
+
+
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-  """Static choices baked into the compiled steps."""
+  """Static choices baked into the compiled steps.
+
+  ``train_ops`` / ``eval_ops`` are the device halves of the run's data plan
+  (``input_pipeline.recipe.plan``): the step runs exactly these, in order. The other
+  fields are the config's own, under the config's names (``from_config``).
+  """
+  train_ops: tuple[recipe_lib.Op, ...] = dataclasses.field(default_factory=_identity_ops)
+  eval_ops: tuple[recipe_lib.Op, ...] = dataclasses.field(default_factory=_identity_ops)
   loss: str = "cross_entropy"
   label_smoothing: float = 0.0
-  crop_padding: int = 0
-  crop_mode: str = "constant"
-  flip: bool = False
-  erase_prob: float = 0.0
-  mean: tuple[float, ...] = (0.0,)
-  std: tuple[float, ...] = (1.0,)
   aux_loss_weight: float = 0.3  # for models with auxiliary classifiers (GoogLeNet)
   # BatchNorm batch statistics: "global" (over the whole batch, all devices: synchronised
   # BN) or "per_device" (each device normalises its own share, as the papers' multi-GPU
   # runs did; "ghost" batch norm).
   batchnorm_stats: str = "global"
-  # The ImageNet recipes' augmentation, for device-resident data (a host pipeline does
-  # the crop, flip, RandAugment and colour jitter itself; these stay off then).
-  image_size: int = 0  # output of the random-resized crop and of the eval crop (0: input)
-  inception_crop: bool = False  # random-resized crop instead of the padded translation
-  crop_scale: tuple[float, float] = (0.08, 1.0)
-  crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-  resize_method: str = "bilinear"  # bilinear | bicubic
-  rand_augment: str = ""  # timm spec, e.g. "rand-m9-mstd0.5-inc1"; "" = off
-  color_jitter: float = 0.0  # brightness = contrast = saturation strength (off with RA)
-  erase_mode: str = "uniform"  # uniform (Zhong et al.) | pixel (timm: normal per pixel)
-  eval_crop_pct: float = 0.0  # > 0: evaluate on resize(size / pct) + centre crop
-  # Mixup / CutMix (timm's batch mode); they make soft targets, smoothed by
-  # label_smoothing.
-  mixup_alpha: float = 0.0
-  cutmix_alpha: float = 0.0
-  mixup_prob: float = 1.0
-  mixup_switch_prob: float = 0.5
-  num_classes: int = 0  # needed by Mixup / CutMix
-  # Optimisation.
   grad_accum_steps: int = 1  # micro-batches per update: the batch runs in k pieces
   ema_decay: float = 0.0  # weight EMA decay per step (ConvNeXt: 0.9999); 0 = off
   ema_warmup: bool = False  # decay min(ema_decay, (1 + t) / (10 + t)), timm's warm-up
 
+  @classmethod
+  def from_config(cls, config: Any, plan: recipe_lib.Plan) -> "StepConfig":
+    """The step of ``config`` with the device ops of ``plan``; every other field is the
+    config field of the same name."""
+    names = [f.name for f in dataclasses.fields(cls) if not f.name.endswith("_ops")]
+    return cls(train_ops=plan.train_device, eval_ops=plan.eval_device,
+               **{n: config[n] for n in names})
+
+  @classmethod
+  def normalizing(cls, mean, std, **fields) -> "StepConfig":
+    """No augmentation, evaluation as is: only ``normalize(mean, std)`` (tests, tools)."""
+    ops = (recipe_lib.op("normalize", mean=tuple(mean), std=tuple(std)),)
+    return cls(train_ops=ops, eval_ops=ops, **fields)
+
   @property
   def mixing(self) -> bool:
-    return self.mixup_prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
+    return any(o.name == "mixup_cutmix" for o in self.train_ops)
+
+  @property
+  def dense_scales(self) -> tuple[int, ...]:
+    return next((o.kwargs["scales"] for o in self.eval_ops if o.name == "dense"), ())
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
@@ -99,22 +104,6 @@ def zero_metrics(names: tuple[str, ...]) -> dict[str, jax.Array]:
 
 TRAIN_METRICS = ("loss", "correct", "count")
 EVAL_METRICS = ("loss", "top1", "top5", "count")
-
-
-def _preprocess(cfg: StepConfig, rng: jax.Array | None, images: jax.Array) -> jax.Array:
-  """Augmentation (training, ``rng`` given) or the eval crop, then normalisation."""
-  x = images.astype(jnp.float32)
-  if rng is not None:
-    x = input_pipeline.augment(
-        rng, x, crop_padding=cfg.crop_padding, crop_mode=cfg.crop_mode, flip=cfg.flip,
-        erase_prob=cfg.erase_prob, erase_mode=cfg.erase_mode, mean=cfg.mean, std=cfg.std,
-        inception_crop=cfg.inception_crop, size=cfg.image_size, crop_scale=cfg.crop_scale,
-        crop_ratio=cfg.crop_ratio, resize_method=cfg.resize_method,
-        rand_augment=cfg.rand_augment, jitter=cfg.color_jitter)
-  elif cfg.eval_crop_pct:
-    x = input_pipeline.center_crop(x, cfg.image_size or x.shape[1], cfg.eval_crop_pct,
-                                   method=cfg.resize_method)
-  return input_pipeline.normalize(x, jnp.asarray(cfg.mean), jnp.asarray(cfg.std))
 
 
 def split_outputs(out: Any) -> tuple[jax.Array, tuple[jax.Array, ...]]:
@@ -227,14 +216,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
   def train_step(state: TrainState, metrics: dict, images: jax.Array, labels: jax.Array):
     images, labels = constrain((images, labels))
     rng = jax.random.fold_in(base_rng, state.step)
-    aug_rng, mix_rng, dropout_rng = jax.random.split(rng, 3)
-    x = _preprocess(cfg, aug_rng, images)
-    targets = labels
-    if cfg.mixing:
-      x, targets = input_pipeline.mixup_cutmix(
-          mix_rng, x, labels, cfg.num_classes, mixup_alpha=cfg.mixup_alpha,
-          cutmix_alpha=cfg.cutmix_alpha, prob=cfg.mixup_prob,
-          switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.label_smoothing)
+    aug_rng, dropout_rng = jax.random.split(rng)
+    x, targets = input_pipeline.apply_ops(aug_rng, images, cfg.train_ops, labels)
     loss, logits, batch_stats, grads = forward_backward(
         state.params, state.batch_stats, x, targets, dropout_rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -278,17 +261,45 @@ def make_eval_step(model: nn.Module, cfg: StepConfig,
   Padded examples (``mask == False``) count nowhere, so every test example is counted
   exactly once. The loss is the training loss without label smoothing. ``use_ema``
   evaluates the moving average of the weights instead of the weights.
+
+  Multi-view protocols (``ten_crop``, ``dense``) average the softmax of the views, as
+  the AlexNet and VGG papers did; top-k and the loss are then of the averaged
+  distribution (cross-entropy: -log of the mean probability of the label; with
+  ``loss='mse'`` the raw outputs are averaged instead).
   """
+  views_ops = tuple(o for o in cfg.eval_ops if o.name != "dense")
+  scales = cfg.dense_scales
+  method = next((o.kwargs["method"] for o in cfg.eval_ops if o.name == "dense"), None)
 
   def eval_step(state: TrainState, metrics: dict, images, labels, mask):
     images, labels, mask = constrain((images, labels, mask))
-    x = _preprocess(cfg, None, images)
+    x, _ = input_pipeline.apply_ops(None, images, views_ops)
     weights = state.ema if use_ema else {"params": state.params,
                                          "batch_stats": state.batch_stats}
     variables = {"params": weights["params"]}
     if weights["batch_stats"]:
       variables["batch_stats"] = weights["batch_stats"]
-    logits = model.apply(variables, x, train=False).astype(jnp.float32)
+    apply = lambda v: model.apply(variables, v, train=False).astype(jnp.float32)
+    if scales:  # VGG's dense evaluation: every scale, and the flipped image
+      b, _, _, c = x.shape
+      outs = []
+      for q in scales:
+        xq = jax.image.resize(x, (b, q, q, c), method=method, antialias=True)
+        for v in (xq, xq[:, :, ::-1]):
+          outs.append(model.apply(variables, v, method="dense").astype(jnp.float32))
+      outputs = jnp.stack(outs, axis=1)  # (B, views, classes)
+    elif x.ndim == 5:  # views stacked after the batch axis (ten_crop)
+      b, v = x.shape[:2]
+      outputs = apply(x.reshape(b * v, *x.shape[2:])).reshape(b, v, -1)
+    else:
+      outputs = apply(x)
+    if outputs.ndim == 3:
+      if cfg.loss == "cross_entropy":
+        logits = jnp.log(jnp.mean(jax.nn.softmax(outputs, axis=-1), axis=1) + 1e-30)
+      else:
+        logits = outputs.mean(axis=1)
+    else:
+      logits = outputs
     loss = losses.per_example_loss(cfg.loss, logits, labels)
     k = min(5, logits.shape[-1])
     topk = jax.lax.top_k(logits, k)[1]
