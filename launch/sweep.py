@@ -23,8 +23,9 @@ command (listed in ``SWEEP_DIR/sweep.json``) alone.
 
 * Names come from the sweep entry's ``"name"``, else from the values that differ between
   runs (``model=vgg11_bn,learning_rate=0.05``), Hydra's multirun convention.
-* Every run's config is loaded, overridden and validated, and its model built, before
-  anything starts; a bad key is one ``error: ...`` line and exit status 2.
+* Every run's config is loaded, overridden and validated, its model built and its initial
+  state traced (``training.config.check``, as train.py and the tests), before anything
+  starts; a bad key is one ``error: ...`` line and exit status 2.
 * Running the same command again skips finished runs (``summary.json`` at the last step)
   and resumes the others from their checkpoints (train.py does that by itself). A workdir
   that was started with a different config is an error rather than a silent mix.
@@ -171,7 +172,10 @@ def _entry(raw: Any, where: str) -> dict[str, str]:
 def _call_get_sweep(module: Any, arg: str | None, where: str) -> list[dict[str, str]]:
   get_sweep = module.get_sweep
   takes_arg = bool(inspect.signature(get_sweep).parameters)
-  entries = get_sweep(arg) if takes_arg else get_sweep()
+  try:
+    entries = get_sweep(arg) if takes_arg else get_sweep()
+  except ValueError as e:  # a config argument it does not take (common.parse_arg)
+    raise SweepError(f"{where}{':' + arg if arg else ''}: {e}") from None
   if not isinstance(entries, (list, tuple)) or not entries:
     raise SweepError(f"get_sweep() in {where} must return a non-empty list of dicts")
   return [_entry(e, f"get_sweep() in {where}") for e in entries]
@@ -327,23 +331,13 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def check_config(config_spec: str, run: Run) -> dict[str, Any]:
-  """Loads, overrides and validates ``run``'s config as train.py will, and builds its
-  model; returns the config as train.py writes it to config.json (a dict)."""
-  import models  # pylint: disable=g-import-not-at-top  (jax: only when there is work)
-
+  """Loads, overrides and validates ``run``'s config as train.py will, builds its model
+  and traces its initial state (``training.config.check``: no compilation, no data);
+  returns the config as train.py writes it to config.json (a dict)."""
   where = f"run {run.name!r}"
   try:
-    config = config_lib.load_config(config_spec)
-    config_lib.apply_overrides(config, list(run.overrides.items()))
-    config_lib.validate(config)
+    config = config_lib.check(config_spec, list(run.overrides.items())).config
   except config_lib.ConfigError as e:
-    raise SweepError(f"{where}: {e}") from None
-  except ValueError as e:  # get_config's own checks (e.g. net=7)
-    raise SweepError(f"{where}: {config_spec}: {e}") from None
-  num_classes = config.synthetic.num_classes if config.dataset == "synthetic" else 10
-  try:
-    models.create_model(config.model, num_classes=num_classes, **config.model_kwargs.to_dict())
-  except (models.UnknownModelError, TypeError) as e:
     raise SweepError(f"{where}: {e}") from None
   if config.dataset.startswith("npz:") and not os.path.isfile(config.dataset[4:]):
     raise SweepError(f"{where}: npz file not found: {config.dataset[4:]} (from "

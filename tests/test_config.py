@@ -3,6 +3,9 @@
 import glob
 import os
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from training import config as config_lib
@@ -91,3 +94,98 @@ def test_validate(key, value, match):
   config_lib.apply_overrides(c, [(key, value)])
   with pytest.raises(config_lib.ConfigError, match=match):
     config_lib.validate(c)
+
+
+# ------------------------------------------------------------- config arguments (common)
+
+
+def test_parse_arg_types_and_errors():
+  from configs import common  # pylint: disable=g-import-not-at-top
+  spec = dict(depth=(11, 13, 16, 19), version=("v1", "v1.5"), width=float, batch=int,
+              name=str, tiny=bool)
+  assert common.parse_arg(None, **spec) == {}
+  assert common.parse_arg("depth=13, tiny,width=0.5,batch=64,version=v1.5,name=a", **spec) == {
+      "depth": 13, "tiny": True, "width": 0.5, "batch": 64, "version": "v1.5", "name": "a"}
+  assert type(common.parse_arg("depth=13", **spec)["depth"]) is int
+  for arg, match in [("tinny", r"^unknown config argument 'tinny'; did you mean tiny\? Valid "
+                               r"arguments: depth=11\|13\|16\|19, version=v1\|v1.5, "
+                               r"width=<float>, batch=<int>, name=<str>, tiny$"),
+                     ("zzz", r"^unknown config argument 'zzz'\. Valid arguments"),
+                     ("depth=12", r"depth=12 is not valid: depth is one of 11, 13, 16, 19$"),
+                     ("version=v15", r"version=v15 is not valid \(did you mean version=v1.5\?\)"),
+                     ("batch=1.5", r"batch=1.5: batch takes an int \(batch=<int>\)"),
+                     ("batch=", r"'batch' needs a value: batch=<int>"),
+                     ("tiny=yes", r"'tiny' is a flag and takes no value"),
+                     ("batch=1,batch=2", r"given twice")]:
+    with pytest.raises(config_lib.ConfigError, match=match):
+      common.parse_arg(arg, **spec)
+  with pytest.raises(config_lib.ConfigError, match="Valid arguments: none"):
+    common.parse_arg("tiny")  # a config that takes no words
+  with pytest.raises(TypeError, match="non-empty tuple of choices"):
+    common.parse_arg("x", x=list)
+
+
+# -------------------------------------------------------------------------------- check
+
+
+def test_check_a_tiny_config_without_data():
+  checked = config_lib.check(f"{ROOT}/configs/resnet20_cifar.py:tiny",
+                             [("model_kwargs.width", "8"), ("dtype", "bfloat16")])
+  assert checked.config.model_kwargs.width == 8
+  assert checked.image_shape == (16, 16, 3) and checked.num_classes == 10
+  assert checked.model.dtype == jnp.bfloat16
+  state = checked.abstract_state  # traced only: shapes, no values
+  assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(state))
+  assert checked.num_params == sum(x.size for x in jax.tree.leaves(state.params))
+  assert checked.num_params > 0 and state.batch_stats  # ResNet: BatchNorm statistics
+  assert jax.tree.leaves(state.params)[0].dtype == jnp.float32  # params stay float32
+
+
+@pytest.mark.parametrize("dataset,image_size,pad,shape,classes", [
+    ("imagenet2012", 224, 0, (224, 224, 3), 1000),
+    ("imagenette/160px-v2", 128, 0, (128, 128, 3), 10),
+    ("cifar100", None, 0, (32, 32, 3), 100),
+    ("tfds:mnist", None, 2, (32, 32, 1), 10),
+    ("digits", 28, 2, (32, 32, 1), 10),
+    ("emnist/letters", None, 0, (28, 28, 1), 37),
+    ("npz:/nowhere/fashion_mnist.npz", None, 2, (32, 32, 1), 10),  # by its stem
+    ("some_new_tfds_set", 64, 0, (64, 64, 3), 10),  # not known: 3 channels, 10 classes
+])
+def test_data_shape_from_the_config(dataset, image_size, pad, shape, classes):
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
+  c.dataset, c.image_size, c.pad = dataset, image_size, pad
+  assert config_lib.data_shape(c) == (shape, classes)
+
+
+def test_data_shape_reads_an_unknown_npz_header(tmp_path):
+  path = tmp_path / "blobs.npz"
+  np.savez(path, x_train=np.zeros((4, 12, 12, 3), np.uint8), y_train=np.array([0, 1, 2, 6]),
+           x_test=np.zeros((2, 12, 12, 3), np.uint8), y_test=np.array([0, 1]))
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
+  c.dataset = f"npz:{path}"
+  assert config_lib.data_shape(c) == ((12, 12, 3), 7)
+
+
+@pytest.mark.parametrize("spec,overrides,match", [
+    ("lenet1989.py", [("model", "lenet1989x")], r"^config.model: unknown model 'lenet1989x'"),
+    ("lenet1989.py", [("model_kwargs.bogus", "1")], r"^config.model_kwargs: .*bogus"),
+    ("lenet1989.py", [("dataset", "imagenet2012")],
+     r"imagenet2012 has images of varying size: set --config.image_size"),
+    ("vgg.py:tiny", [("synthetic.shape", "8,8,3")],
+     r"^config.model=vgg11 cannot initialise on \(8, 8, 3\) inputs: ValueError: .*too small"),
+    ("lenet1989.py", [("num_epochs", "0")], "must be positive"),
+])
+def test_check_errors_are_one_line(spec, overrides, match):
+  with pytest.raises(config_lib.ConfigError, match=match) as e:
+    config_lib.check(f"{ROOT}/configs/{spec}", overrides)
+  assert "\n" not in str(e.value)
+
+
+def test_importing_the_config_module_stays_light():
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ("import sys, training.config; "
+          "print(sorted(m for m in ('jax', 'flax', 'models', 'optax') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                       text=True, check=True).stdout
+  assert out.strip() == "[]"

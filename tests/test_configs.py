@@ -7,6 +7,8 @@ import glob
 import os
 import re
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 import models
@@ -32,11 +34,26 @@ def _specs() -> list[str]:
 
 @pytest.mark.parametrize("spec", _specs(), ids=lambda s: os.path.basename(s))
 def test_config_validates_and_builds_its_model(spec):
-  config = config_lib.load_config(spec)
-  config_lib.validate(config)
-  num_classes = config.synthetic.num_classes if config.dataset == "synthetic" else 10
-  # Raises UnknownModelError / TypeError for a wrong model name or model field.
-  models.create_model(config.model, num_classes=num_classes, **config.model_kwargs.to_dict())
+  # The check train.py and launch/sweep.py run: a ConfigError for a wrong model name or
+  # field, or an input the network cannot take. Traced, not compiled.
+  checked = config_lib.check(spec)
+  config = checked.config
+  assert checked.num_params > 0
+  if config.image_size:
+    assert checked.image_shape[:2] == (config.image_size + 2 * config.pad,) * 2
+  if config.dataset == "synthetic":
+    assert checked.image_shape == tuple(config.synthetic.shape)
+    assert checked.num_classes == config.synthetic.num_classes
+  elif config.dataset == "imagenet2012":
+    assert checked.image_shape == (config.image_size, config.image_size, 3)
+    assert checked.num_classes == 1000
+  # The count is the model's own init (without the optimizer and EMA around it).
+  model = models.create_model(config.model, num_classes=checked.num_classes,
+                              **config.model_kwargs.to_dict())
+  variables = jax.eval_shape(
+      lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(0)},
+                         jnp.zeros((1, *checked.image_shape)), train=False))
+  assert checked.num_params == sum(x.size for x in jax.tree.leaves(variables["params"]))
 
 
 # ConvNeXt's ImageNet-1k recipe (Liu et al. 2022, Table 5; REFERENCE.md "Training
@@ -94,3 +111,57 @@ def test_resnet50_convnext_recipe_is_the_roadmaps_first_step():
     got = _get(config, key)
     assert (tuple(got) == pytest.approx(want) if isinstance(want, tuple)
             else got == want), f"config.{key} = {got!r}, the recipe has {want!r}"
+
+
+# ------------------------------------------------------------------ config arguments
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("resnet50.py:tinny", r"unknown config argument 'tinny'; did you mean tiny\? Valid "
+                          r"arguments: depth=18\|34\|50\|101\|152, .*convnext_recipe, tiny$"),
+    ("vgg.py:depth=18", r"depth=18 is not valid: depth is one of 11, 13, 16, 19$"),
+    ("vgg.py:depth=x", r"depth=x is not valid: depth is one of 11, 13, 16, 19$"),
+    ("vgg.py:bn=3", r"'bn' is a flag and takes no value \(got bn=3\)"),
+    ("vgg.py:depth", r"'depth' needs a value: depth=11\|13\|16\|19$"),
+    ("vgg.py:tiny,tiny", r"'tiny' is given twice"),
+    ("mobilenet_v2.py:width=wide", r"width=wide: width takes a float"),
+    ("convnext_t.py:size=xl", r"size=xl is not valid \(did you mean size=l\?\): size is one "
+                              r"of t, s, b, l"),
+    ("lecun1989_nets.py:net=7", r"net=7 is not valid: net is one of 1, 2, 3, 4, 5"),
+    ("resnet50.py:depth=18,convnext_recipe", r"convnext_recipe is ResNet-50"),
+    ("densenet121.py:noaug", r"noaug is the paper's CIFAR setting"),
+    ("alexnet.py:bn,torchvision", r"two different networks"),
+])
+def test_a_bad_config_argument_is_one_line_naming_the_fix(spec, message):
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load_config(os.path.join(CONFIG_DIR, spec))
+  text = str(e.value)
+  assert "\n" not in text and text.startswith(os.path.join(CONFIG_DIR, spec) + ": "), text
+  assert re.search(message, text), text
+
+
+def test_config_arguments_are_typed():
+  vgg = config_lib.load_config(os.path.join(CONFIG_DIR, "vgg.py:depth=16,bn"))
+  assert vgg.model == "vgg16_bn"
+  r = config_lib.load_config(os.path.join(CONFIG_DIR, "resnet50.py:depth=18,batch=512"))
+  assert r.model == "resnet18" and r.batch_size == 512 and isinstance(r.batch_size, int)
+  m = config_lib.load_config(os.path.join(CONFIG_DIR, "mobilenet_v1.py:width=0.5,epochs=3"))
+  assert m.model_kwargs.width_multiplier == 0.5 and m.num_epochs == 3
+
+
+def test_imagenet_sgd_recipe():
+  """The shared SGD lines hold each paper's numbers."""
+  for name, want in [
+      ("alexnet.py", (128, 0.01, 5e-4, 90, (30, 60, 80), 0.1, "step")),
+      ("vgg.py", (256, 0.01, 5e-4, 74, (30, 50, 65), 0.1, "step")),
+      ("mobilenet_v1.py", (256, 0.1, 4e-5, 150, (), 0.1, "cosine")),
+      ("mobilenet_v2.py", (256, 0.045, 4e-5, 300, tuple(range(1, 300)), 0.98, "step"))]:
+    c = config_lib.load_config(os.path.join(CONFIG_DIR, name))
+    got = (c.batch_size, c.learning_rate, c.weight_decay, c.num_epochs,
+           tuple(c.decay_epochs), c.decay_factor, c.schedule)
+    assert got == want and (c.optimizer, c.momentum) == ("sgd", 0.9), name
+  for name, batch, lr in (("mobilenet_v1.py:paper", 32, 0.01),
+                          ("mobilenet_v2.py:paper", 96, 0.045)):
+    c = config_lib.load_config(os.path.join(CONFIG_DIR, name))
+    assert (c.optimizer, c.rms_decay, c.momentum, c.eps) == ("rmsprop", 0.9, 0.9, 1.0)
+    assert (c.batch_size, c.learning_rate) == (batch, lr), name

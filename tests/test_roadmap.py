@@ -315,5 +315,5 @@ def test_config_step_and_resolution():
   c = roadmap_config.get_config(None)
   assert (c.model, c.pad, c.model_kwargs.stem_stride) == ("roadmap_downsample", 2, 2)
   assert c.dataset.endswith("fashion_mnist.npz") and c.optimizer == "adamw"
-  with pytest.raises(ValueError, match="valid steps"):
+  with pytest.raises(ValueError, match="step=swin is not valid: step is one of resnet50, "):
     roadmap_config.get_config("step=swin")

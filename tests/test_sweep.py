@@ -112,18 +112,14 @@ def test_values_survive_the_command_line(key, value):
 
 def test_every_config_sweep_expands_and_validates():
   """Each config's get_sweep() (the ConvNeXt roadmap's too) names valid fields."""
-  import models
   files = [f for f in sorted(glob.glob("configs/*.py"))
            if "def get_sweep" in open(f).read()]
   assert {"configs/lecun1989_nets.py", "configs/vgg.py", "configs/allcnn_c.py"} <= set(files)
   for path in files:
     runs = plan("--config", path, "--sweep_dir", "s")
     assert len({r.name for r in runs}) == len(runs) > 1, path
-    for run in runs:
-      config = config_lib.load_config(path)
-      config_lib.apply_overrides(config, list(run.overrides.items()))
-      config_lib.validate(config)
-      models.create_model(config.model, num_classes=10, **config.model_kwargs.to_dict())
+    for run in runs:  # the pre-flight's check: validate, build, trace the init
+      assert config_lib.check(path, list(run.overrides.items())).num_params > 0
   vgg = plan("--config", "configs/vgg.py", "--sweep_dir", "s")
   assert [(r.overrides["model"], r.overrides["learning_rate"]) for r in vgg] == [
       ("vgg11", "0.01"), ("vgg11", "0.05"), ("vgg11_bn", "0.01"), ("vgg11_bn", "0.05")]
@@ -240,6 +236,18 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, args, message)
   assert rc == 2 and message in err, err
   assert err.startswith("error: ") and err.count("\n") == 1
   assert not (tmp_path / "s").exists()  # nothing launched or written
+
+
+@pytest.mark.parametrize("config,message", [
+    ("configs/lecun1989_nets.py:tiny,seeds=x",  # read by get_sweep
+     "error: configs/lecun1989_nets.py:tiny,seeds=x: config argument seeds=x: seeds takes "
+     "an int"),
+    ("configs/vgg.py:tinny", "did you mean tiny?"),
+    ("configs/lecun1989_nets.py:tiny,net=9", "net=9 is not valid: net is one of 1, 2, 3"),
+])
+def test_a_bad_config_argument_is_one_error_line(tmp_path, capsys, config, message):
+  rc, _, err = main(capsys, "--config", config, "--sweep_dir", str(tmp_path / "s"))
+  assert rc == 2 and message in err and err.count("\n") == 1, err
 
 
 def test_config_without_sweep_needs_a_grid(tmp_path, capsys):
