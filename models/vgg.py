@@ -29,7 +29,10 @@ Choices, following torchvision (whose ImageNet weights load with
 * Adaptive average pool to 7x7 before fc6. At 224 input the last pool gives 7x7 and it is
   the identity, as in the paper; on smaller inputs it repeats cells, so the same weights
   run at any size from 32x32 (the smallest: five 2x2 pools) upwards. The paper instead
-  applied the FC layers convolutionally at test time ("dense evaluation", Sec. 3.2).
+  applied the FC layers convolutionally at test time ("dense evaluation", Sec. 3.2):
+  that is ``VGG.dense``, ``model.apply(variables, x, method="dense")``, with the same
+  parameters (fc6 as a 7x7 conv, fc7 and fc8 as 1x1 convs, the class score map averaged
+  over space; equal to the normal logits at 224x224).
 * Dropout after the ReLUs of fc6 and fc7, i.e. on the inputs of fc7 and fc8, as in the
   paper ("dropout regularisation for the first two fully-connected layers").
 * BN variants (``batch_norm=True``; not in the paper, from Ioffe & Szegedy 2015): BN
@@ -40,8 +43,9 @@ Choices, following torchvision (whose ImageNet weights load with
   without that pre-training (``weight_init='glorot'``). The default ``'torchvision'`` is
   He normal (fan-out) for convs, N(0, 0.01) for the FC layers and zero biases; torchvision
   trained its VGG weights of every depth from scratch with it at lr 0.01.
-* Not modelled: the scale jittering of training images (S in [256, 512]) and multi-scale,
-  multi-crop testing.
+* Scale jittering of training images (S in [256, 512]) and multi-scale, multi-crop
+  testing live in the input pipeline (``configs/vgg.py``); its ``dense`` eval mode runs
+  ``VGG.dense`` at each test scale Q.
 
 Layers are named as in the paper's released Caffe models (conv1_1 ... conv5_4, fc6-fc8).
 ``width`` scales every conv and the hidden FC layers (1.0 is the paper's); tests and the
@@ -54,12 +58,14 @@ import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
 from models import register
 from models import torch_convert as tc
-from models.layers import adaptive_avg_pool, max_pool
+from models.layers import (adaptive_avg_pool, check_choice, check_dropout, check_option,
+                           check_positive, max_pool)
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -92,20 +98,31 @@ class VGG(nn.Module):
   width: float = 1.0  # multiplies the filters and hidden units (tests use 1/8)
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_option(len(self.cfg) > 0 and all(v == "M" or (isinstance(v, int) and v > 0)
+                                           for v in self.cfg),
+                 self, "cfg", tuple(self.cfg), "a non-empty sequence of filters > 0 and 'M'")
+    check_positive(self, "hidden_units", self.hidden_units)
+    check_dropout(self, "dropout_rate", self.dropout_rate)
+    check_choice(self, "weight_init", self.weight_init, INITS)
+    check_positive(self, "width", self.width)
+
   def _inits(self, conv: bool) -> dict[str, Initializer]:
     if self.weight_init == "torchvision":
       kernel = he_normal_fan_out if conv else nn.initializers.normal(0.01)
-    elif self.weight_init == "glorot":
+    else:  # glorot
       kernel = nn.initializers.glorot_uniform()
-    else:
-      raise ValueError(f"unknown weight_init {self.weight_init!r}; valid: {INITS}")
     return dict(kernel_init=kernel, bias_init=nn.initializers.zeros)
 
   def _scaled(self, n: int) -> int:
     return max(1, int(round(n * self.width)))
 
   @nn.compact
-  def __call__(self, x: Array, train: bool) -> Array:
+  def __call__(self, x: Array, train: bool, dense: bool = False) -> Array:
+    """Logits ``(B, num_classes)``. ``dense=True`` (eval only) is :meth:`dense`."""
+    if dense and train:
+      raise ValueError("VGG dense evaluation is a test-time protocol: use train=False")
     common = dict(dtype=self.dtype, param_dtype=jnp.float32)
     x = x.astype(self.dtype)
     for stage, i, features in _conv_layers(self.cfg):
@@ -122,14 +139,66 @@ class VGG(nn.Module):
     if 0 in x.shape[1:3]:
       raise ValueError(f"input {tuple(x.shape[1:3])} is too small: VGG's five pools need at "
                        "least 32x32 (224x224 in the paper)")
-    x = adaptive_avg_pool(x, (7, 7))
-    x = x.reshape(x.shape[0], -1)  # (h, w, c) order; see dense_after_flatten
-    for name in ("fc6", "fc7"):
-      x = nn.Dense(self._scaled(self.hidden_units), name=name, **self._inits(conv=False),
-                   **common)(x)
-      x = nn.relu(x)
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, name="fc8", **self._inits(conv=False), **common)(x)
+    hidden = self._scaled(self.hidden_units)
+    if dense:  # fc6 as a 7x7 VALID conv; a side under 7 is stretched as below (< 224 input)
+      x = adaptive_avg_pool(x, (max(x.shape[1], 7), max(x.shape[2], 7)))
+      x = _DenseAsConv(hidden, (7, 7), name="fc6", **self._inits(conv=False), **common)(x)
+    else:
+      x = adaptive_avg_pool(x, (7, 7))
+      x = x.reshape(x.shape[0], -1)  # (h, w, c) order; see dense_after_flatten
+      x = nn.Dense(hidden, name="fc6", **self._inits(conv=False), **common)(x)
+    x = nn.relu(x)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    # On a (B, H, W, C) map a Dense is a 1x1 conv: fc7 and fc8 need no change.
+    x = nn.Dense(hidden, name="fc7", **self._inits(conv=False), **common)(x)
+    x = nn.relu(x)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = nn.Dense(self.num_classes, name="fc8", **self._inits(conv=False), **common)(x)
+    if dense:  # the class score map, spatially averaged
+      x = jnp.mean(x, axis=(1, 2))
+    return x
+
+  def dense(self, x: Array) -> Array:
+    """Dense evaluation (Sec. 3.2): logits ``(B, num_classes)`` of the fully
+    convolutional net, with the parameters of ``__call__``.
+
+    ``model.apply(variables, x, method="dense")`` (the same as ``model.apply(variables,
+    x, train=False, dense=True)``; always eval: BN running statistics, no dropout). The
+    adaptive pool is skipped; fc6 runs as a 7x7 VALID conv whose kernel is its dense
+    kernel read as (7, 7, C, hidden), the (h, w, c) order in which ``__call__`` flattens
+    the 7x7xC map; fc7 and fc8 run as 1x1 convs; the class score map
+    (``H//32 - 6`` x ``W//32 - 6`` at an H x W input) is averaged over
+    space. Any input of 224x224 or more (at any ``width``) gives the paper's net; at
+    exactly 224 (a 7x7 map) it equals ``__call__``. Smaller inputs, down to 32x32, have
+    the sides of their map under 7 stretched to 7 by the adaptive pool first, as in
+    ``__call__``.
+    """
+    return self(x, train=False, dense=True)
+
+
+class _DenseAsConv(nn.Module):
+  """A dense layer's parameters (``kernel`` (kh*kw*C, features), ``bias``: the names,
+  shapes and init of ``nn.Dense`` on a flattened kh x kw x C map) run as a VALID
+  convolution: the kernel's rows are read in (kh, kw, C) order, the row-major order of
+  ``x.reshape(B, -1)`` on an NHWC map, so on a kh x kw map it is that dense layer."""
+
+  features: int
+  window: tuple[int, int]
+  kernel_init: Initializer
+  bias_init: Initializer
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    (kh, kw), c = self.window, x.shape[-1]
+    kernel = self.param("kernel", self.kernel_init, (kh * kw * c, self.features),
+                        self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+    x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = jax.lax.conv_general_dilated(x, kernel.reshape(kh, kw, c, self.features), (1, 1),
+                                     "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
 
 
 def _conv_layers(cfg: Sequence[int | str]):

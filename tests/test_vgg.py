@@ -81,6 +81,107 @@ def test_smaller_than_32_is_rejected():
     _abstract_init(create_model("vgg11", num_classes=10), (1, 31, 31, 3))
 
 
+# ------------------------------------------------------------- dense evaluation (Sec. 3.2)
+
+
+def _dense_model(name):
+  # 1/8 width and 32 hidden units (256 * 1/8): the stage structure of the paper's net.
+  return create_model(name, num_classes=10, width=WIDTH, hidden_units=256)
+
+
+def _random_variables(model, seed=0):
+  """Every parameter and BN statistic random and O(1) in effect (zero biases or unit BN
+  would hide a misplaced term)."""
+  rng = np.random.default_rng(seed)
+
+  def draw(path, a):
+    name = path[-1].key
+    if name == "kernel":
+      return rng.normal(size=a.shape) / math.sqrt(math.prod(a.shape[:-1]))
+    if name in ("scale", "var"):
+      return rng.uniform(0.5, 1.5, a.shape)
+    return 0.1 * rng.normal(size=a.shape)  # bias, mean
+
+  v = jax.tree_util.tree_map_with_path(draw, _abstract_init(model, TINY))
+  return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), v)
+
+
+def _images(shape, seed=1):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg11_bn"])
+def test_dense_equals_call_at_224(name):
+  # A 7x7 map before fc6: the 7x7 conv has one position, the adaptive pool is the identity.
+  model = _dense_model(name)
+  v, x = _random_variables(model), _images((2, 224, 224, 3))
+  want = model.apply(v, x, train=False)
+  got = model.apply(v, x, method="dense")
+  assert got.shape == want.shape == (2, 10)
+  scale = float(np.abs(want).max())
+  assert scale > 0.1  # the check below is not vacuous
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
+  np.testing.assert_array_equal(model.apply(v, x, train=False, dense=True), got)
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg11_bn"])
+def test_dense_score_map_matches_a_loop_over_windows(name):
+  # 256x288 -> an 8x9 map after pool5 -> a 2x3 class score map. Reference: fc6-fc8 as the
+  # dense layers, on each 7x7 window of pool5 flattened in (h, w, c) order, then the mean.
+  # A kernel read in another order (c, h, w or w, h, c) or a misplaced window fails.
+  model = _dense_model(name)
+  v, x = _random_variables(model), _images((2, 256, 288, 3))
+  got, state = model.apply(v, x, method="dense", capture_intermediates=True,
+                           mutable=["intermediates"])
+  last = "bn5_2" if name.endswith("_bn") else "conv5_2"  # vgg11's last conv
+  f = np.maximum(np.asarray(state["intermediates"][last]["__call__"][0]), 0)  # 16x18
+  b, h, w, c = f.shape
+  pool5 = f.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  assert pool5.shape[1:3] == (8, 9)
+  p = jax.tree.map(np.asarray, v["params"])
+  scores = []
+  for i in range(2):
+    for j in range(3):
+      y = pool5[:, i:i + 7, j:j + 7].reshape(b, -1)
+      for n in ("fc6", "fc7"):
+        y = np.maximum(y @ p[n]["kernel"] + p[n]["bias"], 0)
+      scores.append(y @ p["fc8"]["kernel"] + p["fc8"]["bias"])
+  want = np.mean(scores, axis=0)
+  assert got.shape == (2, 10)
+  scale = float(np.abs(want).max())
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale)
+  # Not the normal path's answer (which pools the 8x9 map to 7x7 first).
+  assert not np.allclose(model.apply(v, x, train=False), want, rtol=1e-3, atol=1e-3 * scale)
+
+
+def test_dense_below_224_stretches_the_map_as_call_does():
+  # Under 224 a side of the map is under 7: the adaptive pool stretches it to 7 first,
+  # so a 32x32 (1x1 map) or 64x288 (2x9 map -> 1x3 score map) input still runs.
+  model = _dense_model("vgg11_bn")
+  v = _random_variables(model)
+  x = _images((2, 32, 32, 3))
+  np.testing.assert_allclose(model.apply(v, x, method="dense"),
+                             model.apply(v, x, train=False), rtol=1e-5, atol=1e-5)
+  assert model.apply(v, _images((2, 64, 288, 3)), method="dense").shape == (2, 10)
+
+
+def test_dense_shares_the_parameters_and_is_eval_only():
+  model = _dense_model("vgg11_bn")
+  x = jnp.zeros(TINY)
+  a = model.init(_key(0), x, train=False)
+  b = model.init(_key(0), x, method="dense")  # the same names, shapes and initial values
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  with pytest.raises(ValueError, match="train=False"):
+    model.apply(a, x, train=True, dense=True, mutable=["batch_stats"])
+  # The paper's net and test scales: shapes only.
+  full = create_model("vgg16", num_classes=1000, dtype=jnp.bfloat16)
+  v = _abstract_init(full, (1, 224, 224, 3))
+  for q in (256, 384, 512):
+    out = jax.eval_shape(lambda v, x: full.apply(v, x, method="dense"), v,
+                         jax.ShapeDtypeStruct((2, q, q, 3), jnp.float32))
+    assert out.shape == (2, 1000) and out.dtype == jnp.bfloat16
+
+
 @pytest.fixture(scope="module")
 def trained():
   """VGG-11 with BN at 1/8 width on 32x32: its init, then 8 Adam steps on one fixed batch
