@@ -8,28 +8,56 @@
 Each architecture family lives in its own module and registers its variants with
 ``@register``. A registered entry is a callable (usually a ``functools.partial`` of one
 Flax module class) that takes ``num_classes`` and keyword overrides.
+
+A module checks its options when it is built: a bad one raises :class:`ModelOptionError`
+(a ``ValueError``), one line naming the field, the value and the valid values.
+
+A family that supports layer-wise learning-rate decay registers its variants with
+``layer_groups=``: a function from the model's top-level parameter names to
+``(layer id of each name, number of layers L)``, next to the module it describes (as
+timm's ``group_matcher`` and big_vision's ``lr_mults``). :func:`layer_groups` returns it,
+or None for a family that declares none.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 
+# Top-level parameter names -> (layer id of each name, number of layers L): the stem and
+# embeddings 0, blocks 1..L, what follows the last block L + 1.
+LayerIds = Callable[[Sequence[str]], tuple[dict[str, int], int]]
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_LAYER_GROUPS: dict[str, LayerIds | None] = {}
 
 
 class UnknownModelError(ValueError):
   """Raised for a model name that is not registered."""
 
 
-def register(name: str, builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-  """Registers ``builder`` (a module class or partial) under ``name``."""
+class ModelOptionError(ValueError):
+  """An invalid option (field) of a model's module, raised when the module is built; the
+  message is one line that names the field, the value and the valid values."""
+
+
+def register(name: str, builder: Callable[..., nn.Module], *,
+             layer_groups: LayerIds | None = None) -> Callable[..., nn.Module]:
+  """Registers ``builder`` (a module class or partial) under ``name``, with the family's
+  layer assignment for layer-wise learning-rate decay (``layer_groups``), if it has one."""
   if name in _REGISTRY:
     raise ValueError(f"model {name!r} is registered twice")
   _REGISTRY[name] = builder
+  _LAYER_GROUPS[name] = layer_groups
   return builder
+
+
+def layer_groups(name: str) -> LayerIds | None:
+  """The layer assignment that model ``name``'s family declares, or None if it has none."""
+  _check_registered(name)
+  return _LAYER_GROUPS[name]
 
 
 def list_models() -> list[str]:
@@ -40,21 +68,30 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> nn.Module:
   """Builds the registered model ``name`` with ``num_classes`` outputs.
 
   ``overrides`` are fields of the model's Flax module (for example ``dtype``,
-  ``activation``); an unknown field is an error that names the valid ones.
+  ``activation``); an unknown field is an error that names the valid ones, an invalid
+  value a :class:`ModelOptionError` that names the model, the field and the valid values.
   """
-  if name not in _REGISTRY:
-    close = difflib.get_close_matches(name, _REGISTRY, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownModelError(
-        f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}")
+  from models.layers import check_positive  # pylint: disable=g-import-not-at-top
+  _check_registered(name)
   builder = _REGISTRY[name]
   try:
+    check_positive(None, "num_classes", num_classes)
     return builder(num_classes=num_classes, **overrides)
+  except ModelOptionError as e:
+    raise ModelOptionError(f"model {name!r}: {e}") from None
   except TypeError as e:
     fields = _module_fields(builder)
     raise TypeError(
         f"model {name!r} does not take {sorted(set(overrides) - fields) or overrides}: "
         f"{e}. Its fields are: {', '.join(sorted(fields))}") from None
+
+
+def _check_registered(name: str) -> None:
+  if name not in _REGISTRY:
+    close = difflib.get_close_matches(name, _REGISTRY, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown model {name!r}.{hint} Available: {', '.join(list_models())}")
 
 
 def _module_fields(builder: Callable[..., nn.Module]) -> set[str]:

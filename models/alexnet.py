@@ -83,7 +83,8 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import adaptive_avg_pool, local_response_norm, max_pool
+from models.layers import (adaptive_avg_pool, check_choice, check_dropout, check_option,
+                           check_positive, check_positive_entries, local_response_norm, max_pool)
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -124,25 +125,34 @@ class AlexNet(nn.Module):
   width: float = 1.0  # multiplies the filters and hidden units (tests use 1/8)
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    for field in ("filters", "groups"):  # one entry per conv layer
+      value = getattr(self, field)
+      check_positive_entries(self, field, value)
+      check_option(len(value) == len(_KERNELS), self, field, value,
+                   f"{len(_KERNELS)} entries, one per conv layer")
+    check_positive(self, "hidden_units", self.hidden_units)
+    check_option(self.conv1_padding >= 0, self, "conv1_padding", self.conv1_padding,
+                 "conv1_padding >= 0")
+    check_dropout(self, "dropout_rate", self.dropout_rate)
+    check_option(set(self.dropout_at) <= set(_FC_LAYERS), self, "dropout_at",
+                 tuple(self.dropout_at), f"subsets of {_FC_LAYERS}")
+    check_choice(self, "weight_init", self.weight_init, INITS)
+    check_positive(self, "width", self.width)
+
   def _inits(self, name: str) -> dict[str, Initializer]:
     if self.weight_init == "paper":
       bias = 1.0 if name in _BIAS_ONE else 0.0
       return dict(kernel_init=nn.initializers.normal(0.01),
                   bias_init=nn.initializers.constant(bias))
-    if self.weight_init == "torchvision":
-      return dict(kernel_init=pytorch_default_kernel_init, bias_init=nn.initializers.zeros)
-    raise ValueError(f"unknown weight_init {self.weight_init!r}; valid: {INITS}")
+    return dict(kernel_init=pytorch_default_kernel_init, bias_init=nn.initializers.zeros)
 
   def _scaled(self, n: int) -> int:
     return max(1, int(round(n * self.width)))
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    if set(self.dropout_at) - set(_FC_LAYERS):
-      raise ValueError(f"dropout_at names {tuple(self.dropout_at)}; valid: {_FC_LAYERS}")
-    if len(self.filters) != 5 or len(self.groups) != 5:
-      raise ValueError("AlexNet has five convolutional layers: filters and groups need "
-                       f"5 entries, got {tuple(self.filters)} and {tuple(self.groups)}")
     common = dict(dtype=self.dtype, param_dtype=jnp.float32)
     x = x.astype(self.dtype)
 

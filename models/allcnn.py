@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from models import register
-from models.layers import max_pool
+from models.layers import check_choice, check_dropout, check_positive, max_pool
 
 Array = jax.Array
 
@@ -65,10 +65,15 @@ class AllCNN(nn.Module):
   final_relu: bool = True
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_choice(self, "downsampling", self.downsampling, DOWNSAMPLING)
+    check_positive(self, "width", self.width)
+    check_dropout(self, "input_dropout", self.input_dropout)
+    check_dropout(self, "dropout", self.dropout)
+
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    if self.downsampling not in DOWNSAMPLING:
-      raise ValueError(f"unknown downsampling {self.downsampling!r}; valid: {DOWNSAMPLING}")
     conv = functools.partial(nn.Conv, kernel_size=(3, 3), padding=((1, 1), (1, 1)),
                              kernel_init=nn.initializers.he_normal(), dtype=self.dtype,
                              param_dtype=jnp.float32)

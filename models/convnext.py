@@ -64,6 +64,7 @@ Choices:
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -73,7 +74,9 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (DropPath, LayerScale, drop_path_rates, get_activation, make_norm,
+from models.layers import (STAGE_BLOCK, DropPath, LayerScale, check_drop_path_rate,
+                           check_option, check_positive, check_positive_entries,
+                           check_same_length, drop_path_rates, get_activation, make_norm,
                            trunc_normal_02)
 
 Array = jax.Array
@@ -130,6 +133,16 @@ class ConvNeXt(nn.Module):
   head_init_scale: float = 1.0
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_positive_entries(self, "depths", self.depths)
+    check_positive_entries(self, "dims", self.dims)
+    check_same_length(self, "dims", self.dims, "depths", self.depths)
+    check_drop_path_rate(self, "drop_path_rate", self.drop_path_rate)
+    check_positive(self, "layer_scale_init", self.layer_scale_init, off="no layer scale")
+    check_option(self.kernel_size > 0 and self.kernel_size % 2 == 1, self, "kernel_size",
+                 self.kernel_size, "odd sizes > 0 (padding k // 2)")
+
   def block_drop_path_rates(self) -> list[list[float]]:
     """The stochastic-depth rate of every block, by stage: linear in the block's index
     over the whole network, 0 at the first block, ``drop_path_rate`` at the last."""
@@ -137,9 +150,6 @@ class ConvNeXt(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    if len(self.depths) != len(self.dims):
-      raise ValueError(f"depths {tuple(self.depths)} and dims {tuple(self.dims)} must have "
-                       "one entry per stage")
     conv = functools.partial(nn.Conv, padding="VALID", kernel_init=trunc_normal_02,
                              bias_init=nn.initializers.zeros, dtype=self.dtype,
                              param_dtype=jnp.float32)
@@ -174,8 +184,34 @@ VARIANTS = {
 PAPER_DROP_PATH_RATES = {"convnext_t": 0.1, "convnext_s": 0.4, "convnext_b": 0.5,
                          "convnext_l": 0.5}
 
+_DOWNSAMPLE = re.compile(r"^downsample(\d+)_")
+NUM_LAYER_GROUPS = 12  # the official code's num_layers for layer decay
+
+
+def layer_ids(names: Sequence[str]) -> tuple[dict[str, int], int]:
+  """Layer groups for layer-wise learning-rate decay: the official code's assignment
+  (``get_num_layer_for_convnext`` in facebookresearch/ConvNeXt's optim_factory.py), 12
+  layers for any depth. The stem is layer 0; stages 1 and 2 are layers 1 and 2; stage 3
+  takes layers 3.. in groups of three blocks; stage 4 is layer 12; each downsampling layer
+  joins the stage it feeds (the last one layer 12); the head and its norm are layer 13.
+  """
+  ids = {}
+  for n in names:
+    if n.startswith("stem_"):
+      ids[n] = 0
+    elif m := _DOWNSAMPLE.match(n):
+      stage = int(m.group(1))  # downsampleS feeds stage S (1-based)
+      ids[n] = stage if stage < 4 else NUM_LAYER_GROUPS
+    elif m := STAGE_BLOCK.match(n):
+      stage, block = int(m.group(1)), int(m.group(2))
+      ids[n] = {1: 1, 2: 2, 4: NUM_LAYER_GROUPS}.get(stage, 3 + (block - 1) // 3)
+    else:
+      ids[n] = NUM_LAYER_GROUPS + 1
+  return ids, NUM_LAYER_GROUPS
+
+
 for _name, _kw in VARIANTS.items():
-  register(_name, functools.partial(ConvNeXt, **_kw))
+  register(_name, functools.partial(ConvNeXt, **_kw), layer_groups=layer_ids)
 
 
 # ---------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -92,7 +92,9 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import avg_pool, make_norm, max_pool
+from models.layers import (avg_pool, check_choice, check_dropout, check_option, check_positive,
+                           check_positive_entries, layer_ids_in_block_order, make_norm,
+                           max_pool)
 
 Array = jax.Array
 
@@ -179,12 +181,19 @@ class DenseNet(nn.Module):
   stem: str = "imagenet"  # "imagenet": 7x7/2 conv, BN, ReLU, 3x3/2 max pool | "cifar"
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_positive(self, "growth_rate", self.growth_rate)
+    check_positive_entries(self, "block_config", self.block_config)
+    check_positive(self, "num_init_features", self.num_init_features)
+    check_positive(self, "bn_size", self.bn_size, off="no bottleneck")
+    check_option(0.0 < self.compression <= 1.0, self, "compression", self.compression,
+                 "0 < compression <= 1")
+    check_dropout(self, "dropout_rate", self.dropout_rate)
+    check_choice(self, "stem", self.stem, STEMS)
+
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    if self.stem not in STEMS:
-      raise ValueError(f"unknown stem {self.stem!r}; valid: {STEMS}")
-    if not 0.0 < self.compression <= 1.0:
-      raise ValueError(f"compression must be in (0, 1], got {self.compression}")
     norm = make_norm("batch", train=train, dtype=self.dtype)
     conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal_fan_in,
                              dtype=self.dtype, param_dtype=jnp.float32)
@@ -218,9 +227,19 @@ IMAGENET_VARIANTS = {
     "densenet161": (48, (6, 12, 36, 24), 96),
 }
 
+_BLOCK = re.compile(r"^(?:denseblock|transition)(\d+)$")
+
+
+def layer_ids(names: Sequence[str]) -> tuple[dict[str, int], int]:
+  """Layer groups for layer-wise learning-rate decay, as timm's coarse ``group_matcher``
+  for DenseNets: the stem (``conv0``, ``norm0``) is layer 0, dense block i and the
+  transition after it are layer i, the final norm and the classifier L + 1."""
+  return layer_ids_in_block_order(names, _BLOCK, stem=("conv0", "norm0"))
+
+
 for _name, (_k, _blocks, _init) in IMAGENET_VARIANTS.items():
   register(_name, functools.partial(DenseNet, growth_rate=_k, block_config=_blocks,
-                                    num_init_features=_init))
+                                    num_init_features=_init), layer_groups=layer_ids)
 
 
 def _cifar(depth: int, k: int, bc: bool) -> functools.partial:
@@ -232,8 +251,8 @@ def _cifar(depth: int, k: int, bc: bool) -> functools.partial:
 
 
 for _depth, _k in ((100, 12), (250, 24), (190, 40)):
-  register(f"densenet_bc{_depth}_k{_k}", _cifar(_depth, _k, bc=True))
-register("densenet40_k12", _cifar(40, 12, bc=False))
+  register(f"densenet_bc{_depth}_k{_k}", _cifar(_depth, _k, bc=True), layer_groups=layer_ids)
+register("densenet40_k12", _cifar(40, 12, bc=False), layer_groups=layer_ids)
 
 
 # ----------------------------------------------------------------------------- torchvision

@@ -114,7 +114,8 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import adaptive_avg_pool, local_response_norm, max_pool
+from models.layers import (adaptive_avg_pool, check_choice, check_dropout, check_option,
+                           check_positive, local_response_norm, max_pool)
 
 Array = jax.Array
 ModuleDef = Any
@@ -266,17 +267,19 @@ class AuxClassifier(nn.Module):
   fc1_bias_init: Any = nn.initializers.zeros
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_choice(self, "pool", self.pool, AUX_POOLS)
+
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     if self.pool == "adaptive":
       x = adaptive_avg_pool(x, (4, 4))
-    elif self.pool == "5x5_s3":
+    else:  # 5x5_s3
       if min(x.shape[1:3]) < 5:
         raise ValueError(f"the paper's 5x5/3 auxiliary pool needs a map of at least 5x5, "
                          f"got {x.shape[1:3]}; use inputs of 79x79 or more")
       x = avg_pool(x, 5, 3)
-    else:
-      raise ValueError(f"unknown aux_pool {self.pool!r}; valid: {AUX_POOLS}")
     x = self.conv(128, 1, name="conv")(x, train)
     x = x.reshape(x.shape[0], -1)
     dense = functools.partial(nn.Dense, kernel_init=self.dense_init, dtype=self.dtype,
@@ -302,10 +305,18 @@ class GoogLeNet(nn.Module):
   weight_init: str = "torchvision"  # or "caffe"
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_option(self.kernel_5x5 > 0 and self.kernel_5x5 % 2 == 1, self, "kernel_5x5",
+                 self.kernel_5x5, "odd sizes > 0 (the paper 5, torchvision 3)")
+    check_positive(self, "pool4_window", self.pool4_window)
+    check_dropout(self, "dropout", self.dropout)
+    check_choice(self, "aux_pool", self.aux_pool, AUX_POOLS)
+    check_dropout(self, "aux_dropout", self.aux_dropout)
+    check_choice(self, "weight_init", self.weight_init, INITS)
+
   @nn.compact
   def __call__(self, x: Array, train: bool):
-    if self.weight_init not in INITS:
-      raise ValueError(f"unknown weight_init {self.weight_init!r}; valid: {INITS}")
     caffe = self.weight_init == "caffe"
     kernel_init = caffe_xavier if caffe else nn.initializers.normal(0.01)
     bias_init = nn.initializers.constant(0.2) if caffe else nn.initializers.zeros
@@ -369,6 +380,11 @@ class BNInception(nn.Module):
   bn_epsilon: float = 1e-5
   dropout: float = 0.0  # BN-x5 removes GoogLeNet's dropout (Sec. 4.2.1)
   dtype: Any = jnp.float32
+
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_positive(self, "bn_epsilon", self.bn_epsilon)
+    check_dropout(self, "dropout", self.dropout)
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:

@@ -7,14 +7,113 @@ Family-specific layers stay in their family's file.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+import re
+from typing import Any, Callable, Collection, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import ModelOptionError
+
 Array = jax.Array
 ModuleDef = Any
+
+
+# ---------------------------------------------------------------------------------------
+# Checks of module options. A family's module runs them when it is built (in its
+# ``__post_init__``, after ``super().__post_init__()``), so ``create_model`` with a bad
+# option fails at once, before any tracing, with one line: what is wrong and what is valid.
+
+
+def option_error(owner: Any, field: str, value: Any, valid: str,
+                 problem: str = "invalid") -> ModelOptionError:
+  """``'{problem} {Owner} {field} {value!r}; valid values: {valid}'`` as an error.
+
+  ``owner``: the module whose field it is (its class names it), a name, or None.
+  """
+  who = "" if owner is None else f"{owner if isinstance(owner, str) else type(owner).__name__} "
+  return ModelOptionError(f"{problem} {who}{field} {value!r}; valid values: {valid}")
+
+
+def check_option(ok: bool, owner: Any, field: str, value: Any, valid: str) -> None:
+  """Raises :func:`option_error` unless ``ok``."""
+  if not ok:
+    raise option_error(owner, field, value, valid)
+
+
+def _holds(test: Callable[[], bool]) -> bool:
+  try:
+    return bool(test())
+  except TypeError:  # a value of the wrong type: not valid either
+    return False
+
+
+def check_choice(owner: Any, field: str, value: Any, choices: Collection[Any]) -> None:
+  """``value`` is one of ``choices`` (a version, norm, activation, init name...)."""
+  if not _holds(lambda: value in choices):
+    raise option_error(owner, field, value, ", ".join(map(repr, choices)), "unknown")
+
+
+def check_positive(owner: Any, field: str, value: Any, *, optional: bool = False,
+                   off: str | None = None) -> None:
+  """``value > 0`` (a width, multiplier, count). None also passes when ``optional``; None
+  and 0 when the field turns something ``off`` (a phrase: what None or 0 means)."""
+  if (optional and value is None) or (off and (value is None or _holds(lambda: value == 0))):
+    return
+  valid = f"{field} > 0" + (" or None" if optional else "")
+  check_option(_holds(lambda: value > 0), owner, field, value,
+               valid + (f", or None or 0 ({off})" if off else ""))
+
+
+def check_positive_entries(owner: Any, field: str, value: Any) -> None:
+  """A non-empty sequence of numbers > 0 (blocks per stage, widths per stage)."""
+  check_option(_holds(lambda: len(value) > 0 and all(v > 0 for v in value)), owner, field,
+               value, "a non-empty sequence of numbers > 0")
+
+
+def check_dropout(owner: Any, field: str, value: Any) -> None:
+  """A dropout probability: ``0 <= value <= 1`` (Flax's nn.Dropout; 1 drops everything)."""
+  check_option(_holds(lambda: 0.0 <= value <= 1.0), owner, field, value, f"0 <= {field} <= 1")
+
+
+def check_drop_path_rate(owner: Any, field: str, value: Any) -> None:
+  """A stochastic-depth probability: ``0 <= value < 1`` (kept branches scale by
+  1 / (1 - rate))."""
+  check_option(_holds(lambda: 0.0 <= value < 1.0), owner, field, value, f"0 <= {field} < 1")
+
+
+def check_same_length(owner: Any, field: str, value: Sequence[Any], other: str,
+                      other_value: Sequence[Any]) -> None:
+  """``value`` has one entry per entry of the field ``other`` (e.g. ConvNeXt's dims per
+  depth)."""
+  check_option(_holds(lambda: len(value) == len(other_value)), owner, field, value,
+               f"{len(other_value)} entries, one per entry of {other} {other_value!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# Layer groups for layer-wise learning-rate decay (models.register(layer_groups=...)).
+
+# The top-level name of block B of stage S (ResNet, ConvNeXt, the roadmap), 1-based.
+STAGE_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")
+
+
+def layer_ids_in_block_order(names: Sequence[str], blocks: re.Pattern[str],
+                             stem: Collection[str]) -> tuple[dict[str, int], int]:
+  """Layer ids when a network's blocks are its layers (BEiT's rule for ViT, in order for
+  the ResNets, ...): the ``stem`` names (stem, embeddings) are layer 0; the names that
+  ``blocks`` matches are layers 1..L in the order of their numbers (the pattern's groups,
+  compared as integer tuples; names with equal numbers share a layer); everything else
+  (final norm, classifier) is L + 1. Returns ``(ids, L)``.
+  """
+  keys = {}
+  for n in names:
+    m = blocks.match(n)
+    keys[n] = tuple(int(g) for g in m.groups() if g is not None) if m else None
+  order = {k: i + 1 for i, k in enumerate(sorted({k for k in keys.values() if k is not None}))}
+  num_layers = len(order)
+  return {n: order[k] if k is not None else 0 if n in stem else num_layers + 1
+          for n, k in keys.items()}, num_layers
 
 
 def scaled_tanh(x: Array) -> Array:
@@ -45,6 +144,7 @@ _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "identity": _identity,
 }
+ACTIVATIONS = tuple(sorted(_ACTIVATIONS))  # the valid activation names
 
 
 def get_activation(name: str) -> Callable[[Array], Array]:
@@ -53,12 +153,8 @@ def get_activation(name: str) -> Callable[[Array], Array]:
   Models take activations by name so that an ablation (tanh -> relu) is a config
   change rather than a code change.
   """
-  try:
-    return _ACTIVATIONS[name]
-  except KeyError:
-    raise ValueError(
-        f"unknown activation {name!r}; valid names: {', '.join(sorted(_ACTIVATIONS))}"
-    ) from None
+  check_choice(None, "activation", name, ACTIVATIONS)
+  return _ACTIVATIONS[name]
 
 
 def local_response_norm(x: Array, size: int = 5, k: float = 2.0, alpha: float = 1e-4,
@@ -143,6 +239,7 @@ def max_pool(x: Array, window: int, stride: int, pad: int = 0,
 # effect); Flax's truncated_normal cuts at +-2 std. The difference is immaterial for
 # training and we keep Flax's.
 trunc_normal_02 = nn.initializers.truncated_normal(0.02)
+NORMS = ("batch", "layer", "group")  # the kinds of make_norm
 
 
 def make_norm(kind: str, *, train: bool, dtype: Any = jnp.float32, epsilon: float | None = None,
@@ -154,6 +251,7 @@ def make_norm(kind: str, *, train: bool, dtype: Any = jnp.float32, epsilon: floa
   (ConvNeXt's channels-last LayerNorm, eps 1e-6). ``group``: GroupNorm with 32 groups.
   Parameters are float32 whatever the compute ``dtype``.
   """
+  check_choice(None, "norm", kind, NORMS)
   if kind == "batch":
     return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=momentum,
                              epsilon=1e-5 if epsilon is None else epsilon, dtype=dtype,
@@ -161,11 +259,9 @@ def make_norm(kind: str, *, train: bool, dtype: Any = jnp.float32, epsilon: floa
   if kind == "layer":
     return functools.partial(nn.LayerNorm, epsilon=1e-6 if epsilon is None else epsilon,
                              dtype=dtype, param_dtype=jnp.float32)
-  if kind == "group":
-    return functools.partial(nn.GroupNorm, num_groups=32,
-                             epsilon=1e-5 if epsilon is None else epsilon, dtype=dtype,
-                             param_dtype=jnp.float32)
-  raise ValueError(f"unknown norm {kind!r}; valid: batch, layer, group")
+  return functools.partial(nn.GroupNorm, num_groups=32,  # "group"
+                           epsilon=1e-5 if epsilon is None else epsilon, dtype=dtype,
+                           param_dtype=jnp.float32)
 
 
 def drop_path(x: Array, rate: float, rng: Array) -> Array:
@@ -177,8 +273,7 @@ def drop_path(x: Array, rate: float, rng: Array) -> Array:
   """
   if rate == 0.0:
     return x
-  if not 0.0 <= rate < 1.0:
-    raise ValueError(f"drop-path rate must be in [0, 1), got {rate}")
+  check_drop_path_rate("drop_path", "rate", rate)
   keep = jax.random.bernoulli(rng, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
   return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
@@ -188,6 +283,10 @@ class DropPath(nn.Module):
   draws from the 'dropout' rng stream (which the train step supplies)."""
 
   rate: float = 0.0
+
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_drop_path_rate(self, "rate", self.rate)
 
   @nn.compact
   def __call__(self, x: Array, deterministic: bool) -> Array:

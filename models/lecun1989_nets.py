@@ -75,8 +75,9 @@ import jax
 import jax.numpy as jnp
 
 from models import register
-from models.layers import get_activation
-from models.lenet import UntiedBiasConv, lecun_uniform_init
+from models.layers import (ACTIVATIONS, check_choice, check_option, check_positive,
+                           get_activation)
+from models.lenet import WEIGHT_INITS, UntiedBiasConv, lecun_uniform_init
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -159,17 +160,20 @@ class LeCun1989Net(nn.Module):
   out_bias_init: float = 0.0
   dtype: Any = jnp.float32
 
-  def _check(self) -> None:
-    if self.h1 not in CONNECTIVITY or self.h2 not in CONNECTIVITY:
-      raise ValueError(f"h1={self.h1!r}, h2={self.h2!r}: each must be one of {CONNECTIVITY}")
-    if self.h2 is not None and self.h1 in (None, "full"):
-      raise ValueError(f"h2={self.h2!r} needs a spatial H1 ('local' or 'shared'), "
-                       f"got h1={self.h1!r}")
-    if self.h2 == "full":
-      raise ValueError("h2='full' is not one of the paper's networks")
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_choice(self, "h1", self.h1, CONNECTIVITY)
+    h2_choices = (None, "local", "shared") if self.h1 in ("local", "shared") else (None,)
+    check_option(self.h2 in h2_choices, self, "h2", self.h2,
+                 f"{', '.join(map(repr, h2_choices))} with h1={self.h1!r} (the paper's H2 is "
+                 "local or shared, on a local or shared H1)")
+    for field in ("h1_features", "h2_features"):
+      check_positive(self, field, getattr(self, field))
+    check_choice(self, "activation", self.activation, ACTIVATIONS)
+    check_choice(self, "output_activation", self.output_activation, (None, *ACTIVATIONS))
+    check_choice(self, "weight_init", self.weight_init, WEIGHT_INITS)
 
   def setup(self) -> None:
-    self._check()
     init = lecun_uniform_init(self.weight_init)
     common = dict(dtype=self.dtype, param_dtype=jnp.float32, kernel_init=init)
     self.H1 = self._hidden(self.h1, self.h1_features, H1_GEOMETRY, common)
@@ -213,7 +217,6 @@ def connections(model: LeCun1989Net,
   Every unit of a layer counts its full window, padded inputs included. Returns
   ``{'H1': ..., 'H2': ..., 'out': ..., 'total': ...}`` with absent layers left out.
   """
-  model._check()
   h, w, c = input_shape
   counts = {}
   for name, kind, features, geometry in (("H1", model.h1, model.h1_features, H1_GEOMETRY),

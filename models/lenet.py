@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 
 from models import register
-from models.layers import get_activation
+from models.layers import ACTIVATIONS, check_choice, check_dropout, get_activation
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -77,14 +77,16 @@ H2_INPUT_MAPS: tuple[tuple[int, ...], ...] = (
 )
 
 
+WEIGHT_INITS = ("fan_in", "sqrt_fan_in")
+
+
 def lecun_uniform_init(mode: str) -> Initializer:
   """Uniform init in [-2.4/s, 2.4/s], s = F for ``'fan_in'``, sqrt(F) for ``'sqrt_fan_in'``.
 
   F is the fan-in of one unit: the product of all kernel dimensions but the last, which
   for a grouped conv kernel (kh, kw, in_per_group, out) counts only the maps it sees.
   """
-  if mode not in ("fan_in", "sqrt_fan_in"):
-    raise ValueError(f"unknown weight_init {mode!r}; valid: 'fan_in', 'sqrt_fan_in'")
+  check_choice(None, "weight_init", mode, WEIGHT_INITS)
 
   def init(key: Array, shape: Sequence[int], dtype: Any = jnp.float32) -> Array:
     fan_in = math.prod(shape[:-1])
@@ -142,6 +144,13 @@ class LeNet1989(nn.Module):
   weight_init: str = "sqrt_fan_in"
   out_bias_init: float = 0.0
   dtype: Any = jnp.float32
+
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_choice(self, "activation", self.activation, ACTIVATIONS)
+    check_choice(self, "output_activation", self.output_activation, (None, *ACTIVATIONS))
+    check_dropout(self, "h3_dropout", self.h3_dropout)
+    check_choice(self, "weight_init", self.weight_init, WEIGHT_INITS)
 
   # setup() rather than @nn.compact so that each paper layer is an attribute that can
   # be applied on its own, e.g. ``model.apply(v, h1, method=lambda m, h: m.H2(h))``.
@@ -468,15 +477,20 @@ class LeNet5(nn.Module):
   dropout: float = 0.0  # modern variant: before the last layer (not in either original)
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_choice(self, "variant", self.variant, ("1998", "modern"))
+    check_choice(self, "weight_init", self.weight_init, WEIGHT_INITS)
+    check_choice(self, "modern_conv_activation", self.modern_conv_activation, ACTIVATIONS)
+    check_dropout(self, "dropout", self.dropout)
+
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     x = x.astype(self.dtype)
     if self.variant == "1998":
       x = self._lenet5_1998(x)
-    elif self.variant == "modern":
+    else:  # modern
       x = self._lenet5_modern(x, train)
-    else:
-      raise ValueError(f"unknown LeNet-5 variant {self.variant!r}; valid: '1998', 'modern'")
     if x.shape[1:3] == (1, 1):
       x = x.reshape(x.shape[0], -1)
     return x

@@ -84,7 +84,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+import re
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -93,7 +94,8 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import get_activation, make_divisible
+from models.layers import (ACTIVATIONS, check_choice, check_dropout, check_positive,
+                           get_activation, layer_ids_in_block_order, make_divisible)
 
 Array = jax.Array
 ModuleDef = Any
@@ -132,6 +134,13 @@ def layer_factories(dtype: Any, train: bool, epsilon: float) -> tuple[ModuleDef,
   norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                            epsilon=epsilon, dtype=dtype, param_dtype=jnp.float32)
   return conv, norm
+
+
+def _check_common(model: nn.Module) -> None:
+  """The options that MobileNet v1 and v2 share."""
+  check_positive(model, "width_multiplier", model.width_multiplier)
+  check_dropout(model, "dropout", model.dropout)
+  check_positive(model, "bn_epsilon", model.bn_epsilon)
 
 
 def _classifier(x: Array, num_classes: int, rate: float, train: bool, dtype: Any) -> Array:
@@ -178,6 +187,12 @@ class MobileNetV1(nn.Module):
   dropout: float = 0.001  # TF-slim: dropout_keep_prob 0.999
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
+
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    _check_common(self)
+    check_positive(self, "min_depth", self.min_depth)
+    check_choice(self, "activation", self.activation, ACTIVATIONS)
 
   def channels(self, c: int) -> int:
     return max(int(c * self.width_multiplier), self.min_depth)
@@ -267,6 +282,10 @@ class MobileNetV2(nn.Module):
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    _check_common(self)
+
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     conv, norm = layer_factories(self.dtype, train, self.bn_epsilon)
@@ -281,12 +300,24 @@ class MobileNetV2(nn.Module):
     return _classifier(x, self.num_classes, self.dropout, train, self.dtype)
 
 
+_BLOCK = re.compile(r"^dsconv(\d+)$|^bottleneck(\d+)_(\d+)$")
+
+
+def layer_ids(names: Sequence[str]) -> tuple[dict[str, int], int]:
+  """Layer groups for layer-wise learning-rate decay: the stem conv is layer 0, the blocks
+  (v1's ``dsconv{i}``, v2's ``bottleneck{s}_{i}``) layers 1..L in network order (one per
+  block, as timm's fine ``group_matcher``), the last conv and the classifier L + 1."""
+  return layer_ids_in_block_order(names, _BLOCK, stem=("conv1",))
+
+
 V1_WIDTHS = {"": 1.0, "_075": 0.75, "_050": 0.5, "_025": 0.25}
 V2_WIDTHS = {"": 1.0, "_075": 0.75, "_050": 0.5, "_140": 1.4}
 for _suffix, _alpha in V1_WIDTHS.items():
-  register(f"mobilenet_v1{_suffix}", functools.partial(MobileNetV1, width_multiplier=_alpha))
+  register(f"mobilenet_v1{_suffix}", functools.partial(MobileNetV1, width_multiplier=_alpha),
+           layer_groups=layer_ids)
 for _suffix, _alpha in V2_WIDTHS.items():
-  register(f"mobilenet_v2{_suffix}", functools.partial(MobileNetV2, width_multiplier=_alpha))
+  register(f"mobilenet_v2{_suffix}", functools.partial(MobileNetV2, width_multiplier=_alpha),
+           layer_groups=layer_ids)
 
 
 # ---------------------------------------------------------------------------------------

@@ -111,7 +111,8 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import SqueezeExcite, max_pool
+from models.layers import (STAGE_BLOCK, SqueezeExcite, check_choice, check_positive,
+                           check_positive_entries, layer_ids_in_block_order, max_pool)
 
 Array = jax.Array
 ModuleDef = Any
@@ -160,8 +161,7 @@ def residual_unit(block: nn.Module, x: Array, branch: Sequence[tuple[int, int, i
   input, an identity shortcut the raw one. An SE block (``block.se``) rescales F(x)
   before the addition.
   """
-  if block.shortcut not in SHORTCUTS:
-    raise ValueError(f"unknown shortcut {block.shortcut!r}; valid: {SHORTCUTS}")
+  check_choice(block, "shortcut", block.shortcut, SHORTCUTS)
   features = branch[-1][1]
   project = x.shape[-1] != features or block.strides != 1
   zero = block.zero_init_residual
@@ -258,6 +258,12 @@ class CifarResNet(nn.Module):
   zero_init_residual: bool = False
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_positive(self, "blocks_per_stage", self.blocks_per_stage)
+    check_positive(self, "width", self.width)
+    check_choice(self, "shortcut", self.shortcut, SHORTCUTS)
+
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal_fan_out,
@@ -283,8 +289,16 @@ class CifarResNet(nn.Module):
                     name="fc")(x)
 
 
+def layer_ids(names: Sequence[str]) -> tuple[dict[str, int], int]:
+  """Layer groups for layer-wise learning-rate decay: the stem (``conv1``, ``bn1``) is
+  layer 0, the blocks ``stage{s}_block{b}`` layers 1..L in network order, the rest
+  (``final_bn``, ``fc``) L + 1 (CIFAR and ImageNet ResNets alike)."""
+  return layer_ids_in_block_order(names, STAGE_BLOCK, stem=("conv1", "bn1"))
+
+
 for _depth, _n in ((20, 3), (32, 5), (44, 7), (56, 9), (110, 18)):
-  register(f"resnet{_depth}", functools.partial(CifarResNet, blocks_per_stage=_n))
+  register(f"resnet{_depth}", functools.partial(CifarResNet, blocks_per_stage=_n),
+           layer_groups=layer_ids)
 
 
 class ResNet(nn.Module):
@@ -307,12 +321,17 @@ class ResNet(nn.Module):
   zero_init_residual: bool = False
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_positive_entries(self, "stage_sizes", self.stage_sizes)
+    check_choice(self, "block", self.block, BLOCKS)
+    check_choice(self, "version", self.version, VERSIONS)
+    check_positive(self, "width", self.width)
+    check_positive(self, "se_reduction", self.se_reduction, off="no SE blocks")
+    check_positive(self, "se_divisor", self.se_divisor)
+
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    if self.version not in VERSIONS:
-      raise ValueError(f"unknown ResNet version {self.version!r}; valid: {VERSIONS}")
-    if self.block not in BLOCKS:
-      raise ValueError(f"unknown ResNet block {self.block!r}; valid: {BLOCKS}")
     preact = self.version == "v2"
     conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal_fan_out,
                              dtype=self.dtype, param_dtype=jnp.float32)
@@ -346,10 +365,11 @@ class ResNet(nn.Module):
 
 for _depth, (_sizes, _block) in DEPTHS.items():
   _net = functools.partial(ResNet, stage_sizes=_sizes, block=_block)
-  register(f"resnet{_depth}", _net)
-  register(f"resnet{_depth}_v1", functools.partial(_net, version="v1"))
-  register(f"resnet{_depth}_v2", functools.partial(_net, version="v2"))
-  register(f"se_resnet{_depth}", functools.partial(_net, se_reduction=16))
+  register(f"resnet{_depth}", _net, layer_groups=layer_ids)
+  register(f"resnet{_depth}_v1", functools.partial(_net, version="v1"), layer_groups=layer_ids)
+  register(f"resnet{_depth}_v2", functools.partial(_net, version="v2"), layer_groups=layer_ids)
+  register(f"se_resnet{_depth}", functools.partial(_net, se_reduction=16),
+           layer_groups=layer_ids)
 
 
 # ------------------------------------------------------------------- PyTorch weights

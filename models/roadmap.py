@@ -122,9 +122,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models import register
-from models.layers import (DropPath, LayerScale, drop_path_rates, get_activation, make_norm,
-                           max_pool, trunc_normal_02)
+from models import convnext, register
+from models.layers import (ACTIVATIONS, NORMS, STAGE_BLOCK, DropPath, LayerScale, check_choice,
+                           check_drop_path_rate, check_option, check_positive,
+                           check_positive_entries, drop_path_rates, get_activation,
+                           layer_ids_in_block_order, make_norm, max_pool, trunc_normal_02)
 from models.resnet import he_normal_fan_out
 
 Array = jax.Array
@@ -240,22 +242,28 @@ class ModernizedResNet(nn.Module):
   weight_init: str = "he"  # he (ResNet's fan-out normal) | trunc_normal (0.02, ConvNeXt's)
   dtype: Any = jnp.float32
 
-  def _check(self) -> None:
-    if self.stem not in STEMS:
-      raise ValueError(f"unknown stem {self.stem!r}; valid: {', '.join(STEMS)}")
-    if self.stem == "resnet" and self.stem_stride not in (2, 4):
-      raise ValueError(f"the ResNet stem has stride 4 (or 2 for small images), not "
-                       f"{self.stem_stride}")
-    if self.weight_init not in INITS:
-      raise ValueError(f"unknown weight_init {self.weight_init!r}; valid: {', '.join(INITS)}")
-    if self.kernel_size % 2 != 1:
-      raise ValueError(f"kernel_size must be odd (padding k // 2), got {self.kernel_size}")
-    if self.depthwise and self.groups != 1:
-      raise ValueError("depthwise sets the groups (= channels): leave groups at 1")
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_positive_entries(self, "depths", self.depths)
+    check_positive(self, "width", self.width)
+    check_choice(self, "stem", self.stem, STEMS)
+    resnet_stem = self.stem == "resnet"
+    check_option(self.stem_stride in (2, 4) if resnet_stem else self.stem_stride > 0, self,
+                 "stem_stride", self.stem_stride,
+                 "4, or 2 for small images, with the ResNet stem; > 0 with the patchify stem")
+    check_positive(self, "groups", self.groups)
+    check_option(not (self.depthwise and self.groups != 1), self, "groups", self.groups,
+                 "1 when depthwise=True (depthwise sets the groups = channels)")
+    check_option(self.kernel_size > 0 and self.kernel_size % 2 == 1, self, "kernel_size",
+                 self.kernel_size, "odd sizes > 0 (padding k // 2)")
+    check_choice(self, "activation", self.activation, ACTIVATIONS)
+    check_choice(self, "norm", self.norm, NORMS)
+    check_positive(self, "layer_scale_init", self.layer_scale_init, off="no layer scale")
+    check_drop_path_rate(self, "drop_path_rate", self.drop_path_rate)
+    check_choice(self, "weight_init", self.weight_init, INITS)
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    self._check()
     if self.weight_init == "he":
       kernel_init, head_init = he_normal_fan_out, nn.initializers.lecun_normal()
     else:
@@ -354,5 +362,19 @@ def _step_kwargs() -> dict[str, dict[str, Any]]:
 
 STEP_KWARGS = _step_kwargs()
 
+
+def layer_ids(names: Sequence[str]) -> tuple[dict[str, int], int]:
+  """Layer groups for layer-wise learning-rate decay. With ConvNeXt's layout (a patchify
+  stem and separate downsampling layers: the last row, ConvNeXt-T) ConvNeXt's official
+  assignment (models.convnext.layer_ids); before it ResNet's: the stem layer 0, the
+  blocks 1..L in network order, the head L + 1."""
+  if (any(n.startswith("downsample") for n in names)
+      and any(n.startswith("stem_") for n in names)):
+    return convnext.layer_ids(names)
+  return layer_ids_in_block_order(
+      names, STAGE_BLOCK, stem=("conv1", "bn1", "norm1", "stem_conv", "stem_norm"))
+
+
 for _name, _kw in STEP_KWARGS.items():
-  register(f"roadmap_{_name}", functools.partial(ModernizedResNet, **_kw))
+  register(f"roadmap_{_name}", functools.partial(ModernizedResNet, **_kw),
+           layer_groups=layer_ids)

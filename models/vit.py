@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -100,7 +101,9 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import DropPath, drop_path_rates, get_activation, trunc_normal_02
+from models.layers import (DropPath, check_choice, check_drop_path_rate, check_dropout,
+                           check_option, check_positive, drop_path_rates, get_activation,
+                           layer_ids_in_block_order, trunc_normal_02)
 
 Array = jax.Array
 
@@ -329,6 +332,21 @@ class VisionTransformer(nn.Module):
   dynamic_img_size: bool = False  # resample E_pos to each input's grid
   dtype: Any = jnp.float32
 
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    for field in ("patch_size", "hidden_size", "num_layers", "num_heads", "image_size"):
+      check_positive(self, field, getattr(self, field))
+    check_option(self.hidden_size % self.num_heads == 0, self, "num_heads", self.num_heads,
+                 f"divisors of hidden_size {self.hidden_size}")
+    check_positive(self, "mlp_dim", self.mlp_dim, optional=True)
+    check_choice(self, "pool", self.pool, POOLS)
+    check_positive(self, "representation_size", self.representation_size,
+                   off="no pre-logits layer")
+    check_dropout(self, "dropout", self.dropout)
+    check_dropout(self, "attention_dropout", self.attention_dropout)
+    check_drop_path_rate(self, "drop_path_rate", self.drop_path_rate)
+    check_choice(self, "weight_init", self.weight_init, WEIGHT_INITS)
+
   @property
   def grid(self) -> tuple[int, int]:
     side = self.image_size // self.patch_size
@@ -339,11 +357,6 @@ class VisionTransformer(nn.Module):
     return 1 if self.pool == "token" else 0
 
   def _check(self, x: Array) -> tuple[int, int]:
-    if self.pool not in POOLS:
-      raise ValueError(f"unknown pool {self.pool!r}; valid: {', '.join(POOLS)}")
-    if self.weight_init not in WEIGHT_INITS:
-      raise ValueError(f"unknown weight_init {self.weight_init!r}; valid: "
-                       f"{', '.join(WEIGHT_INITS)}")
     h, w = x.shape[1:3]
     p = self.patch_size
     if h % p or w % p:
@@ -412,11 +425,23 @@ VARIANTS = {  # name: (hidden size D, layers, heads); MLP 4D
 }
 VIT_NAMES = tuple(f"vit_{size}{patch}" for size in VARIANTS for patch in (16, 32))
 
+_BLOCK = re.compile(r"^block(\d+)$")
+
+
+def layer_ids(names: Sequence[str]) -> tuple[dict[str, int], int]:
+  """Layer groups for layer-wise learning-rate decay, BEiT's assignment
+  (``get_num_layer_for_vit`` in microsoft/unilm beit/optim_factory.py): the embeddings
+  (``patch_embed``, ``pos_embed``, ``cls_token``) are layer 0, encoder block i is layer i,
+  the rest (``encoder_norm``, ``pre_logits``, ``head``) L + 1."""
+  return layer_ids_in_block_order(names, _BLOCK, stem=("patch_embed", "pos_embed", "cls_token"))
+
+
 for _size, (_d, _layers, _heads) in VARIANTS.items():
   for _patch in (16, 32):
     register(f"vit_{_size}{_patch}",
              functools.partial(VisionTransformer, patch_size=_patch, hidden_size=_d,
-                               num_layers=_layers, num_heads=_heads))
+                               num_layers=_layers, num_heads=_heads),
+             layer_groups=layer_ids)
 
 
 # ---------------------------------------------------------------------------------------

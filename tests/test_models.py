@@ -82,6 +82,60 @@ def test_unknown_override_names_field():
     create_model("resnet20", num_classes=10, no_such_field=1)
 
 
+# Bad options fail when the model is built: (model, overrides, what the message names,
+# the valid values it lists). The three examples, then a choice field (or, where
+# a family has none, another option) of every family.
+BAD_OPTIONS = [
+    ("resnet50", dict(version="v3"), "ResNet version 'v3'", "'v1', 'v1.5', 'v2'"),
+    ("convnext_t", dict(depths=(3, 3, 9)), "ConvNeXt dims (96, 192, 384, 768)",
+     "3 entries, one per entry of depths (3, 3, 9)"),
+    ("resnet50", dict(width=0), "ResNet width 0", "width > 0"),
+    ("resnet20", dict(shortcut="C"), "CifarResNet shortcut 'C'", "'A', 'B'"),
+    ("lenet1989", dict(activation="swish"), "LeNet1989 activation 'swish'",
+     "'relu', 'relu6', 'scaled_tanh', 'sigmoid', 'silu', 'tanh'"),
+    ("lenet5", dict(variant="2000"), "LeNet5 variant '2000'", "'1998', 'modern'"),
+    ("lecun1989_net5", dict(h1="conv"), "LeCun1989Net h1 'conv'",
+     "None, 'full', 'local', 'shared'"),
+    ("alexnet", dict(weight_init="he"), "AlexNet weight_init 'he'", "'paper', 'torchvision'"),
+    ("vgg11", dict(weight_init="he"), "VGG weight_init 'he'", "'torchvision', 'glorot'"),
+    ("googlenet", dict(aux_pool="max"), "GoogLeNet aux_pool 'max'", "'adaptive', '5x5_s3'"),
+    ("bn_inception", dict(dropout=1.5), "BNInception dropout 1.5", "0 <= dropout <= 1"),
+    ("densenet121", dict(stem="deep"), "DenseNet stem 'deep'", "'imagenet', 'cifar'"),
+    ("mobilenet_v1", dict(activation="swish"), "MobileNetV1 activation 'swish'",
+     "'relu', 'relu6'"),
+    ("mobilenet_v2", dict(width_multiplier=0.0), "MobileNetV2 width_multiplier 0.0",
+     "width_multiplier > 0"),
+    ("convnext_t", dict(drop_path_rate=-0.1), "ConvNeXt drop_path_rate -0.1",
+     "0 <= drop_path_rate < 1"),
+    ("roadmap_resnet50", dict(norm="instance"), "ModernizedResNet norm 'instance'",
+     "'batch', 'layer', 'group'"),
+    ("vit_ti16", dict(pool="max"), "VisionTransformer pool 'max'", "'token', 'gap'"),
+    ("vit_ti16", dict(num_heads=5), "VisionTransformer num_heads 5",
+     "divisors of hidden_size 192"),
+    ("allcnn_c", dict(downsampling="avg"), "AllCNN downsampling 'avg'", "'conv', 'maxpool'"),
+]
+
+
+@pytest.mark.parametrize("name,overrides,names,valid", BAD_OPTIONS,
+                         ids=[f"{n}-{','.join(o)}" for n, o, _, _ in BAD_OPTIONS])
+def test_bad_option_is_one_line_naming_the_valid_values(name, overrides, names, valid):
+  with pytest.raises(models.ModelOptionError) as e:
+    create_model(name, num_classes=10, **overrides)  # built, not traced: fails here
+  msg = str(e.value)
+  assert isinstance(e.value, ValueError)
+  assert "\n" not in msg
+  assert msg.startswith(f"model {name!r}: ") and names in msg
+  assert valid in msg.partition("; valid values: ")[2], msg
+
+
+def test_bad_num_classes_and_direct_construction():
+  with pytest.raises(models.ModelOptionError, match="num_classes 0; valid values: num_classes > 0"):
+    create_model("resnet20", num_classes=0)
+  from models.resnet import ResNet  # pylint: disable=g-import-not-at-top
+  with pytest.raises(models.ModelOptionError, match="^unknown ResNet block 'wide'"):
+    ResNet(block="wide")  # the module itself checks, without the registry
+
+
 # ------------------------------------------------------------------------------- layers
 
 
@@ -108,7 +162,7 @@ def test_gelu_is_exact_erf_form():
 
 
 def test_unknown_activation():
-  with pytest.raises(ValueError, match="valid names:.*scaled_tanh"):
+  with pytest.raises(ValueError, match="valid values:.*scaled_tanh"):
     get_activation("swishy")
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+import models
 from configs import common
 from training import losses, optim
 
@@ -152,15 +153,15 @@ def test_lamb_matches_optax_and_trust_ratio_bounds_steps():
       params["dense"]["kernel"])), rel=1e-4)
 
 
-def _convnext_t_params():
-  import models  # pylint: disable=g-import-not-at-top
-  m = models.create_model("convnext_t", num_classes=10)
-  return jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+def _abstract_params(name, size=32):
+  m = models.create_model(name, num_classes=10)
+  return jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, size, size, 3)),
                                        train=False))["params"]
 
 
 def test_layer_decay_convnext_follows_the_official_assignment():
-  ids, num_layers = optim.layer_ids(list(_convnext_t_params()))
+  params = _abstract_params("convnext_t")
+  ids, num_layers = models.layer_groups("convnext_t")(list(params))
   assert num_layers == 12
   # get_num_layer_for_convnext: stem 0; stages 1, 2 -> 1, 2; stage 3 in threes from 3;
   # stage 4 and the last downsampling -> 12; the head -> 13.
@@ -170,35 +171,129 @@ def test_layer_decay_convnext_follows_the_official_assignment():
   assert [ids[f"stage3_block{b}"] for b in range(1, 10)] == [3, 3, 3, 4, 4, 4, 5, 5, 5]
   assert ids["downsample4_conv"] == ids["stage4_block3"] == 12
   assert ids["head"] == ids["head_norm"] == 13
-  scales = optim.layer_scales(_convnext_t_params(), 0.8)
+  scales = optim.layer_scales(params, 0.8, optim.model_layer_ids("convnext_t"))
   assert scales["head"]["kernel"] == 1.0
   assert scales["stage4_block1"]["dwconv"]["kernel"] == pytest.approx(0.8)
   assert scales["stem_conv"]["kernel"] == pytest.approx(0.8 ** 13)
 
 
+# The reference assignments, written out from their sources on the reference code's own
+# parameter names (ours map onto them one to one).
+
+
+def _official_convnext(var_name):
+  """facebookresearch/ConvNeXt optim_factory.get_num_layer_for_convnext, verbatim."""
+  num_max_layer = 12
+  if var_name.startswith("downsample_layers"):
+    stage_id = int(var_name.split(".")[1])
+    if stage_id == 0:
+      layer_id = 0
+    elif stage_id == 1 or stage_id == 2:
+      layer_id = stage_id + 1
+    elif stage_id == 3:
+      layer_id = 12
+    return layer_id
+  elif var_name.startswith("stages"):
+    stage_id = int(var_name.split(".")[1])
+    block_id = int(var_name.split(".")[2])
+    if stage_id == 0 or stage_id == 1:
+      layer_id = stage_id + 1
+    elif stage_id == 2:
+      layer_id = 3 + block_id // 3
+    elif stage_id == 3:
+      layer_id = 12
+    return layer_id
+  else:
+    return num_max_layer + 1
+
+
+def _convnext_reference_name(name):
+  if name.startswith("stem_"):
+    return "downsample_layers.0.0"
+  if name.startswith("downsample"):
+    return f"downsample_layers.{int(name[len('downsample')]) - 1}.0"
+  if name.startswith("stage"):
+    stage, block = name[len("stage"):].split("_block")
+    return f"stages.{int(stage) - 1}.{int(block) - 1}.dwconv"
+  return {"head_norm": "norm", "head": "head"}[name]
+
+
+def _beit_vit(var_name, num_max_layer):
+  """microsoft/unilm beit/optim_factory.get_num_layer_for_vit, verbatim."""
+  if var_name in ("cls_token", "mask_token", "pos_embed"):
+    return 0
+  elif var_name.startswith("patch_embed"):
+    return 0
+  elif var_name.startswith("rel_pos_bias"):
+    return num_max_layer - 1
+  elif var_name.startswith("blocks"):
+    layer_id = int(var_name.split(".")[1])
+    return layer_id + 1
+  else:
+    return num_max_layer - 1
+
+
+def _vit_reference_name(name):
+  if name.startswith("block"):
+    return f"blocks.{int(name[len('block'):]) - 1}.norm1"
+  return {"cls_token": "cls_token", "pos_embed": "pos_embed",
+          "patch_embed": "patch_embed.proj", "encoder_norm": "norm", "head": "head"}[name]
+
+
+def _resnet50_in_block_order():
+  """The stem (timm's group_matcher: conv1, bn1) 0, ResNet-50's 3 + 4 + 6 + 3 blocks
+  1..16 in network order, fc 17."""
+  ids = {"conv1": 0, "bn1": 0}
+  for stage, blocks in enumerate((3, 4, 6, 3), 1):
+    for block in range(1, blocks + 1):
+      ids[f"stage{stage}_block{block}"] = len(ids) - 1
+  ids["fc"] = len(ids) - 1
+  return ids, 16
+
+
+@pytest.mark.parametrize("name", ["convnext_t", "vit_ti16", "resnet50"])
+def test_layer_decay_scales_are_the_reference_assignments(name):
+  params = _abstract_params(name, 224 if name.startswith("vit") else 32)
+  if name == "convnext_t":
+    want = {n: _official_convnext(_convnext_reference_name(n)) for n in params}, 12
+  elif name == "vit_ti16":
+    want = {n: _beit_vit(_vit_reference_name(n), 12 + 2) for n in params}, 12
+  else:
+    want = _resnet50_in_block_order()
+  assert set(want[0]) == set(params)
+  decay = 0.65
+  scales = optim.layer_scales(params, decay, optim.model_layer_ids(name))
+  for top, sub in params.items():
+    expected = decay ** (want[1] + 1 - want[0][top])
+    assert {s == expected for s in jax.tree.leaves(scales[top])} == {True}, top
+    assert len(jax.tree.leaves(scales[top])) == len(jax.tree.leaves(sub))
+
+
 def test_layer_decay_other_families_and_errors():
   vit = ["cls_token", "pos_embed", "patch_embed", *[f"block{i}" for i in range(1, 13)],
          "encoder_norm", "head"]
-  ids, n = optim.layer_ids(vit)
+  ids, n = models.layer_groups("vit_b16")(vit)
   assert n == 12 and ids["cls_token"] == ids["patch_embed"] == 0
   assert ids["block1"] == 1 and ids["block10"] == 10 and ids["head"] == 13
   resnet = ["conv1", "bn1", "stage1_block1", "stage1_block2", "stage2_block1", "fc"]
-  ids, n = optim.layer_ids(resnet)
+  ids, n = models.layer_groups("resnet20")(resnet)
   assert n == 3 and ids["bn1"] == 0 and ids["stage2_block1"] == 3 and ids["fc"] == 4
-  with pytest.raises(optim.LayerDecayError, match="layer_decay=0"):
-    optim.layer_ids(["conv1", "conv2", "fc1"])
+  assert models.layer_groups("vgg11") is None
+  with pytest.raises(optim.LayerDecayError, match="'vgg11'.*layer_decay=0"):
+    c = _config(model="vgg11", layer_decay=0.8)
+    optim.create_optimizer(c, optim.create_schedule(c, 1))
 
 
 def test_layer_decay_scales_every_update_of_its_layer():
-  params = {"stem_conv": {"kernel": jnp.ones((2, 2))}, "stage1_block1": {"w": jnp.ones(3)},
-            "stage1_block2": {"w": jnp.ones(3)}, "head": {"kernel": jnp.ones((2,))}}
+  params = {"conv1": {"kernel": jnp.ones((2, 2))}, "stage1_block1": {"w": jnp.ones(3)},
+            "stage1_block2": {"w": jnp.ones(3)}, "fc": {"kernel": jnp.ones((2,))}}
   grads = jax.tree.map(jnp.ones_like, params)
-  c = _config(optimizer="sgd", momentum=0.0, learning_rate=1.0, schedule="constant",
-              layer_decay=0.5)
+  c = _config(model="resnet20", optimizer="sgd", momentum=0.0, learning_rate=1.0,
+              schedule="constant", layer_decay=0.5)
   tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
   updates, _ = tx.update(grads, tx.init(params), params)
   # 2 blocks: stem 0 -> 0.5**3, blocks 1, 2 -> 0.5**2, 0.5, head 3 -> 1.
-  assert float(updates["stem_conv"]["kernel"][0, 0]) == pytest.approx(-0.125)
+  assert float(updates["conv1"]["kernel"][0, 0]) == pytest.approx(-0.125)
   assert float(updates["stage1_block1"]["w"][0]) == pytest.approx(-0.25)
   assert float(updates["stage1_block2"]["w"][0]) == pytest.approx(-0.5)
-  assert float(updates["head"]["kernel"][0]) == pytest.approx(-1.0)
+  assert float(updates["fc"]["kernel"][0]) == pytest.approx(-1.0)

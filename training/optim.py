@@ -6,17 +6,20 @@ LeNet-1989 too) and norm scales are left alone, as in every modern recipe.
 Also here, the recipe pieces that act on the optimizer: the linear learning-rate scaling
 rule (``learning_rate`` per ``lr_base_batch_size`` images, Goyal et al. 2017), gradient
 clipping, and layer-wise learning-rate decay (BEiT / ConvNeXt fine-tuning), which scales
-each parameter's update by ``layer_decay ** (num_layers + 1 - layer_id)``.
+each parameter's update by ``layer_decay ** (num_layers + 1 - layer_id)``. The layer ids
+are the model family's: each family declares them next to its module
+(``models.layer_groups(name)``, as timm's ``group_matcher``).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import jax
 import ml_collections
 import optax
+
+import models
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine")
@@ -71,12 +74,13 @@ def create_optimizer(config: ml_collections.ConfigDict,
   """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, AdamW, LAMB, or RMSProp
   (TensorFlow's, with L2 decay); optionally after clipping the gradients' global norm to
   ``config.grad_clip_norm`` (ViT: 1.0), and with layer-wise learning-rate decay when
-  ``config.layer_decay`` is set (which needs ``config.model``'s layer naming)."""
+  ``config.layer_decay`` is set (with the layer groups that ``config.model``'s family
+  declares; :class:`LayerDecayError` if it declares none)."""
   tx = _base_optimizer(config, schedule)
   if config.get("grad_clip_norm"):
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
   if config.get("layer_decay"):
-    tx = optax.chain(tx, scale_by_layer(config.layer_decay))
+    tx = optax.chain(tx, scale_by_layer(config.layer_decay, model_layer_ids(config.model)))
   return tx
 
 
@@ -110,88 +114,37 @@ def _base_optimizer(config: ml_collections.ConfigDict,
 
 
 class LayerDecayError(ValueError):
-  """A model whose parameter names give no layer order."""
+  """A model whose family declares no layer groups."""
 
 
-_STAGE_BLOCK = re.compile(r"^stage(\d+)_block(\d+)$")
-_BLOCK = re.compile(r"^block(\d+)$")
-_DOWNSAMPLE = re.compile(r"^downsample(\d+)_")
-# Top-level modules before the first block: the stem (ResNet, ConvNeXt, MobileNet, ...)
-# and ViT's embeddings.
-_EMBEDDING = re.compile(r"^(stem|conv1$|bn1$|patch_embed|pos_embed|cls_token)")
-
-
-def layer_ids(top_level_names: list[str]) -> tuple[dict[str, int], int]:
-  """Layer id of each top-level parameter group, and the number of layers.
-
-  Embeddings and the stem are layer 0, blocks count 1..L in order, everything after the
-  last block (final norm, classifier) is L + 1. ConvNeXt follows its official code
-  (``get_num_layer_for_convnext``): 12 layers, stages 1 and 2 are layers 1 and 2, stage
-  3 takes layers 3.. in groups of three blocks, stage 4 is layer 12, and each downsampling
-  layer joins the stage it feeds (the last one layer 12). Other families with
-  ``stageS_blockB`` or ``blockI`` names (ResNet, DenseNet-style, MobileNet, ViT) number
-  their blocks in order, as BEiT does for ViT.
+def model_layer_ids(model: str) -> models.LayerIds:
+  """The layer assignment of ``model``'s family (``models.layer_groups``): top-level
+  parameter names -> (layer id of each, number of layers L).
 
   Raises:
-    LayerDecayError: the names have no blocks to order (e.g. LeNet, VGG).
+    LayerDecayError: the family declares none (e.g. LeNet, VGG).
   """
-  names = list(top_level_names)
-  stage_blocks = sorted({tuple(int(g) for g in m.groups())
-                         for m in map(_STAGE_BLOCK.match, names) if m})
-  is_convnext = any(_DOWNSAMPLE.match(n) for n in names) and any(
-      n.startswith("stem_") for n in names)
-  ids: dict[str, int] = {}
-  if is_convnext:
-    num_layers = 12
-    for n in names:
-      if n.startswith("stem_"):
-        ids[n] = 0
-      elif m := _DOWNSAMPLE.match(n):
-        stage = int(m.group(1))  # downsampleS feeds stage S (1-based)
-        ids[n] = stage if stage < 4 else 12
-      elif m := _STAGE_BLOCK.match(n):
-        stage, block = int(m.group(1)), int(m.group(2))
-        ids[n] = {1: 1, 2: 2, 4: 12}.get(stage, 3 + (block - 1) // 3)
-      else:
-        ids[n] = num_layers + 1
-    return ids, num_layers
-  if stage_blocks:
-    order = {sb: i + 1 for i, sb in enumerate(stage_blocks)}
-    num_layers = len(order)
-    for n in names:
-      m = _STAGE_BLOCK.match(n)
-      ids[n] = order[tuple(int(g) for g in m.groups())] if m else None
-  else:
-    blocks = sorted(int(m.group(1)) for m in map(_BLOCK.match, names) if m)
-    if not blocks:
-      raise LayerDecayError(
-          f"layer_decay needs a model made of numbered blocks (ConvNeXt, ViT, ResNet, ...); "
-          f"this one has top-level parameters {sorted(names)}. Set --config.layer_decay=0")
-    order = {b: i + 1 for i, b in enumerate(blocks)}
-    num_layers = len(order)
-    for n in names:
-      m = _BLOCK.match(n)
-      ids[n] = order[int(m.group(1))] if m else None
-  for n in names:
-    if ids[n] is None:
-      ids[n] = 0 if _EMBEDDING.match(n) else num_layers + 1
-  return ids, num_layers
+  layer_ids = models.layer_groups(model)
+  if layer_ids is None:
+    raise LayerDecayError(f"model {model!r} has no layer groups for layer-wise learning-rate "
+                          "decay (its family declares none); set --config.layer_decay=0")
+  return layer_ids
 
 
-def layer_scales(params: Any, decay: float) -> Any:
+def layer_scales(params: Any, decay: float, layer_ids: models.LayerIds) -> Any:
   """The learning-rate multiplier of every parameter: ``decay ** (L + 1 - layer_id)``."""
   ids, num_layers = layer_ids(list(params))
   return {name: jax.tree.map(lambda _, s=decay ** (num_layers + 1 - ids[name]): s, sub)
           for name, sub in params.items()}
 
 
-def scale_by_layer(decay: float) -> optax.GradientTransformation:
+def scale_by_layer(decay: float, layer_ids: models.LayerIds) -> optax.GradientTransformation:
   """Multiplies each update by its layer's rate (the last transform of the chain, so the
   learning rate and decoupled weight decay are both scaled, as in BEiT and ConvNeXt)."""
 
   def update_fn(updates, state, params=None):
     del params
-    scales = layer_scales(updates, decay)
+    scales = layer_scales(updates, decay, layer_ids)
     return jax.tree.map(lambda u, s: u * s, updates, scales), state
 
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
