@@ -48,7 +48,8 @@ class TrainingError(RuntimeError):
   """A run that cannot go on (bad setup, NaN loss). One line for the user."""
 
 
-USER_ERRORS = (config_lib.ConfigError, input_pipeline.DatasetError, recipe_lib.RecipeError, models.UnknownModelError,
+USER_ERRORS = (config_lib.ConfigError, input_pipeline.DatasetError, recipe_lib.RecipeError,
+               models.UnknownModelError, models.ModelOptionError,
                checkpoint_lib.CheckpointError, TrainingError, pretrained.PretrainedError,
                parallel.ParallelError)
 
@@ -79,7 +80,9 @@ def _write_atomic(path: str, text: str) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
-  config_lib.validate(config)
+  # The shared config check (as launch/sweep.py's pre-flight): fields, model options, the
+  # model's init traced (not compiled) and the data plan; each mistake is one line.
+  config_lib.check(config)
   recipe = recipe_lib.Recipe.from_config(config.augment)
   primary = jax.process_index() == 0  # writes the files and prints; all processes train
   os.makedirs(workdir, exist_ok=True)
@@ -124,7 +127,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   except TypeError as e:
     raise config_lib.ConfigError(f"config.model_kwargs: {e}") from None
   schedule = optim.create_schedule(config, steps_per_epoch)
-  tx = optim.create_optimizer(config, schedule)
+  try:
+    tx = optim.create_optimizer(config, schedule)
+  except optim.LayerDecayError as e:
+    raise config_lib.ConfigError(f"config.layer_decay: {e}") from None
   init_fn = functools.partial(steps_lib.init_state, model, tx, image_shape=ds.image_shape,
                               ema=bool(config.ema_decay))
   try:

@@ -38,8 +38,9 @@ def main(port: int, process_id: int) -> None:
   def local_labels(array):
     return np.concatenate([np.asarray(s.data) for s in array.addressable_shards])
 
+  ops = host.default_train_ops(8)[:2]  # decode > random_resized_crop(8), no flip
   train = host.to_global(host.train_dataset(source, global_batch_size=8, image_size=8,
-                                            seed=0, flip=False), mesh)
+                                            seed=0, ops=ops), mesh)
   for _ in range(3):
     batch = next(train)
     assert batch["images"].shape == (8, 8, 8, 3) and batch["labels"].shape == (8,)
@@ -50,7 +51,7 @@ def main(port: int, process_id: int) -> None:
 
   seen = []
   for batch in host.to_global(host.eval_dataset(source, global_batch_size=4,
-                                                image_size=8), mesh):
+                                                ops=host.default_eval_ops(8)), mesh):
     mine = local_labels(batch["labels"])[local_labels(batch["mask"])]
     assert np.all(mine % 2 == process_id), mine
     labels, mask = multihost_utils.process_allgather((batch["labels"], batch["mask"]),

@@ -133,14 +133,17 @@ def test_eval_split_prefers_the_known_one():
 
 
 def test_processes_read_disjoint_parts(tiny):
+  # 23 examples in batches of 8: an epoch is 2 steps, 8 examples of each process's
+  # part (12 and 11 examples), the rest of the part dropped that epoch.
   seen = []
   for index in range(2):
     ds = _train(tiny, global_batch_size=8, process_index=index, process_count=2,
-                shuffle_buffer=1)  # No shuffle: 12 draws cover the whole part.
-    seen.append(set(_labels(_batches(ds, 3)).tolist()))
+                shuffle_buffer=1)
+    labels = _labels(_batches(ds, 2)).tolist()
+    assert len(set(labels)) == 8
+    seen.append(set(labels))
   assert not seen[0] & seen[1]
-  assert seen[0] | seen[1] == set(range(NUM_TRAIN))
-  assert sorted(map(len, seen)) == [11, 12]
+  assert seen[0] | seen[1] <= set(range(NUM_TRAIN))
 
 
 def test_train_deterministic_for_a_seed(tiny):

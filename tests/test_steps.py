@@ -195,3 +195,69 @@ def test_train_step_with_the_full_recipe():
   ev = jax.jit(steps_lib.make_eval_step(model, cfg))(
       a, steps_lib.zero_metrics(steps_lib.EVAL_METRICS), images, labels, jnp.ones(16, bool))
   assert float(ev["count"]) == 16 and np.isfinite(float(ev["loss"]))
+
+
+class TinyDense(nn.Module):
+  """A conv net with global average pooling and a ``dense`` method, as VGG's dense
+  evaluation: the same weights applied fully convolutionally, then averaged over space."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return self.scores(x).mean(axis=(1, 2))
+
+  @nn.compact
+  def scores(self, x):
+    return nn.Conv(10, (3, 3), name="conv")(x)
+
+  def dense(self, x):
+    return 2.0 * self.scores(x).mean(axis=(1, 2))  # 2x: tells the two methods apart
+
+
+def _eval(model, state, cfg, images, labels):
+  step = jax.jit(steps_lib.make_eval_step(model, cfg))
+  return step(state, steps_lib.zero_metrics(steps_lib.EVAL_METRICS), images, labels,
+              jnp.ones(labels.shape[0], bool))
+
+
+def test_ten_crop_eval_averages_the_softmax_of_ten_views():
+  import input_pipeline  # pylint: disable=g-import-not-at-top
+  model, _, state = _setup("tiny_bn", shape=(8, 8, 3))
+  images, labels = _batch(6, (8, 8, 3))
+  c = common.base()
+  c.augment.update(dict(eval_crop_pct=0.8, eval_mode="ten_crop"))
+  plan = recipe.plan(recipe.Recipe.from_config(c.augment), source="device", image_size=8,
+                     channels=3, stored_size=8, mean=(0.5,) * 3, std=(0.25,) * 3)
+  assert [o.name for o in plan.eval_device] == ["resize_square", "ten_crop", "normalize"]
+  m = _eval(model, state, steps_lib.StepConfig.from_config(c, plan), images, labels)
+  views = input_pipeline.ten_crop(input_pipeline.augment.resize_square(images, 10), 8)
+  x = input_pipeline.normalize(views.reshape(60, 8, 8, 3), (0.5,) * 3, (0.25,) * 3)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  logits = model.apply(variables, x, train=False).reshape(6, 10, 10)
+  probs = np.asarray(jax.nn.softmax(logits, -1)).mean(axis=1)
+  want_loss = -np.log(probs[np.arange(6), np.asarray(labels)]).sum()
+  np.testing.assert_allclose(m["loss"], want_loss, rtol=1e-5)
+  assert float(m["top1"]) == float((probs.argmax(-1) == np.asarray(labels)).sum())
+  assert float(m["count"]) == 6
+
+
+def test_dense_eval_runs_the_dense_method_at_every_scale_and_flip():
+  model = TinyDense()
+  images, labels = _batch(4, (8, 8, 3))
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+  state = steps_lib.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                               batch_stats={}, opt_state=())
+  c = common.base()
+  c.augment.update(dict(eval_mode="dense", eval_scales=(8, 12)))
+  plan = recipe.plan(recipe.Recipe.from_config(c.augment), source="device", image_size=8,
+                     channels=3, stored_size=8, mean=(0.5,) * 3, std=(0.25,) * 3,
+                     dense_eval=True)
+  m = _eval(model, state, steps_lib.StepConfig.from_config(c, plan), images, labels)
+  x = (np.asarray(images, np.float32) / 255 - 0.5) / 0.25
+  outs = []
+  for q in (8, 12):
+    xq = jax.image.resize(x, (4, q, q, 3), "bilinear", antialias=True)
+    for v in (xq, xq[:, :, ::-1]):
+      outs.append(model.apply(variables, v, method="dense"))
+  probs = np.asarray(jax.nn.softmax(jnp.stack(outs, 1), -1)).mean(axis=1)
+  want_loss = -np.log(probs[np.arange(4), np.asarray(labels)]).sum()
+  np.testing.assert_allclose(m["loss"], want_loss, rtol=1e-5)

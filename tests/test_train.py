@@ -172,8 +172,9 @@ def test_convnext_recipe_end_to_end_evaluates_raw_and_ema_weights(tmp_path):
 
 def test_host_pipeline_end_to_end_on_mock_imagenet(tmp_path, capsys):
   """imagenet2012 (TFDS's mock: random JPEGs of random sizes) goes through the host
-  pipeline (auto: its images vary in size): decode, random-resized crop, RandAugment on
-  the host; Mixup / CutMix, erasing and EMA in the step; exact evaluation."""
+  pipeline (auto: its images vary in size): decode, random-resized crop and flip on the
+  host; RandAugment, erasing, Mixup / CutMix and EMA in the step; exact evaluation. The
+  plan is printed and written to recipe.json."""
   tfds = pytest.importorskip("tensorflow_datasets")
   import train  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / "w"
@@ -186,6 +187,11 @@ def test_host_pipeline_end_to_end_on_mock_imagenet(tmp_path, capsys):
   out = capsys.readouterr().out
   assert rc == 0, out
   assert "host pipeline" in out and "1000 classes" in out
+  assert ("train augmentation: host: decode > random_resized_crop(32, 0.08,1, 0.75,1.33333, "
+          "bicubic) | device: rand_augment(rand-m9-n1-mstd0.5-inc1) > random_erasing") in out
+  plan = json.loads((workdir / "recipe.json").read_text())
+  assert [o["op"] for o in plan["train"]["host"]] == ["decode", "random_resized_crop"]
+  assert plan["recipe"]["rand_augment"] == "rand-m9-n1-mstd0.5-inc1"
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["step"] == 2 and summary["num_classes"] == 1000  # 8 // 4 steps
   assert summary["image_shape"] == [32, 32, 3] and "ema_eval_top1" in summary
@@ -204,3 +210,40 @@ def test_imagenet_not_prepared_says_how_to_prepare_it(tmp_path, capsys):
   assert rc == 2 and err, err
   assert err[-1].startswith("error: ") and "imagenet2012" in err[-1], err[-1]
   assert "tfds build" in err[-1] and "manual" in err[-1], err[-1]
+
+
+def test_host_pipeline_resumes_with_exactly_the_next_batches(tmp_path, capsys):
+  """A host-pipeline run stopped mid-epoch and resumed ends bitwise where an uninterrupted
+  run ends: the stream's order is a function of (seed, epoch), not of the resume step."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  import train  # pylint: disable=g-import-not-at-top
+  args = ["--config", "configs/resnet50.py:tiny", "--config.dataset=imagenet2012",
+          "--config.image_size=32", "--config.batch_size=4", "--config.eval_batch_size=4",
+          "--config.num_epochs=2", "--config.host.shuffle_buffer=4",
+          "--config.augment.flip=true"]
+  full, split = tmp_path / "full", tmp_path / "split"
+  with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+    assert train.main(args + ["--workdir", str(full)]) == 0
+    assert train.main(args + ["--workdir", str(split), "--config.stop_after_steps=4"]) == 0
+    assert train.main(args + ["--workdir", str(split)]) == 0
+  out = capsys.readouterr().out
+  assert "stopped after step 4/6" in out and "(step 4/6)" in out
+  restore = lambda w: ocp.StandardCheckpointer().restore(str(w / "checkpoints" / "6" / "default"))
+  a, b = restore(full), restore(split)
+  import jax  # pylint: disable=g-import-not-at-top
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b) > 0
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert rows(full)[-1]["eval_loss"] == rows(split)[-1]["eval_loss"]
+
+
+def test_two_crops_are_refused_before_anything_compiles(tmp_path):
+  proc = run(DIGITS + ["--config.augment.crop_padding=16",
+                       "--config.augment.inception_crop=true"], tmp_path / "w", check=False)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  err = proc.stderr.strip().splitlines()
+  assert len(err) == 1 and "two crops" in err[0] and "crop_padding=16" in err[0], err
+  assert not (tmp_path / "w" / "checkpoints").exists()

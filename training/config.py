@@ -280,6 +280,18 @@ class Checked:
   image_shape: tuple[int, int, int]
   num_classes: int
   abstract_state: Any
+  plan: Any = None
+
+
+def expected_source(config: ml_collections.ConfigDict) -> str:
+  """The input path a run of ``config`` takes, from the config alone: ``host`` when it
+  says so, or (``auto``) for datasets whose images vary in size; else ``device``."""
+  if config.input_pipeline != "auto":
+    return config.input_pipeline
+  name = config.dataset
+  key = (name[len("tfds:"):] if name.startswith("tfds:") else name).split("/")[0]
+  known = DATASET_SHAPES.get(key.split(":")[0])
+  return "host" if known is not None and known[0] is None else "device"
 
 
 def data_shape(config: ml_collections.ConfigDict) -> tuple[tuple[int, int, int], int]:
@@ -371,7 +383,10 @@ def check(config: str | ml_collections.ConfigDict,
     raise ConfigError(f"config.model_kwargs: {_first_line(e)}") from None
   # The schedule's values do not matter here (the optimizer state only counts steps);
   # one step per epoch stands in for the dataset's size.
-  tx = optim.create_optimizer(config, optim.create_schedule(config, steps_per_epoch=1))
+  try:
+    tx = optim.create_optimizer(config, optim.create_schedule(config, steps_per_epoch=1))
+  except optim.LayerDecayError as e:
+    raise ConfigError(f"config.layer_decay: {e}") from None
   init = functools.partial(steps.init_state, model, tx, image_shape=image_shape,
                            ema=bool(config.ema_decay))
   try:
@@ -384,9 +399,22 @@ def check(config: str | ml_collections.ConfigDict,
     raise ConfigError(f"config.model={config.model} cannot initialise on "
                       f"{image_shape} inputs: {type(e).__name__}: {_first_line(e)}") from e
   num_params = sum(x.size for x in jax.tree.leaves(abstract.params))
+  # The data plan on the path the run will take (normalisation statistics stand in:
+  # they do not change where an op runs).
+  from input_pipeline import recipe  # pylint: disable=g-import-not-at-top
+  channels = image_shape[-1]
+  try:
+    plan = recipe.plan(recipe.Recipe.from_config(config.augment),
+                       source=expected_source(config), image_size=image_shape[0],
+                       channels=channels, stored_size=image_shape[0],
+                       mean=(0.5,) * channels, std=(0.25,) * channels,
+                       num_classes=num_classes, label_smoothing=config.label_smoothing,
+                       dense_eval=hasattr(model, "dense"))
+  except recipe.RecipeError as e:
+    raise ConfigError(str(e)) from None
   return Checked(config=config, model=model, num_params=int(num_params),
                  image_shape=tuple(image_shape), num_classes=num_classes,
-                 abstract_state=abstract)
+                 abstract_state=abstract, plan=plan)
 
 
 def _first_line(e: BaseException) -> str:

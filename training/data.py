@@ -193,7 +193,8 @@ class HostSource:
     self._plan = plan
     ds = self._host.train_dataset(
         self._source, global_batch_size=c.batch_size, image_size=c.image_size,
-        seed=self._data_seed, start_step=start_step, ops=plan.train_host,
+        seed=self._data_seed, start_step=start_step,
+        steps_per_epoch=self.steps_per_epoch, ops=plan.train_host,
         shuffle_buffer=c.host.shuffle_buffer)
     self._iterator = self._host.to_global(ds, self._mesh, prefetch=c.host.prefetch)
 
