@@ -145,6 +145,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       + (f"; {config.grad_accum_steps} micro-batches of "
          f"{config.batch_size // config.grad_accum_steps} per step"
          if config.grad_accum_steps > 1 else ""), flush=True)
+
+  # The data plan: every op of the config's recipe, placed on the host or the device.
+  # Printed before anything compiles, recorded in recipe.json; the steps run exactly its
+  # ops.
+  mean, std = data_lib.normalization_stats(config, ds)
+  plan = recipe_lib.plan(
+      recipe, source=source.kind, image_size=ds.image_shape[0], channels=ds.image_shape[-1],
+      stored_size=ds.image_shape[0], mean=mean, std=std, num_classes=ds.num_classes,
+      label_smoothing=config.label_smoothing, dense_eval=hasattr(model, "dense"))
+  for line in plan.describe():
+    say(line, flush=True)
   state_sharding = parallel.state_shardings(abstract, mesh)
   if config.mesh.fsdp > 1:
     split = [s for s in jax.tree.leaves(state_sharding.params) if s.spec != P()]
@@ -165,17 +176,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       state = init_from_pretrained(config, model, state, ds, state_sharding)
   start_step = int(state.step)
 
-  # The data plan: every op of the config's recipe, placed on the host or the device.
-  # Printed and recorded before anything compiles; the steps run exactly its ops.
-  mean, std = data_lib.normalization_stats(config, ds)
-  plan = recipe_lib.plan(
-      recipe, source=source.kind, image_size=ds.image_shape[0], channels=ds.image_shape[-1],
-      stored_size=ds.image_shape[0], mean=mean, std=std, num_classes=ds.num_classes,
-      label_smoothing=config.label_smoothing, dense_eval=hasattr(model, "dense"))
-  for line in plan.describe():
-    say(line, flush=True)
+  recipe_path = os.path.join(workdir, "recipe.json")
+  if latest is not None and source.kind == "host" and os.path.exists(recipe_path):
+    with open(recipe_path) as f:
+      before = json.load(f).get("processes")
+    if before not in (None, jax.process_count()):
+      say(f"warning: this run started with {before} process(es), now {jax.process_count()}:"
+          " each reads other parts of the files, so the resumed stream continues at the "
+          "same step with another order, not the one an uninterrupted run would have "
+          "seen", file=sys.stderr, flush=True)
   if primary:
-    _write_atomic(os.path.join(workdir, "recipe.json"), plan.to_json(recipe))
+    record = json.loads(plan.to_json(recipe))
+    record["processes"] = jax.process_count()
+    _write_atomic(recipe_path, json.dumps(record, indent=2))
 
   # The compiled steps, all here. The state is donated: updated in place on the device.
   step_cfg = steps_lib.StepConfig.from_config(config, plan)

@@ -30,6 +30,7 @@ host pipeline.
       --config.augment.flip=false --workdir runs/vgg11_digits
   # Seconds on a CPU: VGG-11 at 1/8 width, 32x32 synthetic data.
   python train.py --config configs/vgg.py:tiny --workdir /tmp/vgg_tiny
+  python train.py --config configs/vgg.py:dense,tiny --workdir /tmp/vgg_dense_tiny
   # The BatchNorm ablation (get_sweep below): BN off and on, at lr 0.01 and 0.05, VGG-11 at
   # 1/4 width on 10,000 Fashion-MNIST images padded to 32x32, 5 epochs; a few minutes per
   # run on a 2-core CPU (estimated from 300-400 img/s; not timed end to end).
@@ -42,7 +43,8 @@ every conv), ``dense`` (the paper's dense multi-scale evaluation), ``tiny``.
 from configs import common
 
 DEPTHS = (11, 13, 16, 19)
-ARGS = dict(depth=DEPTHS, bn=bool, dense=bool, tiny=bool)  # the words get_config and get_sweep take
+# The words get_config and get_sweep take.
+ARGS = dict(depth=DEPTHS, bn=bool, dense=bool, tiny=bool)
 
 
 def get_config(arg=None):
@@ -85,7 +87,8 @@ def get_sweep(arg=None):
     return [{"name": name, "model": model} for name, model in variants]
   small = {"dataset": common.shared_npz("fashion_mnist"), "image_size": None, "pad": 2,
            "num_train_examples": 10_000, "num_epochs": 5, "batch_size": 128,
-           "schedule": "cosine", "augment.crop_padding": 0, "augment.flip": False,
+           "schedule": "cosine", "augment.scale_jitter": (0, 0), "augment.flip": False,
+           "augment.lighting": 0.0, "augment.eval_crop_pct": 0.0,
            "model_kwargs.width": 0.25, "model_kwargs.hidden_units": 512,
            # The paper's from-scratch init. torchvision's N(0, 0.01) fc layers, only 128
            # wide here, shrink the logits so much that without BN nothing trains.

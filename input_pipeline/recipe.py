@@ -53,6 +53,28 @@ ERASE_MODES = ("uniform", "pixel")
 EVAL_MODES = ("center", "ten_crop", "dense")
 
 
+# Where each op can run. host: per image, on the CPUs of a streamed dataset (images of
+# any size); device: on batches of equal-size images, inside the compiled step.
+PLACEMENT = {
+    "decode": ("host",),
+    "random_resized_crop": ("host", "device"),
+    "resize_shorter": ("host", "device"),
+    "random_crop": ("host", "device"),
+    "center_crop": ("host", "device"),
+    "flip": ("host", "device"),
+    "translate": ("device",),  # needs fixed-size images
+    "rand_augment": ("device",),
+    "color_jitter": ("device",),
+    "lighting": ("device",),
+    "random_erasing": ("device",),
+    "normalize": ("device",),
+    "mixup_cutmix": ("device",),  # mixes a batch
+    "resize_square": ("device",),
+    "ten_crop": ("device",),
+    "dense": ("device",),  # runs the model
+}
+
+
 class RecipeError(ValueError):
   """A recipe that cannot run as written. The message is one line for the user."""
 
@@ -213,11 +235,13 @@ class Op:
       if k == "sides":  # a range of sides: 256..512, or one side
         return f"{v[0]}..{v[1]}" if v[0] != v[1] else str(v[0])
       if isinstance(v, float):
-        return f"{v:g}"
+        return f"{v:.4g}"
       if isinstance(v, tuple):
         return ",".join(fmt("", x) for x in v)
       return str(v)
-    shown = [fmt(k, v) for k, v in self.args]
+    # The normalisation statistics are in recipe.json; the log line stays short.
+    hidden = ("mean", "std") if self.name in ("normalize", "random_erasing") else ()
+    shown = [fmt(k, v) for k, v in self.args if k not in hidden]
     return f"{self.name}({', '.join(shown)})" if shown else self.name
 
 
@@ -372,6 +396,10 @@ def plan(recipe: Recipe, *, source: str, image_size: int, channels: int,
   if r.eval_mode == "dense":
     eval_device.append(op("dense", scales=tuple(int(s) for s in r.eval_scales),
                           method=r.resize_method))
+  for where, chain in (("host", train_host + eval_host),
+                      ("device", train_device + eval_device)):
+    for o in chain:
+      assert where in PLACEMENT[o.name], f"{o.name} placed on the {where}"
   return Plan(source=source, train_host=tuple(train_host),
               train_device=tuple(train_device), eval_host=tuple(eval_host),
               eval_device=tuple(eval_device), notes=tuple(notes))

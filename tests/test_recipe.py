@@ -127,10 +127,9 @@ def test_printed_plans_of_alexnet_and_vgg():
   alexnet = config_lib.load_config(os.path.join(test_configs.CONFIG_DIR, "alexnet.py"))
   lines = _plan_for(alexnet)[2].describe()
   assert lines[0] == ("train augmentation: host: decode > resize_shorter(256, bilinear) > "
-                      "random_crop(224) > flip | device: lighting(0.1) > "
-                      "normalize(0.5,0.5,0.5, 0.25,0.25,0.25)")
+                      "random_crop(224) > flip | device: lighting(0.1) > normalize")
   assert lines[1] == ("eval: host: decode > resize_shorter(256, bilinear) > center_crop(224)"
-                      " | device: normalize(0.5,0.5,0.5, 0.25,0.25,0.25)")
+                      " | device: normalize")
   alexnet.augment.eval_mode = "ten_crop"
   lines = _plan_for(alexnet)[2].describe()
   assert "center_crop(256) | device: ten_crop(224) > normalize" in lines[1]
@@ -216,3 +215,14 @@ def test_tiny_variants_keep_the_protocol_at_their_scale():
   assert alexnet.dataset == "synthetic" and tuple(alexnet.augment.scale_jitter) == (72, 72)
   _, host, plan = _plan_for(alexnet)
   assert not host and plan.op_names()[:2] == ["resize_shorter", "random_crop"]
+
+
+def test_every_op_the_executors_know_declares_its_placement():
+  import inspect  # pylint: disable=g-import-not-at-top
+  from input_pipeline import augment, host  # pylint: disable=g-import-not-at-top
+  device_source = inspect.getsource(augment.apply_ops)
+  for name, where in recipe.PLACEMENT.items():
+    if "device" in where and name not in ("decode", "dense", "random_crop"):
+      assert f'"{name}"' in device_source, name  # the step can run it
+    if "host" in where and name != "center_crop":
+      assert name in host.HOST_TRAIN_OPS, name

@@ -187,7 +187,7 @@ def test_host_pipeline_end_to_end_on_mock_imagenet(tmp_path, capsys):
   out = capsys.readouterr().out
   assert rc == 0, out
   assert "host pipeline" in out and "1000 classes" in out
-  assert ("train augmentation: host: decode > random_resized_crop(32, 0.08,1, 0.75,1.33333, "
+  assert ("train augmentation: host: decode > random_resized_crop(32, 0.08,1, 0.75,1.333, "
           "bicubic) | device: rand_augment(rand-m9-n1-mstd0.5-inc1) > random_erasing") in out
   plan = json.loads((workdir / "recipe.json").read_text())
   assert [o["op"] for o in plan["train"]["host"]] == ["decode", "random_resized_crop"]
