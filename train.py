@@ -13,7 +13,6 @@ resumes from the latest checkpoint and ends exactly where an uninterrupted run w
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import math
@@ -27,7 +26,6 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 

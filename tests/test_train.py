@@ -212,6 +212,29 @@ def test_imagenet_not_prepared_says_how_to_prepare_it(tmp_path, capsys):
   assert "tfds build" in err[-1] and "manual" in err[-1], err[-1]
 
 
+def test_alexnet_protocol_on_the_host_with_ten_crop_evaluation(tmp_path, capsys):
+  """AlexNet's protocol streamed: resize-shorter and random crops on the host, PCA
+  lighting on the device; the host ships the resized square, the device takes ten
+  views; every validation image counts once."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  import train  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "w"
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    rc = train.main(["--config", "configs/alexnet.py:tiny", "--workdir", str(workdir),
+                     "--config.dataset=imagenet2012", "--config.image_size=63",
+                     "--config.augment.eval_mode=ten_crop", "--config.augment.flip=true",
+                     "--config.batch_size=2", "--config.eval_batch_size=4",
+                     "--config.num_epochs=1"])
+  out = capsys.readouterr().out
+  assert rc == 0, out
+  assert ("train augmentation: host: decode > resize_shorter(72, bilinear) > "
+          "random_crop(63) > flip | device: lighting(0.1) > normalize") in out
+  assert ("eval: host: decode > resize_shorter(72, bilinear) > center_crop(72) | device: "
+          "ten_crop(63) > normalize") in out
+  evals = [r for r in rows(workdir) if "eval_count" in r]
+  assert evals[-1]["eval_count"] == 6
+
+
 def test_host_pipeline_resumes_with_exactly_the_next_batches(tmp_path, capsys):
   """A host-pipeline run stopped mid-epoch and resumed ends bitwise where an uninterrupted
   run ends: the stream's order is a function of (seed, epoch), not of the resume step."""
