@@ -241,6 +241,9 @@ class Op:
       return str(v)
     # The normalisation statistics are in recipe.json; the log line stays short.
     hidden = ("mean", "std") if self.name in ("normalize", "random_erasing") else ()
+    if self.name == "mixup_cutmix":  # many numbers: name them
+      return "mixup_cutmix(" + ", ".join(
+          f"{k}={fmt(k, v)}" for k, v in self.args if k in ("mixup", "cutmix", "prob")) + ")"
     shown = [fmt(k, v) for k, v in self.args if k not in hidden]
     return f"{self.name}({', '.join(shown)})" if shown else self.name
 
