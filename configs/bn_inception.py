@@ -47,18 +47,13 @@ def get_config(arg=None):
   c.augment.flip = True
   c.augment.color_jitter = 0.25  # "reduce the photometric distortions": half GoogLeNet's
   c.augment.eval_crop_pct = 0.875
-  c.num_epochs = args.get("epochs", 100)
-  c.batch_size = 256
-  c.eval_batch_size = 500
-  c.optimizer = "sgd"
-  c.learning_rate = (0.045 if args.get("x30") else 0.0075) * c.batch_size / 32
-  c.momentum = 0.9
-  c.weight_decay = 2e-4 / 5
-  c.warmup_epochs = 2.0
-  c.schedule = "step"  # x0.96 every 4/3 epoch: an exponential decay in steps
-  c.decay_epochs = tuple(round(k * 4 / 3, 4) for k in range(1, math.ceil(c.num_epochs * 3 / 4)))
-  c.decay_factor = 0.96
-  c.checkpoint_every_epochs = 5
+  num_epochs = args.get("epochs", 100)
+  # x0.96 every 4/3 epoch: an exponential decay in steps.
+  common.imagenet_sgd(
+      c, batch_size=256, learning_rate=(0.045 if args.get("x30") else 0.0075) * 256 / 32,
+      weight_decay=2e-4 / 5, num_epochs=num_epochs,
+      decay_epochs=(round(k * 4 / 3, 4) for k in range(1, math.ceil(num_epochs * 3 / 4))),
+      decay_factor=0.96, warmup_epochs=2.0, checkpoint_every_epochs=5)
   if args.get("tiny"):
     # 32x32: the smallest input with even maps in 3c and 4e.
     common.use_tiny_data(c, shape=(32, 32, 3), num_train=128, num_epochs=1)

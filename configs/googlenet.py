@@ -54,18 +54,11 @@ def get_config(arg=None):
   c.augment.flip = True
   c.augment.color_jitter = 0.5  # Howard's photometric distortions, factors in [0.5, 1.5]
   c.augment.eval_crop_pct = 0.875
-  c.num_epochs = args.get("epochs", 250)
-  c.batch_size = 256
-  c.eval_batch_size = 500
-  c.optimizer = "sgd"
-  c.learning_rate = 0.01 * c.batch_size / 32
-  c.momentum = 0.9
-  c.weight_decay = 2e-4
-  c.warmup_epochs = 2.0
-  c.schedule = "step"  # x0.96 every 8 epochs: an exponential decay in steps
-  c.decay_epochs = tuple(range(8, c.num_epochs, 8))
-  c.decay_factor = 0.96
-  c.checkpoint_every_epochs = 5
+  num_epochs = args.get("epochs", 250)
+  # x0.96 every 8 epochs: an exponential decay in steps.
+  common.imagenet_sgd(c, batch_size=256, learning_rate=0.01 * 256 / 32, weight_decay=2e-4,
+                      num_epochs=num_epochs, decay_epochs=range(8, num_epochs, 8),
+                      decay_factor=0.96, warmup_epochs=2.0, checkpoint_every_epochs=5)
   if args.get("tiny"):
     # The paper's aux heads need 79x79 or more.
     common.use_tiny_data(c, shape=(80, 80, 3), num_train=128, num_epochs=1)

@@ -52,17 +52,9 @@ def get_config(arg=None):
   c.augment.eval_crop_pct = 0.875
   if args.get("scale_aug"):
     common.resnet_scale_augmentation(c)
-  c.num_epochs = 100
-  c.batch_size = args.get("batch", 1024)
-  c.eval_batch_size = 500
-  c.optimizer = "sgd"
-  c.learning_rate = 0.6 * c.batch_size / 1024
-  c.momentum = 0.9
-  c.weight_decay = 1e-4
-  c.schedule = "step"
-  c.decay_epochs = (30, 60, 90)
-  c.decay_factor = 0.1
-  c.checkpoint_every_epochs = 1
+  batch = args.get("batch", 1024)
+  common.imagenet_sgd(c, batch_size=batch, learning_rate=0.6 * batch / 1024,
+                      weight_decay=1e-4, num_epochs=100, decay_epochs=(30, 60, 90))
   if args.get("tiny"):
     common.use_tiny_data(c)
     c.model_kwargs.width = 8
