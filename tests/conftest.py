@@ -9,7 +9,7 @@ SLOW_FIRST = (
     "test_end_to_end_outputs_and_resume",  # ~50
     "test_host_pipeline_resumes_with_exactly_the_next_batches",  # ~50
     "test_convnext_recipe_end_to_end_evaluates_raw_and_ema_weights",  # ~40
-    "test_host_pipeline_end_to_end_on_mock_imagenet",  # ~30
+    "test_host_pipeline_end_to_end",  # ~30
 )
 
 

@@ -170,33 +170,36 @@ def test_convnext_recipe_end_to_end_evaluates_raw_and_ema_weights(tmp_path):
   assert summary["ema_eval_loss"] != summary["eval_loss"]
 
 
-def test_host_pipeline_end_to_end_on_mock_imagenet(tmp_path, capsys):
-  """imagenet2012 (TFDS's mock: random JPEGs of random sizes) goes through the host
-  pipeline (auto: its images vary in size): decode, random-resized crop and flip on the
-  host; RandAugment, erasing, Mixup / CutMix and EMA in the step; exact evaluation. The
-  plan is printed and written to recipe.json."""
-  tfds = pytest.importorskip("tensorflow_datasets")
+def test_host_pipeline_end_to_end(tmp_path, capsys):
+  """A prepared TFDS dataset of JPEGs of varying size goes through the host pipeline
+  (auto: its images vary in size): decode, random-resized crop on the host; RandAugment,
+  erasing, Mixup / CutMix and EMA in the step; exact evaluation. The plan is printed and
+  written to recipe.json. (A real dataset on disk, not tfds.testing.mock_data, whose
+  file-system mock also catches some of orbax's checkpoint writes.)"""
+  pytest.importorskip("tensorflow_datasets")
   import train  # pylint: disable=g-import-not-at-top
+  name = _prepared_jpegs(tmp_path / "tfds")
   workdir = tmp_path / "w"
-  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
-    rc = train.main(["--config", "configs/convnext_t.py:tiny", "--workdir", str(workdir),
-                     "--config.dataset=imagenet2012", "--config.image_size=32",
-                     "--config.batch_size=4", "--config.eval_batch_size=4",
-                     "--config.num_epochs=1", "--config.host.shuffle_buffer=8",
-                     "--config.augment.rand_augment=rand-m9-n1-mstd0.5-inc1"])
+  rc = train.main(["--config", "configs/convnext_t.py:tiny", "--workdir", str(workdir),
+                   f"--config.dataset={name}", f"--config.data_dir={tmp_path / 'tfds'}",
+                   "--config.image_size=32", "--config.batch_size=4",
+                   "--config.eval_batch_size=4", "--config.num_epochs=1",
+                   "--config.host.shuffle_buffer=8",
+                   "--config.augment.rand_augment=rand-m9-n1-mstd0.5-inc1"])
   out = capsys.readouterr().out
   assert rc == 0, out
-  assert "host pipeline" in out and "1000 classes" in out
+  assert "host pipeline" in out and "4 classes" in out
   assert ("train augmentation: host: decode > random_resized_crop(32, 0.08,1, 0.75,1.333, "
           "bicubic) | device: rand_augment(rand-m9-n1-mstd0.5-inc1) > random_erasing") in out
   plan = json.loads((workdir / "recipe.json").read_text())
   assert [o["op"] for o in plan["train"]["host"]] == ["decode", "random_resized_crop"]
   assert plan["recipe"]["rand_augment"] == "rand-m9-n1-mstd0.5-inc1"
+  assert plan["source"] == "host" and plan["processes"] == 1
   summary = json.loads((workdir / "summary.json").read_text())
-  assert summary["step"] == 2 and summary["num_classes"] == 1000  # 8 // 4 steps
+  assert summary["step"] == 3 and summary["num_classes"] == 4  # 12 // 4 steps
   assert summary["image_shape"] == [32, 32, 3] and "ema_eval_top1" in summary
   evals = [r for r in rows(workdir) if "eval_count" in r]
-  assert evals[-1]["eval_count"] == 8  # every validation example exactly once
+  assert evals[-1]["eval_count"] == 4  # every validation example exactly once
 
 
 def test_imagenet_not_prepared_says_how_to_prepare_it(tmp_path, capsys):
@@ -216,15 +219,15 @@ def test_alexnet_protocol_on_the_host_with_ten_crop_evaluation(tmp_path, capsys)
   """AlexNet's protocol streamed: resize-shorter and random crops on the host, PCA
   lighting on the device; the host ships the resized square, the device takes ten
   views; every validation image counts once."""
-  tfds = pytest.importorskip("tensorflow_datasets")
+  pytest.importorskip("tensorflow_datasets")
   import train  # pylint: disable=g-import-not-at-top
+  name = _prepared_jpegs(tmp_path / "tfds")
   workdir = tmp_path / "w"
-  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
-    rc = train.main(["--config", "configs/alexnet.py:tiny", "--workdir", str(workdir),
-                     "--config.dataset=imagenet2012", "--config.image_size=63",
-                     "--config.augment.eval_mode=ten_crop", "--config.augment.flip=true",
-                     "--config.batch_size=2", "--config.eval_batch_size=4",
-                     "--config.num_epochs=1"])
+  rc = train.main(["--config", "configs/alexnet.py:tiny", "--workdir", str(workdir),
+                   f"--config.dataset={name}", f"--config.data_dir={tmp_path / 'tfds'}",
+                   "--config.image_size=63", "--config.augment.eval_mode=ten_crop",
+                   "--config.augment.flip=true", "--config.batch_size=4",
+                   "--config.eval_batch_size=4", "--config.num_epochs=1"])
   out = capsys.readouterr().out
   assert rc == 0, out
   assert ("train augmentation: host: decode > resize_shorter(72, bilinear) > "
@@ -232,33 +235,70 @@ def test_alexnet_protocol_on_the_host_with_ten_crop_evaluation(tmp_path, capsys)
   assert ("eval: host: decode > resize_shorter(72, bilinear) > center_crop(72) | device: "
           "ten_crop(63) > normalize") in out
   evals = [r for r in rows(workdir) if "eval_count" in r]
-  assert evals[-1]["eval_count"] == 6
+  assert evals[-1]["eval_count"] == 4
+
+
+_RESUME_BUILDER = []
+
+
+def _prepared_jpegs(data_dir):
+  """A registered TFDS dataset of 12 train and 4 validation JPEGs of varying size,
+  prepared in ``data_dir`` (a real one: checkpoints are written outside any mock)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if not _RESUME_BUILDER:
+    class HostResumeJpeg(tfds.core.GeneratorBasedBuilder):  # registered: train.py finds it
+      VERSION = tfds.core.Version("1.0.0")
+
+      def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(num_classes=4)}))
+
+      def _split_generators(self, dl_manager):
+        del dl_manager
+        return {"train": self._generate_examples(0, 12),
+                "validation": self._generate_examples(12, 4)}
+
+      def _generate_examples(self, start, n):
+        rng = np.random.default_rng(start)
+        for i in range(start, start + n):
+          shape = (int(rng.integers(36, 60)), int(rng.integers(36, 60)), 3)
+          yield i, {"image": rng.integers(0, 256, shape, dtype=np.uint8), "label": i % 4}
+
+    _RESUME_BUILDER.append(HostResumeJpeg)
+  builder = _RESUME_BUILDER[0](data_dir=str(data_dir))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  return builder.name
 
 
 def test_host_pipeline_resumes_with_exactly_the_next_batches(tmp_path, capsys):
   """A host-pipeline run stopped mid-epoch and resumed ends bitwise where an uninterrupted
   run ends: the stream's order is a function of (seed, epoch), not of the resume step."""
-  tfds = pytest.importorskip("tensorflow_datasets")
+  pytest.importorskip("tensorflow_datasets")
+  import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   import train  # pylint: disable=g-import-not-at-top
-  args = ["--config", "configs/resnet50.py:tiny", "--config.dataset=imagenet2012",
-          "--config.image_size=32", "--config.batch_size=4", "--config.eval_batch_size=4",
-          "--config.num_epochs=2", "--config.host.shuffle_buffer=4",
-          "--config.augment.flip=true"]
+  name = _prepared_jpegs(tmp_path / "tfds")
+  args = ["--config", "configs/resnet50.py:tiny", f"--config.dataset={name}",
+          f"--config.data_dir={tmp_path / 'tfds'}", "--config.download=false",
+          "--config.image_size=32",
+          "--config.batch_size=4", "--config.eval_batch_size=4", "--config.num_epochs=2",
+          "--config.host.shuffle_buffer=4", "--config.augment.flip=true"]
   full, split = tmp_path / "full", tmp_path / "split"
-  with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
-    assert train.main(args + ["--workdir", str(full)]) == 0
-    assert train.main(args + ["--workdir", str(split), "--config.stop_after_steps=4"]) == 0
-    assert train.main(args + ["--workdir", str(split)]) == 0
+  assert train.main(args + ["--workdir", str(full)]) == 0
+  assert train.main(args + ["--workdir", str(split), "--config.stop_after_steps=4"]) == 0
+  assert train.main(args + ["--workdir", str(split)]) == 0
   out = capsys.readouterr().out
+  assert "host pipeline" in out and "random_resized_crop(32" in out
   assert "stopped after step 4/6" in out and "(step 4/6)" in out
-  restore = lambda w: ocp.StandardCheckpointer().restore(str(w / "checkpoints" / "6" / "default"))
-  a, b = restore(full), restore(split)
-  import jax  # pylint: disable=g-import-not-at-top
-  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-  assert len(leaves_a) == len(leaves_b) > 0
-  for x, y in zip(leaves_a, leaves_b):
+  restore = lambda w: ocp.StandardCheckpointer().restore(
+      str(w / "checkpoints" / "6" / "default"))
+  a, b = jax.tree.leaves(restore(full)), jax.tree.leaves(restore(split))
+  assert len(a) == len(b) > 0
+  for x, y in zip(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   assert rows(full)[-1]["eval_loss"] == rows(split)[-1]["eval_loss"]
 
