@@ -76,6 +76,33 @@ def _write_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def _check_same_experiment(config: ml_collections.ConfigDict,
+                           workdir: str) -> list[tuple[str, Any, Any]]:
+  """A workdir with checkpoints belongs to the experiment of its ``config.json``: another
+  config is refused (naming the fields) unless ``allow_config_change``. Returns the
+  allowed changes (to record), or []."""
+  path = os.path.join(workdir, "config.json")
+  ckpt = os.path.join(workdir, "checkpoints")
+  if not (os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))
+          and os.path.exists(path)):
+    return []
+  try:
+    with open(path) as f:
+      recorded = json.load(f)
+  except (OSError, ValueError) as e:
+    raise config_lib.ConfigError(
+        f"cannot read {path} ({e}); it records the experiment this workdir's checkpoints "
+        "belong to: restore it, or use a new --workdir") from None
+  changes = config_lib.experiment_changes(recorded, config)
+  if changes and not config.allow_config_change:
+    raise config_lib.ConfigError(
+        f"{workdir} holds checkpoints of another experiment: "
+        f"{config_lib.describe_changes(changes)}. Use a new --workdir, or "
+        "--config.allow_config_change=true to continue this run with the change "
+        "(e.g. more epochs)")
+  return changes
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
   # The shared config check (as launch/sweep.py's pre-flight): fields, model options, the
@@ -83,10 +110,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config_lib.check(config)
   recipe = recipe_lib.Recipe.from_config(config.augment)
   primary = jax.process_index() == 0  # writes the files and prints; all processes train
+  say = print if primary else (lambda *a, **k: None)
+  changes = _check_same_experiment(config, workdir)
   os.makedirs(workdir, exist_ok=True)
-  if primary:
-    _write_atomic(os.path.join(workdir, "config.json"),
-                  config.to_json_best_effort(indent=2, sort_keys=True))
 
   # Devices: a (data, fsdp) mesh over every device of every process. Every batch is
   # split over all devices; parameters over the fsdp axis when mesh.fsdp > 1.
@@ -112,7 +138,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   steps_per_epoch = input_pipeline.steps_per_epoch(num_train, config.batch_size)
   total_steps = config.num_epochs * steps_per_epoch
   log_every = config.log_every_steps or -(-steps_per_epoch // 4)  # four rows per epoch
-  say = print if primary else (lambda *a, **k: None)
   fsdp = f", parameters split over {config.mesh.fsdp}" if config.mesh.fsdp > 1 else ""
   say(f"data: {ds.name}: {num_train} train / {ds.num_test} test images of "
       f"{ds.image_shape}, {ds.num_classes} classes, {source.description}; {mesh.size} "
@@ -183,10 +208,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           " each reads other parts of the files, so the resumed stream continues at the "
           "same step with another order, not the one an uninterrupted run would have "
           "seen", file=sys.stderr, flush=True)
-  if primary:
+  if primary:  # the record of the run, once it has been validated
+    _write_atomic(os.path.join(workdir, "config.json"),
+                  config.to_json_best_effort(indent=2, sort_keys=True))
     record = json.loads(plan.to_json(recipe))
     record["processes"] = jax.process_count()
     _write_atomic(recipe_path, json.dumps(record, indent=2))
+    if changes:
+      with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
+        f.write(json.dumps({"step": start_step, "time": time.time(), "changes": [
+            {"field": k, "was": a, "now": b} for k, a, b in changes]}) + "\n")
+      say(f"note: this run continues with a changed config (allow_config_change): "
+          f"{config_lib.describe_changes(changes)}; recorded in config_changes.jsonl",
+          flush=True)
 
   # The compiled steps, all here. The state is donated: updated in place on the device.
   step_cfg = steps_lib.StepConfig.from_config(config, plan)

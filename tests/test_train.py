@@ -99,6 +99,8 @@ def test_end_to_end_outputs_and_resume(tmp_path):
     (["--config.model_kwargs.widht=3"], "widht"),
     (["--config.dataset=npz:/no/such/file.npz"], "/no/such/file.npz"),
     (["--config.dataset=mnist", "--config.data_dir=/no/such/dir"], "/no/such/dir"),
+    (["--config.weight_decay=nan"], "config.weight_decay=nan is not a finite number"),
+    (["--config.learning_rate=inf"], "config.learning_rate=inf is not a finite number"),
 ])
 def test_bad_input_is_one_line(tmp_path, extra, message):
   proc = run(DIGITS + extra, tmp_path / "w", check=False)
@@ -301,6 +303,35 @@ def test_host_pipeline_resumes_with_exactly_the_next_batches(tmp_path, capsys):
   for x, y in zip(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   assert rows(full)[-1]["eval_loss"] == rows(split)[-1]["eval_loss"]
+
+
+def test_a_workdir_belongs_to_one_experiment(tmp_path, capsys):
+  """Resuming with another experiment's config is refused, naming the fields, and leaves
+  the run's record and checkpoints alone; allow_config_change continues it and records
+  the change; logging and checkpoint cadence are not the experiment."""
+  import train  # pylint: disable=g-import-not-at-top
+  w = tmp_path / "w"
+  args = DIGITS + ["--config.num_epochs=1", "--workdir", str(w)]
+  assert train.main(args) == 0
+  record = (w / "config.json").read_text()
+  steps = sorted(os.listdir(w / "checkpoints"))
+  capsys.readouterr()
+  for extra, named in ((["--config.batch_size=64"], "batch_size 32 -> 64"),
+                       (["--config.dataset=synthetic"], 'dataset "digits" -> "synthetic"'),
+                       (["--config.augment.crop_padding=1"], "augment.crop_padding 0 -> 1")):
+    assert train.main(args + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0] and "allow_config_change" in err[0], err
+  assert (w / "config.json").read_text() == record
+  assert sorted(os.listdir(w / "checkpoints")) == steps
+  assert train.main(args + ["--config.log_every_steps=7"]) == 0  # cadence: same run
+  assert train.main(args + ["--config.num_epochs=2", "--config.allow_config_change=true"]) == 0
+  out = capsys.readouterr().out
+  assert "changed config" in out and "num_epochs 1 -> 2" in out
+  change, = [json.loads(line) for line in (w / "config_changes.jsonl").read_text().splitlines()]
+  assert change["changes"] == [{"field": "num_epochs", "was": 1, "now": 2}]
+  assert json.loads((w / "config.json").read_text())["num_epochs"] == 2
+  assert json.loads((w / "summary.json").read_text())["step"] == 2 * 1347 // 32
 
 
 def test_two_crops_are_refused_before_anything_compiles(tmp_path):

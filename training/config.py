@@ -18,6 +18,8 @@ import dataclasses
 import difflib
 import importlib.util
 import inspect
+import json
+import math
 import os
 from typing import Any, Sequence
 
@@ -204,6 +206,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for part in key.split("."):
       node = node[part]
     return node
+
+  for key, value in flatten(config).items():
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ConfigError(f"config.{key}={value} is not a finite number; give a real value")
 
   for key, options in CHOICES.items():
     if get(key) not in options:
@@ -420,3 +426,50 @@ def check(config: str | ml_collections.ConfigDict,
 def _first_line(e: BaseException) -> str:
   lines = str(e).strip().splitlines()
   return lines[0] if lines else type(e).__name__
+
+
+# ------------------------------------------------------------------ one experiment per workdir
+
+# Fields that do not change what a run computes: where and how often it logs, evaluates
+# and saves, when this segment stops, how the work is spread, where the data is read
+# from. Everything else (model, data, batch, schedule, optimizer, augmentation, seed...)
+# makes another experiment.
+NOT_THE_EXPERIMENT = (
+    "log_every_steps", "eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints",
+    "stop_after_steps", "device_loop", "allow_config_change", "data_dir", "download",
+    "host.prefetch", "eval_batch_size", "mesh.fsdp", "init_from",
+)
+
+
+def flatten(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
+  """``{"augment.flip": True, ...}``: every leaf under its dotted key."""
+  out = {}
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      out.update(flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def experiment_changes(recorded: dict[str, Any],
+                       config: ml_collections.ConfigDict) -> list[tuple[str, Any, Any]]:
+  """``(key, recorded value, new value)`` for each field of the experiment that differs
+  between a workdir's ``config.json`` and ``config`` (``NOT_THE_EXPERIMENT`` aside)."""
+  old = flatten(recorded)
+  new = flatten(json.loads(config.to_json_best_effort()))
+  changes = []
+  for key in sorted(set(old) | set(new)):
+    if key in NOT_THE_EXPERIMENT or key.split(".")[0] in NOT_THE_EXPERIMENT:
+      continue
+    a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
+    if a != b:
+      changes.append((key, a, b))
+  return changes
+
+
+def describe_changes(changes: list[tuple[str, Any, Any]], most: int = 6) -> str:
+  shown = [f"{k} {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in changes[:most]]
+  more = f" and {len(changes) - most} more" if len(changes) > most else ""
+  return ", ".join(shown) + more
