@@ -76,6 +76,21 @@ def _write_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def _check_workdir(workdir: str) -> None:
+  """A workdir is a directory we can write (or one we can create)."""
+  if not workdir.strip():
+    raise config_lib.ConfigError("--workdir is empty; give a directory, e.g. --workdir runs/x")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise config_lib.ConfigError(f"--workdir {workdir} is a file, not a directory; give "
+                                 "another path")
+  parent = workdir
+  while not os.path.exists(parent):
+    parent = os.path.dirname(os.path.abspath(parent))
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise config_lib.ConfigError(f"--workdir {workdir}: {parent} is not writable; give a "
+                                 "directory you can write")
+
+
 def _check_same_experiment(config: ml_collections.ConfigDict,
                            workdir: str) -> list[tuple[str, Any, Any]]:
   """A workdir with checkpoints belongs to the experiment of its ``config.json``: another
@@ -111,8 +126,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   recipe = recipe_lib.Recipe.from_config(config.augment)
   primary = jax.process_index() == 0  # writes the files and prints; all processes train
   say = print if primary else (lambda *a, **k: None)
+  _check_workdir(workdir)
   changes = _check_same_experiment(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise config_lib.ConfigError(f"cannot create --workdir {workdir}: {e.strerror}; give "
+                                 "a directory you can write") from None
 
   # Devices: a (data, fsdp) mesh over every device of every process. Every batch is
   # split over all devices; parameters over the fsdp axis when mesh.fsdp > 1.

@@ -101,6 +101,8 @@ def test_end_to_end_outputs_and_resume(tmp_path):
     (["--config.dataset=mnist", "--config.data_dir=/no/such/dir"], "/no/such/dir"),
     (["--config.weight_decay=nan"], "config.weight_decay=nan is not a finite number"),
     (["--config.learning_rate=inf"], "config.learning_rate=inf is not a finite number"),
+    (["--config.model_kwargs.activation=foo"], "unknown LeNet1989 activation 'foo'"),
+    (["--config", "configs/lenet1989.py:uspss"], "did you mean usps"),
 ])
 def test_bad_input_is_one_line(tmp_path, extra, message):
   proc = run(DIGITS + extra, tmp_path / "w", check=False)
@@ -108,6 +110,25 @@ def test_bad_input_is_one_line(tmp_path, extra, message):
   err = proc.stderr.strip().splitlines()
   assert err[-1].startswith("error: ") and message in err[-1], proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
+
+
+def test_bad_config_files_and_workdirs_are_one_line(tmp_path, capsys):
+  import train  # pylint: disable=g-import-not-at-top
+  (tmp_path / "syntax.py").write_text("def get_config(:\n")
+  (tmp_path / "imports.py").write_text("import no_such_module\n")
+  (tmp_path / "a_file").write_text("")
+  cases = [
+      (["--config", str(tmp_path / "syntax.py"), "--workdir", str(tmp_path / "w")],
+       "cannot be loaded: SyntaxError"),
+      (["--config", str(tmp_path / "imports.py"), "--workdir", str(tmp_path / "w")],
+       "cannot be loaded: ModuleNotFoundError"),
+      (DIGITS + ["--workdir", str(tmp_path / "a_file")], "is a file, not a directory"),
+      (DIGITS + ["--workdir="], "--workdir is empty"),
+  ]
+  for argv, message in cases:
+    assert train.main(argv) == 2, argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
 def test_batch_size_must_divide_devices(tmp_path):

@@ -41,7 +41,11 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
                       "Pass a file from configs/, e.g. --config configs/lenet1989.py")
   module_spec = importlib.util.spec_from_file_location("_config_module", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"config file {path!r} cannot be loaded: {type(e).__name__}: "
+                      f"{_first_line(e)}. Fix the file, or pass another one") from None
   get_config = getattr(module, "get_config", None)
   if get_config is None:
     raise ConfigError(f"config file {path!r} defines no get_config()")
