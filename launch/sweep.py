@@ -184,7 +184,12 @@ def _call_get_sweep(module: Any, arg: str | None, where: str) -> list[dict[str, 
 def _load_module(path: str) -> Any:
   spec = importlib.util.spec_from_file_location("_sweep_module", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [""])[0]
+    raise SweepError(f"config file {path!r} cannot be loaded: {type(e).__name__}: "
+                     f"{first}. Fix the file, or pass another one") from None
   return module
 
 

@@ -391,3 +391,11 @@ def test_two_real_runs_through_train_py(tmp_path, capsys):
              ("accuracy_vs_step.png", "accuracy_vs_params.png", "accuracy_vs_flops.png"))
   rc, out, _ = main(capsys, *argv, "--no_collect")
   assert rc == 0 and "2 finished already (skipped)" in out and "0 of 0 runs done" in out
+
+
+def test_a_config_file_that_fails_to_load_is_one_line(tmp_path, capsys):
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_config(:\n")
+  rc, _, err = main(capsys, "--config", str(broken), "--sweep_dir", str(tmp_path / "s"))
+  assert rc == 2 and "cannot be loaded: SyntaxError" in err, err
+  assert err.startswith("error: ") and err.count("\n") == 1
