@@ -294,8 +294,26 @@ def _load_npz(path: str):
   if x_train.shape[1:] != x_test.shape[1:]:
     raise DatasetError(f"x_train and x_test in {path} differ in image shape: "
                        f"{x_train.shape[1:]} vs {x_test.shape[1:]}")
-  num_classes = int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1
+  for split, y in (("train", y_train), ("test", y_test)):
+    if not len(y):
+      raise DatasetError(f"{path} has an empty {split} split (x_{split} holds no images); "
+                         "it needs training and test examples")
+  classes = np.unique(y_train)
+  num_classes = int(classes[-1]) + 1
+  if len(classes) != num_classes:
+    missing = sorted(set(range(num_classes)) - set(classes.tolist()))
+    raise DatasetError(f"y_train in {path} has labels up to {num_classes - 1} but no "
+                       f"example of {len(missing)} class(es) ({_ids(missing)}); labels "
+                       "must be the class ids 0..K-1, each with training examples")
+  unseen = sorted(set(np.unique(y_test).tolist()) - set(classes.tolist()))
+  if unseen:
+    raise DatasetError(f"y_test in {path} has label(s) {_ids(unseen)} that no training "
+                       f"example has (training labels are 0..{num_classes - 1})")
   return x_train, y_train, x_test, y_test, num_classes
+
+
+def _ids(ids: list[int], most: int = 5) -> str:
+  return ", ".join(map(str, ids[:most])) + (", ..." if len(ids) > most else "")
 
 
 def _load_synthetic(settings: Mapping[str, Any]):

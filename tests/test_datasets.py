@@ -64,9 +64,9 @@ def _write_npz(path, **overrides):
   rng = np.random.default_rng(0)
   arrays = {
       "x_train": rng.integers(0, 256, (12, 5, 6, 1), dtype=np.uint8),
-      "y_train": rng.integers(0, 3, 12).astype(np.uint8),
+      "y_train": (np.arange(12) % 5).astype(np.uint8),
       "x_test": rng.integers(0, 256, (4, 5, 6, 1), dtype=np.uint8),
-      "y_test": np.array([0, 1, 4, 2], np.uint8),  # Largest label only in test.
+      "y_test": np.array([0, 1, 4, 2], np.uint8),
   }
   arrays.update(overrides)
   arrays = {k: v for k, v in arrays.items() if v is not None}
@@ -112,6 +112,21 @@ def test_npz_missing_key(tmp_path):
   _write_npz(tmp_path / "bad.npz", y_test=None)
   with pytest.raises(DatasetError, match="y_test"):
     load_dataset(f"npz:{tmp_path / 'bad.npz'}")
+
+
+@pytest.mark.parametrize("arrays,message", [
+    (dict(y_test=np.array([0, 1, 5, 2], np.uint8)), "y_test .* label\\(s\\) 5 that no training"),
+    (dict(y_train=np.array([0, 200] * 6, np.uint8)), "no example of 199 class"),
+    (dict(x_test=np.zeros((0, 5, 6, 1), np.uint8), y_test=np.zeros(0, np.uint8)),
+     "empty test split"),
+])
+def test_npz_labels_must_be_the_training_classes(tmp_path, arrays, message):
+  """Labels only in the test split, gaps in the class ids (a 201-class model for 2
+  classes) and an empty split are one-line errors, not a wrong model or a nan%."""
+  _write_npz(tmp_path / "labels.npz", **arrays)
+  with pytest.raises(DatasetError, match=message) as e:
+    load_dataset(f"npz:{tmp_path / 'labels.npz'}")
+  assert "\n" not in str(e.value)
 
 
 def test_npz_wrong_dims(tmp_path):
