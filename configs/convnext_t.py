@@ -17,7 +17,8 @@ this trainer. Paper top-1 at 224: T 82.1, S 83.1, B 83.8, L 84.3.
 Data: TFDS ``imagenet2012`` through the host pipeline (tf.data: decode, crop, flip and
 RandAugment on the CPUs; erasing, Mixup / CutMix on the accelerator). ImageNet must be
 prepared first: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in
-<data_dir>/downloads/manual and run ``tfds build imagenet2012 --data_dir <data_dir>``
+<data_dir>/downloads/manual and run ``python tools/prepare_data.py imagenet2012
+--data_dir <data_dir>``
 (the error says so too). ``--config.dataset=imagenette`` or an npz dataset works as well.
 
   python train.py --config configs/convnext_t.py --workdir runs/convnext_t \

@@ -481,11 +481,11 @@ def _not_prepared_message(name, builder, data_dir, cause) -> str:
     first = " ".join(manual.split())[:160]
     how = (f"it needs a manual download: put the files ({first}...) in "
            f"{os.path.join(root, 'downloads', 'manual')} and run "
-           f"`tfds build {base} --data_dir {root}`")
+           f"`python tools/prepare_data.py {base} --data_dir {root}`")
   else:
-    how = (f"run `tfds build {name} --data_dir {root}` (on a machine with internet, "
-           "then copy that folder here) or pass data_dir=<dir with the prepared "
-           "dataset>")
+    how = (f"run `python tools/prepare_data.py {name} --data_dir {root}` (on a machine "
+           "with internet, then copy that folder here) or pass data_dir=<dir with the "
+           "prepared dataset>")
   return (f"TFDS dataset {name!r} is not prepared in {searched} ({cause}); "
           f"to prepare it, {how}")
 

@@ -255,5 +255,5 @@ def test_tfds_not_prepared_without_download(tmp_path):
     load_dataset("cifar10", data_dir=str(tmp_path), download=False)
   message = str(e.value)
   assert "'cifar10'" in message and str(tmp_path) in message
-  assert "tfds build cifar10" in message
+  assert "tools/prepare_data.py cifar10" in message
   assert "\n" not in message

@@ -116,7 +116,7 @@ def test_not_prepared_and_unknown_messages(tmp_path):
   with pytest.raises(DatasetError) as e:
     host.open_builder("cifar10", data_dir=str(tmp_path), download=False)
   message = str(e.value)
-  assert "not prepared" in message and "tfds build cifar10" in message
+  assert "not prepared" in message and "tools/prepare_data.py cifar10" in message
   assert str(tmp_path) in message and "\n" not in message
   with pytest.raises(DatasetError, match=r"unknown dataset 'imagenet2O12'.*imagenet2012"):
     host.open_builder("imagenet2O12")
