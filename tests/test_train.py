@@ -235,7 +235,7 @@ def test_imagenet_not_prepared_says_how_to_prepare_it(tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert rc == 2 and err, err
   assert err[-1].startswith("error: ") and "imagenet2012" in err[-1], err[-1]
-  assert "tfds build" in err[-1] and "manual" in err[-1], err[-1]
+  assert "tools/prepare_data.py imagenet2012" in err[-1] and "manual" in err[-1], err[-1]
 
 
 def test_alexnet_protocol_on_the_host_with_ten_crop_evaluation(tmp_path, capsys):
