@@ -14,11 +14,52 @@ def _fmt_eta(seconds: float) -> str:
   return str(datetime.timedelta(seconds=int(max(seconds, 0))))
 
 
+# This segment's end (step and total wall seconds), for the next segment of a resumed run.
+WALL_TIME_FILE = "wall_time.json"
+
+
+def _write_atomic(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` whole or not at all: a temporary file, then a rename."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+  """The rows of a ``metrics.jsonl``, less any line a crash cut short (one warning)."""
+  rows, bad = [], 0
+  with open(path) as f:
+    for line in f:
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except ValueError:
+        row = None
+      if isinstance(row, dict) and isinstance(row.get("step"), int):
+        rows.append(row)
+      else:
+        bad += 1
+  if bad:
+    print(f"warning: {path}: dropped {bad} unreadable line(s), a write cut short by an "
+          "interrupted run", file=sys.stderr, flush=True)
+  return rows
+
+
 class MetricsLogger:
   """Writes one JSON object per line and mirrors scalars to TensorBoard.
 
   On resume, rows after the restored step (written after the last checkpoint of an
-  interrupted run) are dropped, so the file reads as one uninterrupted run.
+  interrupted run) are dropped, so the file reads as one uninterrupted run; so is a last
+  line cut short by a crash (with one warning). TensorBoard is told the same: the resumed
+  writer purges the steps after ``resume_step``, so no (tag, step) shows twice.
+
+  Each row in the file also carries ``wall_time_sec``: the seconds since the experiment
+  began, summed over every segment of a resumed run (a crashed segment counts up to the
+  last row it kept). ``total_wall_time`` gives the same for the end of this segment.
   """
 
   def __init__(self, workdir: str, total_steps: int, resume_step: int = 0,
@@ -31,31 +72,78 @@ class MetricsLogger:
     self._tb = None
     self._start_time = None
     self._start_step = resume_step
+    self._resume_step = resume_step
+    self._clock = time.time()  # this segment's wall clock
+    self._wall_base = 0.0  # the seconds of the earlier segments, up to resume_step
+    self._wall_path = os.path.join(workdir, WALL_TIME_FILE)
+    self._tb_kept: set[str] = set()
     if not primary:
       return
     if os.path.exists(self.path):
-      with open(self.path) as f:
-        self.rows = [r for r in map(json.loads, filter(str.strip, f))
-                     if r["step"] <= resume_step]
-    with open(self.path, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in self.rows)
-    self._tb = None
+      self.rows = [r for r in _read_rows(self.path) if r["step"] <= resume_step]
+    _write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
+    self._wall_base = self._earlier_wall_time()
+    # Scalars the kept rows already sent to TensorBoard at the resume step itself.
+    self._tb_kept = {k for r in self.rows if r["step"] == resume_step for k in r}
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      # purge_step: TensorBoard hides the events of earlier files from that step on (those
+      # of the crashed segment after its last checkpoint), as metrics.jsonl drops its rows.
+      # The suffix keeps two segments started in the same second in two files, in order.
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                               purge_step=resume_step + 1,
+                               filename_suffix=f".step{resume_step:012d}")
     except ImportError:
       print("tensorboardX is not installed: no TensorBoard events", file=sys.stderr)
 
+  def _earlier_wall_time(self) -> float:
+    """Seconds spent on this experiment before this segment, up to ``resume_step``."""
+    if self._resume_step <= 0:
+      return 0.0
+    timed = [r["wall_time_sec"] for r in self.rows if "wall_time_sec" in r]
+    base = float(timed[-1]) if timed else 0.0
+    # A segment that ended cleanly recorded its total at its last step, which can be
+    # later than its last row (the final checkpoint and evaluation).
+    try:
+      with open(self._wall_path) as f:
+        record = json.load(f)
+      if record["step"] == self._resume_step:
+        base = max(base, float(record["wall_time_sec"]))
+    except (OSError, ValueError, KeyError, TypeError):
+      pass
+    return base
+
+  def total_wall_time(self, this_run_seconds: float | None = None,
+                      step: int | None = None) -> float:
+    """Wall seconds of all segments of this run: the earlier ones plus this one.
+
+    ``this_run_seconds`` is this segment's time (by default, since the logger was made).
+    With ``step`` (the step this segment ends at), the total is also kept in the workdir
+    (atomically), so that a run resumed from that step counts it.
+    """
+    if this_run_seconds is None:
+      this_run_seconds = time.time() - self._clock
+    total = self._wall_base + this_run_seconds
+    if step is not None and self.primary:
+      _write_atomic(self._wall_path,
+                    json.dumps({"step": int(step), "wall_time_sec": total}) + "\n")
+    return total
+
   def write(self, row: dict[str, Any]) -> None:
+    scalars = row
+    row = {**row, "wall_time_sec": self.total_wall_time()}
     self.rows.append(row)
     if not self.primary:
       return
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
     if self._tb is not None:
-      for k, v in row.items():
-        if k != "step" and isinstance(v, (int, float)):
-          self._tb.add_scalar(k, v, row["step"])
+      for k, v in scalars.items():
+        if k == "step" or not isinstance(v, (int, float)):
+          continue
+        if row["step"] == self._resume_step and k in self._tb_kept:
+          continue  # the earlier segment wrote it, and TensorBoard keeps that one
+        self._tb.add_scalar(k, v, row["step"])
       self._tb.flush()
 
   def mark_start(self, step: int) -> None:
