@@ -22,9 +22,11 @@ then a central ``image_size`` square crop, which keeps the aspect ratio.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
+import sys
 import re
 from typing import Any, Mapping
 
@@ -350,8 +352,9 @@ def _tfds_base_name(name: str) -> str:
 def _import_tf():
   """Imports TensorFlow and TFDS on first use, hidden from any GPU."""
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    with _quiet_native_stderr():  # TF's start-up chatter (oneDNN, absl) buries our lines
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DatasetError(
         f"TFDS datasets need tensorflow and tensorflow-datasets ({e}); "
@@ -365,6 +368,27 @@ def _import_tf():
   return tf, tfds
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+  """Sends file descriptor 2 to /dev/null for the block: TensorFlow's and TFDS's C++ and
+  absl log lines (oneDNN notices, cloud-credential probes, "no dataset_info.json") are
+  written there directly, and would come before the one line a bad input should get.
+  Set TFDS_VERBOSE=1 to see them."""
+  if os.environ.get("TFDS_VERBOSE"):
+    yield
+    return
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
 def _open_tfds_builder(name: str, *, data_dir: str | None, download: bool):
   """The prepared TFDS builder of ``name``, or a DatasetError that says how to get it.
 
@@ -374,7 +398,8 @@ def _open_tfds_builder(name: str, *, data_dir: str | None, download: bool):
   """
   _, tfds = _import_tf()
   base = _tfds_base_name(name)
-  builders = tfds.list_builders()
+  with _quiet_native_stderr():
+    builders = tfds.list_builders()
   if base not in builders:
     close = difflib.get_close_matches(base, ["digits", "synthetic", *builders], n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -386,20 +411,30 @@ def _open_tfds_builder(name: str, *, data_dir: str | None, download: bool):
         f"TFDS data_dir {data_dir} does not exist; create it (TFDS downloads "
         "into it) or pass the directory that holds prepared datasets")
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    with _quiet_native_stderr():
+      builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # Bad config or version.
     raise DatasetError(f"TFDS cannot build {name!r}: {_first_line(e)}") from None
 
-  if not builder.is_prepared():
+  with _quiet_native_stderr():
+    prepared = builder.is_prepared()
+  if not prepared:
     cause = "download=False"
+    manual_dir = os.path.join(data_dir or _data_dir_root(builder), "downloads", "manual")
+    if download and getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) and not (
+        os.path.isdir(manual_dir) and os.listdir(manual_dir)):
+      cause, download = f"{manual_dir} is empty", False  # nothing TFDS could prepare from
     if download:
       try:
-        builder.download_and_prepare()
+        with _quiet_native_stderr():
+          builder.download_and_prepare()
         cause = ""
       except Exception as e:  # Offline, manual download needed, ...
         cause = f"download failed: {type(e).__name__}: {_first_line(e)}"
     if cause:
-      raise DatasetError(_not_prepared_message(name, builder, data_dir, cause))
+      with _quiet_native_stderr():
+        message = _not_prepared_message(name, builder, data_dir, cause)
+      raise DatasetError(message)
 
   features = builder.info.features
   if "image" not in features or "label" not in features:
@@ -486,8 +521,11 @@ def _not_prepared_message(name, builder, data_dir, cause) -> str:
     how = (f"run `python tools/prepare_data.py {name} --data_dir {root}` (on a machine "
            "with internet, then copy that folder here) or pass data_dir=<dir with the "
            "prepared dataset>")
+  without = (" To run without it: a config's :tiny variant, or --config.dataset=NAME of "
+             "a prepared or downloadable dataset (e.g. imagenette, cifar10)"
+             if manual else "")
   return (f"TFDS dataset {name!r} is not prepared in {searched} ({cause}); "
-          f"to prepare it, {how}")
+          f"to prepare it, {how}.{without}")
 
 
 def _data_dir_root(builder) -> str:
