@@ -8,14 +8,18 @@ the faithful 1989 recipe gives 5.0-5.8%.
 
   python train.py --config configs/lenet1989_modern.py:usps --workdir runs/lenet1989m_usps
   python train.py --config configs/lenet1989_modern.py --workdir runs/lenet1989m   # digits
+  python train.py --config configs/lenet1989_modern.py:tiny --workdir /tmp/l89m_tiny
 
-Arguments (comma-separated): ``usps`` trains on ../shared/data/usps (or $SHARED_DIR).
+Arguments (comma-separated): ``usps`` trains on ../shared/data/usps (or $SHARED_DIR);
+``tiny`` (seconds: 128 synthetic images, one pass).
 """
 
+from configs import common
 from configs import lenet1989
 
 
 def get_config(arg=None):
+  args = common.parse_arg(arg, **lenet1989.ARGS)
   c = lenet1989.get_config(arg)
   c.model_kwargs.activation = "relu"
   c.model_kwargs.output_activation = None  # logits for the softmax
@@ -30,4 +34,6 @@ def get_config(arg=None):
   c.augment.crop_padding = 1  # shift by up to one pixel
   c.batch_size = 1
   c.num_epochs = 80
+  if args.get("tiny"):
+    lenet1989.use_tiny_data(c)
   return c

@@ -165,3 +165,24 @@ def test_imagenet_sgd_recipe():
     c = config_lib.load_config(os.path.join(CONFIG_DIR, name))
     assert (c.optimizer, c.rms_decay, c.momentum, c.eps) == ("rmsprop", 0.9, 0.9, 1.0)
     assert (c.batch_size, c.learning_rate) == (batch, lr), name
+
+
+def _config_files() -> list[str]:
+  return sorted(p for p in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
+                if os.path.basename(p) not in ("__init__.py", "common.py"))
+
+
+@pytest.mark.parametrize("path", _config_files(), ids=os.path.basename)
+def test_every_config_has_a_tiny_variant_that_is_tiny(path):
+  """``:tiny`` runs in seconds on a CPU: synthetic data, at most 512 training images
+  seen, small images, and at most 250M multiply-adds per image (GoogLeNet's paper net,
+  which has no width option and needs 80x80 for its auxiliary heads, is the largest:
+  196M)."""
+  from models import analysis  # pylint: disable=g-import-not-at-top
+  checked = config_lib.check(f"{path}:tiny")
+  c = checked.config
+  assert c.dataset == "synthetic", c.dataset
+  assert c.synthetic.num_train * c.num_epochs <= 512
+  assert max(checked.image_shape[:2]) <= 80
+  macs = analysis.count_macs(checked.model, (1, *checked.image_shape))
+  assert 0 < macs <= 250e6, macs
