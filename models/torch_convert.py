@@ -86,6 +86,23 @@ def detect_source(sd: StateDict, model_name: str, markers: Mapping[str, str]) ->
       + f"; its first keys: {', '.join(list(sd.keys())[:6])}")
 
 
+def _check_format(path: str) -> None:
+  """A file that is no checkpoint at all is said to be so, before any library is asked
+  for: safetensors starts with an 8-byte header length and a JSON header; torch.save
+  writes a zip archive (or, before PyTorch 1.6, a pickle)."""
+  with open(path, "rb") as f:
+    head = f.read(9)
+  if path.endswith(".safetensors"):
+    size = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+    if len(head) < 9 or head[8:9] != b"{" or size > os.path.getsize(path) - 8:
+      raise ConversionError(f"{path!r} is not a safetensors file (no safetensors header); "
+                            "pass a .safetensors, .pth or converted checkpoint")
+  elif not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+    raise ConversionError(f"{path!r} is not a PyTorch checkpoint (neither torch.save's zip "
+                          "archive nor a pickle); pass a .pth, .safetensors or converted "
+                          "checkpoint")
+
+
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
   """Reads a ``.pth``/``.pt``/``.bin`` (needs torch) or ``.safetensors`` file.
 
@@ -95,6 +112,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
   """
   if not os.path.isfile(path):
     raise ConversionError(f"checkpoint file not found: {path!r}")
+  _check_format(path)
   if path.endswith(".safetensors"):
     try:
       from safetensors.numpy import load_file

@@ -90,3 +90,15 @@ def test_train_starts_from_init_from(tmp_path, capsys):
   assert train.main(args + [f"--config.init_from={tmp_path / 'none.pth'}",
                             "--workdir", str(tmp_path / "bad")]) == 2
   assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["w.pth", "w.safetensors", "w.bin", "w.pt"])
+def test_a_file_that_is_no_checkpoint_is_said_to_be_so(tmp_path, name):
+  """Not "pip install torch": the file is not a checkpoint at all, and we say so."""
+  from models import torch_convert  # pylint: disable=g-import-not-at-top
+  path = tmp_path / name
+  path.write_text("these are not weights\n")
+  with pytest.raises(torch_convert.ConversionError, match="is not a (PyTorch checkpoint|"
+                     "safetensors file)") as e:
+    torch_convert.load_state_dict(str(path))
+  assert "pip install" not in str(e.value) and "\n" not in str(e.value)
