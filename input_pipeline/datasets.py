@@ -389,7 +389,17 @@ def _quiet_native_stderr():
     os.close(devnull)
 
 
-def _open_tfds_builder(name: str, *, data_dir: str | None, download: bool):
+def check_tfds_ready(name: str, *, data_dir: str | None, download: bool) -> None:
+  """A sweep's pre-flight: raises the DatasetError train.py would give for ``name``
+  (unknown, missing data_dir, not prepared with download=False, a manual download
+  whose files are missing), without downloading anything. A dataset TFDS can still
+  download passes."""
+  _open_tfds_builder(name[len("tfds:"):] if name.startswith("tfds:") else name,
+                     data_dir=data_dir, download=download, prepare=False)
+
+
+def _open_tfds_builder(name: str, *, data_dir: str | None, download: bool,
+                       prepare: bool = True):
   """The prepared TFDS builder of ``name``, or a DatasetError that says how to get it.
 
   Shared by ``_load_tfds`` (in memory) and ``host.open_builder`` (streaming), so both
@@ -424,6 +434,8 @@ def _open_tfds_builder(name: str, *, data_dir: str | None, download: bool):
     if download and getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) and not (
         os.path.isdir(manual_dir) and os.listdir(manual_dir)):
       cause, download = f"{manual_dir} is empty", False  # nothing TFDS could prepare from
+    if download and not prepare:
+      return builder  # a pre-flight: the run will download it
     if download:
       try:
         with _quiet_native_stderr():

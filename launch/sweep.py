@@ -64,9 +64,9 @@ LOG = "log.txt"
 NAME = "name"  # the optional key of a sweep entry that names the run
 # Config fields that change neither the result nor what is trained: a workdir started
 # with other values of these is still the same run.
-IGNORED_FIELDS = {"stop_after_steps", "keep_checkpoints", "checkpoint_every_epochs",
-                  "log_every_steps", "eval_every_epochs", "device_loop", "download",
-                  "data_dir"}
+# Fields that do not change a run's result: train.py's own list (a workdir holds one
+# experiment), shared so that a sweep and train.py agree on what resumes.
+IGNORED_FIELDS = set(config_lib.NOT_THE_EXPERIMENT)
 
 
 class SweepError(ValueError):
@@ -326,13 +326,7 @@ def _describe(overrides: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------- validation
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-  if isinstance(tree, dict):
-    out = {}
-    for k, v in tree.items():
-      out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-  return {prefix[:-1]: tree}
+_flatten = config_lib.flatten
 
 
 def check_config(config_spec: str, run: Run) -> dict[str, Any]:
@@ -347,6 +341,13 @@ def check_config(config_spec: str, run: Run) -> dict[str, Any]:
   if config.dataset.startswith("npz:") and not os.path.isfile(config.dataset[4:]):
     raise SweepError(f"{where}: npz file not found: {config.dataset[4:]} (from "
                      f"{os.getcwd()}); fix --config.dataset or run from the repository root")
+  if not (config.dataset in ("digits", "synthetic") or config.dataset.startswith("npz:")):
+    from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
+    try:  # a TFDS dataset: prepared, or one the run can download
+      datasets.check_tfds_ready(config.dataset, data_dir=config.data_dir,
+                                download=config.download)
+    except datasets.DatasetError as e:
+      raise SweepError(f"{where}: {e}") from None
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
@@ -359,12 +360,9 @@ def run_status(run: Run, expected: dict[str, Any] | None) -> str:
   config_path = os.path.join(run.workdir, "config.json")
   if expected is not None and os.path.isfile(config_path):
     with open(config_path) as f:
-      old = _flatten(json.load(f))
-    new = _flatten(expected)
-    diff = [k for k in sorted(set(old) & set(new))
-            if old[k] != new[k] and k.split(".")[0] not in IGNORED_FIELDS]
+      diff = config_lib.experiment_changes(json.load(f), expected)
     if diff:
-      changes = ", ".join(f"{k}: {old[k]!r} there, {new[k]!r} now" for k in diff[:3])
+      changes = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in diff[:3])
       raise SweepError(f"run {run.name!r}: {run.workdir} was started with another config "
                        f"({changes}); use a new --sweep_dir or delete that workdir")
   summary = collect.read_json(os.path.join(run.workdir, "summary.json"))

@@ -399,3 +399,16 @@ def test_a_config_file_that_fails_to_load_is_one_line(tmp_path, capsys):
   rc, _, err = main(capsys, "--config", str(broken), "--sweep_dir", str(tmp_path / "s"))
   assert rc == 2 and "cannot be loaded: SyntaxError" in err, err
   assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_preflight_says_a_tfds_dataset_is_not_prepared(tmp_path, capsys):
+  """Before any run starts: a TFDS dataset that is neither prepared nor downloadable."""
+  pytest.importorskip("tensorflow_datasets")
+  empty = tmp_path / "tfds"
+  empty.mkdir()
+  rc, _, err = main(capsys, "--config", TINY, "--sweep_dir", str(tmp_path / "s"),
+                    "--run", "dataset=mnist", f"--config.data_dir={empty}",
+                    "--config.download=false")
+  assert rc == 2 and "TFDS dataset 'mnist' is not prepared" in err, err
+  assert err.startswith("error: ") and err.count("\n") == 1
+  assert not (tmp_path / "s").exists()

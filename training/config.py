@@ -457,19 +457,22 @@ def flatten(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[
   return out
 
 
-def experiment_changes(recorded: dict[str, Any],
-                       config: ml_collections.ConfigDict) -> list[tuple[str, Any, Any]]:
+def experiment_changes(recorded: dict[str, Any], config: ml_collections.ConfigDict | dict
+                       ) -> list[tuple[str, Any, Any]]:
   """``(key, recorded value, new value)`` for each field of the experiment that differs
-  between a workdir's ``config.json`` and ``config`` (``NOT_THE_EXPERIMENT`` aside)."""
+  between a workdir's ``config.json`` and ``config`` (``NOT_THE_EXPERIMENT`` aside).
+  Fields only one side has (a config.json written before a field existed) are not
+  compared."""
   old = flatten(recorded)
-  new = flatten(json.loads(config.to_json_best_effort()))
+  if isinstance(config, ml_collections.ConfigDict):
+    config = json.loads(config.to_json_best_effort())
+  new = flatten(config)
   changes = []
-  for key in sorted(set(old) | set(new)):
+  for key in sorted(set(old) & set(new)):
     if key in NOT_THE_EXPERIMENT or key.split(".")[0] in NOT_THE_EXPERIMENT:
       continue
-    a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
-    if a != b:
-      changes.append((key, a, b))
+    if old[key] != new[key]:
+      changes.append((key, old[key], new[key]))
   return changes
 
 
