@@ -10,6 +10,8 @@
 * ``state_shardings`` is the sharding rule for parameters: a leaf is split along its
   largest dimension that ``fsdp`` divides, when it is big enough to be worth it.
   XLA inserts the all-gathers (forward) and reduce-scatters (gradients).
+* ``max_over_processes`` agrees on one small integer across processes (e.g. a stop
+  request that reached only some of them).
 """
 
 from __future__ import annotations
@@ -162,3 +164,15 @@ def process_slice(global_batch_size: int) -> slice:
     raise ParallelError(f"batch_size={global_batch_size} does not divide over {n} processes")
   per = global_batch_size // n
   return slice(jax.process_index() * per, (jax.process_index() + 1) * per)
+
+
+def max_over_processes(value: int) -> int:
+  """The largest of every process's ``value``; each process must call it at the same point.
+
+  One tiny all-gather over the devices (compiled once). A single process returns
+  ``value`` without touching the device.
+  """
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return int(np.max(multihost_utils.process_allgather(np.int32(value))))
