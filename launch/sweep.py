@@ -475,9 +475,10 @@ def run_local(runs: Sequence[tuple[int, Run]], total: int, slots: Sequence[str |
       result = f"done {100 * summary['eval_top1']:.2f}% in {took}"
     elif proc.returncode == 0:
       result = f"done in {took}"
-    elif proc.returncode in (130, -signal.SIGINT):
+    elif proc.returncode in (130, 143, -signal.SIGINT, -signal.SIGTERM):
       failed += 1
-      result = f"interrupted after {took} (train.py saves a checkpoint on Ctrl-C)"
+      result = (f"interrupted after {took} (train.py saved a checkpoint: the same "
+                "command resumes it)")
     else:
       failed += 1
       result = (f"FAILED (exit {proc.returncode}) after {took}: "
