@@ -208,9 +208,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, state_sharding)
 
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
-  latest = checkpointer.latest_step()
+  # The newest checkpoint that restores; newer ones that do not are moved aside to
+  # checkpoints/corrupt-<step> with a warning (nothing is deleted).
+  latest, state = checkpointer.restore_latest(abstract)
   if latest is not None:
-    state = checkpointer.restore(latest, abstract)
     say(f"resumed from {checkpointer.directory}/{latest} (step {latest}/{total_steps})",
         flush=True)
   else:
@@ -282,7 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step = start_step
   t_log, step_log = time.time(), start_step
   last_loss, stopped = 0.0, False
-  t_start = time.time()
+  t_start = t_saved = time.time()
   try:
     while step < total_steps:
       epoch = step // steps_per_epoch
@@ -323,22 +324,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         row = {"step": step, "epoch": epoch + 1, **evaluate(state)}
         logger.write(row)
         logger.print_eval(row, config.num_epochs)
+      at_log = epoch_end or (step - epoch * steps_per_epoch) % log_every == 0
       if epoch_end and (epoch + 1) % config.checkpoint_every_epochs == 0:
         save(step, state, last_loss)
+        t_saved = time.time()
+      elif at_log and config.checkpoint_every_minutes and _agreed(
+          time.time() - t_saved >= 60 * config.checkpoint_every_minutes):
+        # At a log point (the loss was just checked), and agreed by every process: the
+        # save is collective. orbax writes in the background; the steps go on.
+        save(step, state, last_loss)
+        t_saved = time.time()
       if config.stop_after_steps and step - start_step >= config.stop_after_steps:
         stopped = True
         break
-      if _STOP.is_set():  # SIGTERM or Ctrl-C: here the state is whole, so save it
-        raise KeyboardInterrupt
-  except KeyboardInterrupt:
-    try:
-      save(step, state, last_loss)
-      saved = "checkpoint saved"
-    except RuntimeError:  # a second Ctrl-C inside a step, whose input state is donated
+      # SIGTERM or Ctrl-C: here the state is whole, so save it. Processes agree first.
+      signum = _agreed_stop(sync_point=at_log)
+      if signum:
+        raise _Stop(signum)
+  except KeyboardInterrupt as e:
+    agreed = isinstance(e, _Stop)
+    signum = e.signum if agreed else (_stop_signum or signal.SIGINT)
+    if agreed or jax.process_count() == 1:
+      try:
+        save(step, state, last_loss)  # with several processes, all save this step together
+        saved = "checkpoint saved"
+      except RuntimeError:  # a second Ctrl-C inside a step, whose input state is donated
+        saved = f"the last checkpoint (step {checkpointer.latest_step()}) is kept"
+      checkpointer.close()
+    else:  # a second Ctrl-C on one of several processes: the others are not saving
       saved = f"the last checkpoint (step {checkpointer.latest_step()}) is kept"
-    checkpointer.close()
-    say(f"\ninterrupted at step {step}; {saved}. Run the same command to resume.")
-    raise SystemExit(130) from None
+    where = (f"process {jax.process_index()} of {jax.process_count()}: "
+             if jax.process_count() > 1 else "")
+    print(f"\n{where}interrupted at step {step} ({signal.Signals(signum).name}); {saved}. "
+          "Run the same command to resume.", flush=True)
+    raise SystemExit(128 + signum) from None
 
   save(step, state, last_loss)  # the final (or stopping) checkpoint
   checkpointer.close()
@@ -355,8 +374,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if primary:
     logger_lib.plot_curves(logger.rows, os.path.join(workdir, "curves.png"),
                            title=f"{config.model} on {ds.name}")
+  total_wall = logger.total_wall_time(wall, step=step)  # all segments of a resumed run
   summary = {"model": config.model, "dataset": ds.name, "num_params": num_params,
-             "step": step, "total_steps": total_steps, "wall_time_sec": wall,
+             "step": step, "total_steps": total_steps, "wall_time_sec": total_wall,
+             "wall_time_this_run_sec": wall,
              "devices": mesh.size, "processes": jax.process_count(),
              "platform": jax.devices()[0].platform,
              "image_shape": list(ds.image_shape), "num_classes": ds.num_classes}
@@ -364,13 +385,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     summary.update({k: v for k, v in evals[-1].items()
                     if k.startswith(("eval_", "ema_eval_")) and k != "eval_count"})
   if primary:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
+    _write_atomic(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
   if evals and not stopped:
     say(f"final test accuracy: {100 * summary['eval_top1']:.2f}% "
           f"(error {100 * (1 - summary['eval_top1']):.2f}%, top-5 "
           f"{100 * summary['eval_top5']:.2f}%) on {int(evals[-1]['eval_count'])} test images "
-          f"after {step / steps_per_epoch:g} epochs; {wall:.1f} s this run. "
+          f"after {step / steps_per_epoch:g} epochs; {wall:.1f} s this run, "
+          f"{total_wall:.1f} s in all. "
           f"Curves: {os.path.join(workdir, 'curves.png')}", flush=True)
   return summary
 
@@ -383,8 +404,9 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
              "(e.g. --config.num_epochs=5 --config.augment.crop_padding=2).")
   parser.add_argument("--config", required=True,
                       help="config file, optionally with an argument: configs/x.py[:arg]")
-  parser.add_argument("--workdir", required=True,
-                      help="directory for checkpoints, metrics and plots; reused to resume")
+  parser.add_argument("--workdir",
+                      help="directory for checkpoints, metrics and plots; reused to resume "
+                           "(default: runs/<config>[_<arg>])")
   group = parser.add_argument_group(
       "multi-process runs", "Needed only where JAX cannot detect the cluster (it does for "
       "SLURM srun, Cloud TPU pods and Open MPI); also read from JAX_COORDINATOR_ADDRESS, "
@@ -395,25 +417,77 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
   args = parser.parse_args(rest)
   config = config_lib.load_config(args.config)
   config_lib.apply_overrides(config, overrides)
+  if args.workdir is None:
+    args.workdir = default_workdir(args.config)
+    print(f"workdir: {args.workdir} (the default for this config; --workdir to choose)",
+          flush=True)
   return config, args
 
 
+def default_workdir(spec: str) -> str:
+  """``runs/<config>[_<arg>]``: ``configs/vgg.py:depth=16,bn`` -> ``runs/vgg_depth16_bn``."""
+  path, _, arg = spec.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  if arg:
+    name += "_" + "".join(ch if ch.isalnum() or ch in "._-" else "_"
+                          for ch in arg.replace("=", "").replace(",", "_"))
+  return os.path.join("runs", name)
+
+
 _STOP = threading.Event()
+_stop_signum = 0  # the first stop signal this process received
+
+
+class _Stop(KeyboardInterrupt):
+  """The loop's stop, agreed by every process: all save the same step, exit 128+signum."""
+
+  def __init__(self, signum: int):
+    super().__init__(signum)
+    self.signum = signum
 
 
 def _request_stop(signum, frame):
   """SIGTERM (scancel, Kubernetes, preemption) or Ctrl-C: the loop finishes the step in
-  flight, saves a checkpoint and exits. Raising here instead could land between a step's
-  dispatch and its result, when the donated input state is already gone. A second
-  Ctrl-C stops at once."""
+  flight, saves a checkpoint and exits with 128 + the first signal (143, 130). Raising
+  here instead could land between a step's dispatch and its result, when the donated
+  input state is already gone. A second Ctrl-C stops at once (with several processes,
+  without saving: the others are not stopping with it)."""
+  global _stop_signum
   del frame
   if signum == signal.SIGINT and _STOP.is_set():
     raise KeyboardInterrupt
+  if not _STOP.is_set():
+    _stop_signum = signum
   _STOP.set()
 
 
+def _agreed(flag: bool) -> bool:
+  """``flag`` on any process (one tiny all-gather when there are several)."""
+  return bool(flag) if jax.process_count() == 1 else bool(
+      parallel.max_over_processes(int(flag)))
+
+
+def _agreed_stop(sync_point: bool) -> int:
+  """The signal to stop for now, or 0. Called by the loop where the state is whole.
+
+  One process checks its own flag after every call of the step. Several processes stop
+  together: a signal may reach only one of them (a preemption notice, ``kill``), and
+  orbax's save is collective. So at sync points (log points and epoch ends, where the
+  host waits for the device anyway; a host pipeline steps one call at a time, and a
+  collective per step would stall it) they take the largest signal number any of them
+  has (0: none) with one tiny all-gather. All stop after the same step, save it together
+  and exit with the same code: 128 + that signal, so a preemption's SIGTERM (143) wins
+  over a Ctrl-C (130).
+  """
+  if jax.process_count() == 1:
+    return _stop_signum if _STOP.is_set() else 0
+  return parallel.max_over_processes(_stop_signum) if sync_point else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+  global _stop_signum
   _STOP.clear()
+  _stop_signum = 0
   handlers = {}
   if threading.current_thread() is threading.main_thread():
     handlers = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM,
@@ -422,6 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config, args = parse_args(sys.argv[1:] if argv is None else argv)
     setup = parallel.initialize_distributed(args.coordinator_address, args.num_processes,
                                             args.process_id)
+    if handlers:  # jax.distributed's preemption notifier takes SIGTERM over: take it back
+      signal.signal(signal.SIGTERM, _request_stop)
     if jax.process_count() > 1 and jax.process_index() == 0:
       print(setup, flush=True)
     train_and_evaluate(config, args.workdir)

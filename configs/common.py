@@ -97,6 +97,9 @@ def base() -> ml_collections.ConfigDict:
   c.log_every_steps = 0  # 0: four times per epoch
   c.eval_every_epochs = 1
   c.checkpoint_every_epochs = 1
+  # Also save at the first log point after this many minutes since the last save (0:
+  # off), so a preempted ImageNet-size run loses minutes, not an epoch. Asynchronous.
+  c.checkpoint_every_minutes = 0.0
   c.keep_checkpoints = 3
   # Run the steps between log points in one on-device loop (fast for tiny models at
   # small batches); off: one compiled call per step, since XLA:CPU runs convolutions

@@ -197,7 +197,7 @@ POSITIVE = ("mesh.fsdp", "num_epochs", "batch_size", "eval_batch_size", "eval_ev
             "checkpoint_every_epochs", "keep_checkpoints", "grad_accum_steps",
             "host.shuffle_buffer", "host.prefetch")
 NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epochs", "pad",
-                "log_every_steps", "stop_after_steps",
+                "log_every_steps", "stop_after_steps", "checkpoint_every_minutes",
                 "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm",
                 "lr_base_batch_size")
 PROBABILITIES = ("ema_decay", "layer_decay")
@@ -439,7 +439,8 @@ def _first_line(e: BaseException) -> str:
 # from. Everything else (model, data, batch, schedule, optimizer, augmentation, seed...)
 # makes another experiment.
 NOT_THE_EXPERIMENT = (
-    "log_every_steps", "eval_every_epochs", "checkpoint_every_epochs", "keep_checkpoints",
+    "log_every_steps", "eval_every_epochs", "checkpoint_every_epochs",
+    "checkpoint_every_minutes", "keep_checkpoints",
     "stop_after_steps", "device_loop", "allow_config_change", "data_dir", "download",
     "host.prefetch", "eval_batch_size", "mesh.fsdp", "init_from",
 )
