@@ -515,7 +515,8 @@ def _load_tfds(name: str, *, data_dir: str | None, image_size: int | None,
   x_test, y_test = _read_split(tfds, datasets[test_split], sizes[test_split], shape)
   num_classes = getattr(features["label"], "num_classes", None)
   if num_classes is None:  # A plain integer label rather than a ClassLabel.
-    num_classes = int(max(y_train.max(initial=-1), y_test.max(initial=-1))) + 1
+    num_classes = int(max(y_train.astype(np.int64).max(initial=-1),
+                          y_test.astype(np.int64).max(initial=-1))) + 1
   return x_train, y_train, x_test, y_test, num_classes
 
 

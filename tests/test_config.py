@@ -189,3 +189,14 @@ def test_importing_the_config_module_stays_light():
   out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                        text=True, check=True).stdout
   assert out.strip() == "[]"
+
+
+def test_data_shape_reads_uint8_labels(tmp_path):
+  """shared/data's files store labels as uint8 (max(initial=-1) overflows on them)."""
+  path = tmp_path / "u8.npz"
+  np.savez(path, x_train=np.zeros((4, 12, 12, 1), np.uint8),
+           y_train=np.array([0, 1, 2, 3], np.uint8), x_test=np.zeros((2, 12, 12, 1), np.uint8),
+           y_test=np.array([0, 1], np.uint8))
+  c = config_lib.load_config("configs/lenet1989.py")
+  c.dataset = f"npz:{path}"
+  assert config_lib.data_shape(c) == ((12, 12, 1), 4)

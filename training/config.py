@@ -351,9 +351,10 @@ def _npz_shape(path: str) -> tuple[int, int, int] | None:
                      (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(f)]
       shape, _, _ = read_header(f)
     with np.load(path) as arrays:
-      num_classes = int(max(arrays["y_train"].max(initial=-1),
-                            arrays["y_test"].max(initial=-1))) + 1
-  except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+      # Labels may be uint8: widen before the -1 start, which uint8 cannot hold.
+      num_classes = int(max(arrays["y_train"].astype(np.int64).max(initial=-1),
+                            arrays["y_test"].astype(np.int64).max(initial=-1))) + 1
+  except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
     return None
   if len(shape) not in (3, 4) or shape[1] != shape[2]:
     return None
