@@ -102,3 +102,28 @@ def test_a_file_that_is_no_checkpoint_is_said_to_be_so(tmp_path, name):
                      "safetensors file)") as e:
     torch_convert.load_state_dict(str(path))
   assert "pip install" not in str(e.value) and "\n" not in str(e.value)
+
+
+def test_merge_keeps_auxiliary_heads_the_file_lacks():
+  """torchvision's GoogLeNet files may lack aux1/aux2 (OPTIONAL_HEADS): those stay as
+  initialised and are reported once per head; a head only partly there, or any other
+  missing module, is still an error."""
+  rng = np.random.default_rng(0)
+  leaf = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+  ours = {"conv": {"kernel": leaf(3, 3, 3, 4)}, "fc": {"kernel": leaf(4, 10)},
+          "aux1": {"fc1": {"kernel": leaf(4, 8)}, "fc2": {"kernel": leaf(8, 10)}}}
+  stats = {"bn": {"mean": leaf(4)}, "aux1": {"bn": {"mean": leaf(8)}}}
+  theirs = {"params": {"conv": {"kernel": leaf(3, 3, 3, 4)}, "fc": {"kernel": leaf(4, 10)}},
+            "batch_stats": {"bn": {"mean": leaf(4)}}}
+  params, new_stats, fresh = pretrained.merge_into(ours, stats, theirs, 10)
+  assert fresh == ["params['aux1']", "batch_stats['aux1']"]
+  np.testing.assert_array_equal(params["aux1"]["fc2"]["kernel"], ours["aux1"]["fc2"]["kernel"])
+  np.testing.assert_array_equal(params["conv"]["kernel"], theirs["params"]["conv"]["kernel"])
+  np.testing.assert_array_equal(new_stats["aux1"]["bn"]["mean"], stats["aux1"]["bn"]["mean"])
+  partial = {"params": {**theirs["params"], "aux1": {"fc1": {"kernel": leaf(4, 8)}}},
+             "batch_stats": theirs["batch_stats"]}
+  with pytest.raises(pretrained.PretrainedError, match="missing.*aux1.*fc2"):
+    pretrained.merge_into(ours, stats, partial, 10)
+  no_conv = {"params": {"fc": theirs["params"]["fc"]}, "batch_stats": theirs["batch_stats"]}
+  with pytest.raises(pretrained.PretrainedError, match="missing.*conv"):
+    pretrained.merge_into(ours, stats, no_conv, 10)
