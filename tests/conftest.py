@@ -8,6 +8,9 @@ SLOW_FIRST = (
     "test_train_starts_from_init_from",  # ~60
     "test_end_to_end_outputs_and_resume",  # ~50
     "test_host_pipeline_resumes_with_exactly_the_next_batches",  # ~50
+    "test_three_kills_end_bitwise_equal_to_the_uninterrupted_run",  # ~40-80
+    "test_sigterm_to_one_of_two_processes_stops_both_at_one_step",  # ~25-50
+    "test_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous",
     "test_convnext_recipe_end_to_end_evaluates_raw_and_ema_weights",  # ~40
     "test_host_pipeline_end_to_end",  # ~30
 )
