@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import io
 import os
 import sys
 import re
@@ -431,14 +432,19 @@ def _open_tfds_builder(name: str, *, data_dir: str | None, download: bool,
   if not prepared:
     cause = "download=False"
     manual_dir = os.path.join(data_dir or _data_dir_root(builder), "downloads", "manual")
-    if download and getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) and not (
-        os.path.isdir(manual_dir) and os.listdir(manual_dir)):
-      cause, download = f"{manual_dir} is empty", False  # nothing TFDS could prepare from
-    if download and not prepare:
-      return builder  # a pre-flight: the run will download it
+    missing_manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)) and not (
+        os.path.isdir(manual_dir) and os.listdir(manual_dir))
+    if download and not prepare:  # a pre-flight: the run will download it, if it can
+      if not missing_manual:
+        return builder
+      cause, download = f"{manual_dir} is empty", False
     if download:
+      # With its manual files missing TFDS prints a "Downloading and preparing" banner
+      # before failing; our message says it all.
+      quiet_stdout = (contextlib.redirect_stdout(io.StringIO()) if missing_manual
+                      else contextlib.nullcontext())
       try:
-        with _quiet_native_stderr():
+        with _quiet_native_stderr(), quiet_stdout:
           builder.download_and_prepare()
         cause = ""
       except Exception as e:  # Offline, manual download needed, ...
