@@ -122,7 +122,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
   # The shared config check (as launch/sweep.py's pre-flight): fields, model options, the
   # model's init traced (not compiled) and the data plan; each mistake is one line.
-  config_lib.check(config)
+  checked = config_lib.check(config)
   recipe = recipe_lib.Recipe.from_config(config.augment)
   primary = jax.process_index() == 0  # writes the files and prints; all processes train
   say = print if primary else (lambda *a, **k: None)
@@ -176,10 +176,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     raise config_lib.ConfigError(f"config.layer_decay: {e}") from None
   init_fn = functools.partial(steps_lib.init_state, model, tx, image_shape=ds.image_shape,
                               ema=bool(config.ema_decay))
-  try:
+  if (tuple(ds.image_shape), ds.num_classes) == (checked.image_shape, checked.num_classes):
+    abstract = checked.abstract_state  # the check traced this very init already
+  else:  # the data differ from what the config alone says (e.g. an unknown TFDS dataset)
     abstract = jax.eval_shape(init_fn, init_rng)
-  except optim.LayerDecayError as e:
-    raise config_lib.ConfigError(f"config.layer_decay: {e}") from None
   num_params = sum(x.size for x in jax.tree.leaves(abstract.params))
   say(f"model: {config.model}: {num_params:,} parameters, compute {config.dtype}; "
       f"peak learning rate {optim.peak_learning_rate(config):.4g}"

@@ -223,6 +223,20 @@ _BLOCK_LAYERS = {"dwconv": ("block.0", "conv_dw"), "norm": ("block.2", "norm"),
                  "pwconv1": ("block.3", "mlp.fc1"), "pwconv2": ("block.5", "mlp.fc2")}
 
 
+def torch_names(source: str):
+  """torchvision's or timm's ConvNeXt names: ``(names, stage_prefix(s),
+  down_prefix(s), gamma_key, layer_index)``; the converter and the exporter share it."""
+  if source == "torchvision":
+    names = {"stem_conv": "features.0.0", "stem_norm": "features.0.1",
+             "head_norm": "classifier.0", "head": "classifier.2"}
+    return (names, lambda s: f"features.{2 * s + 1}", lambda s: f"features.{2 * s}",
+            "layer_scale", 0)
+  names = {"stem_conv": "stem.0", "stem_norm": "stem.1", "head_norm": "head.norm",
+           "head": "head.fc"}
+  return (names, lambda s: f"stages.{s}.blocks", lambda s: f"stages.{s}.downsample",
+          "gamma", 1)
+
+
 @tc.register_converter(*VARIANTS)
 def convert_convnext(sd: tc.StateDict, model=None) -> dict:
   """A torchvision or timm ConvNeXt state dict -> variables of ``create_model('convnext_*')``.
@@ -239,18 +253,7 @@ def convert_convnext(sd: tc.StateDict, model=None) -> dict:
                              "create_model('convnext_*') with kernel_size=7")
   source = tc.detect_source(sd, "convnext", {"torchvision": "features.0.0.weight",
                                              "timm": "stem.0.weight"})
-  if source == "torchvision":
-    names = {"stem_conv": "features.0.0", "stem_norm": "features.0.1",
-             "head_norm": "classifier.0", "head": "classifier.2"}
-    stage_prefix = lambda s: f"features.{2 * s + 1}"  # noqa: E731
-    down_prefix = lambda s: f"features.{2 * s}"  # noqa: E731
-    gamma_key, layer_index = "layer_scale", 0
-  else:
-    names = {"stem_conv": "stem.0", "stem_norm": "stem.1", "head_norm": "head.norm",
-             "head": "head.fc"}
-    stage_prefix = lambda s: f"stages.{s}.blocks"  # noqa: E731
-    down_prefix = lambda s: f"stages.{s}.downsample"  # noqa: E731
-    gamma_key, layer_index = "gamma", 1
+  names, stage_prefix, down_prefix, gamma_key, layer_index = torch_names(source)
 
   def depth(s: int) -> int:
     n = 0

@@ -723,18 +723,7 @@ def _export_convnext(v: Variables, model, source: str) -> dict:
   del model
   from models import convnext  # pylint: disable=g-import-not-at-top
   out: dict[str, np.ndarray] = {}
-  if source == "torchvision":
-    names = {"stem_conv": "features.0.0", "stem_norm": "features.0.1",
-             "head_norm": "classifier.0", "head": "classifier.2"}
-    stage_prefix = lambda s: f"features.{2 * s + 1}"  # noqa: E731
-    down_prefix = lambda s: f"features.{2 * s}"  # noqa: E731
-    gamma_key, layer_index = "layer_scale", 0
-  else:
-    names = {"stem_conv": "stem.0", "stem_norm": "stem.1", "head_norm": "head.norm",
-             "head": "head.fc"}
-    stage_prefix = lambda s: f"stages.{s}.blocks"  # noqa: E731
-    down_prefix = lambda s: f"stages.{s}.downsample"  # noqa: E731
-    gamma_key, layer_index = "gamma", 1
+  names, stage_prefix, down_prefix, gamma_key, layer_index = convnext.torch_names(source)
   conv_out(out, v, names["stem_conv"], "stem_conv")
   layer_norm_out(out, v, names["stem_norm"], "stem_norm")
   for s in range(v.count("params/stage{}_block1")):

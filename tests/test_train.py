@@ -202,10 +202,9 @@ def test_host_pipeline_end_to_end(tmp_path, capsys):
   file-system mock also catches some of orbax's checkpoint writes.)"""
   pytest.importorskip("tensorflow_datasets")
   import train  # pylint: disable=g-import-not-at-top
-  name = _prepared_jpegs(tmp_path / "tfds")
   workdir = tmp_path / "w"
   rc = train.main(["--config", "configs/convnext_t.py:tiny", "--workdir", str(workdir),
-                   f"--config.dataset={name}", f"--config.data_dir={tmp_path / 'tfds'}",
+                   *_jpeg_dataset_args(tmp_path),
                    "--config.image_size=32", "--config.batch_size=4",
                    "--config.eval_batch_size=4", "--config.num_epochs=1",
                    "--config.host.shuffle_buffer=8",
@@ -245,10 +244,9 @@ def test_alexnet_protocol_on_the_host_with_ten_crop_evaluation(tmp_path, capsys)
   views; every validation image counts once."""
   pytest.importorskip("tensorflow_datasets")
   import train  # pylint: disable=g-import-not-at-top
-  name = _prepared_jpegs(tmp_path / "tfds")
   workdir = tmp_path / "w"
   rc = train.main(["--config", "configs/alexnet.py:tiny", "--workdir", str(workdir),
-                   f"--config.dataset={name}", f"--config.data_dir={tmp_path / 'tfds'}",
+                   *_jpeg_dataset_args(tmp_path),
                    "--config.image_size=63", "--config.augment.eval_mode=ten_crop",
                    "--config.augment.flip=true", "--config.batch_size=4",
                    "--config.eval_batch_size=4", "--config.num_epochs=1"])
@@ -297,6 +295,13 @@ def _prepared_jpegs(data_dir):
   return builder.name
 
 
+def _jpeg_dataset_args(tmp_path) -> list[str]:
+  """The flags that train on ``_prepared_jpegs``, prepared under ``tmp_path/tfds``."""
+  name = _prepared_jpegs(tmp_path / "tfds")
+  return [f"--config.dataset={name}", f"--config.data_dir={tmp_path / 'tfds'}",
+          "--config.download=false"]
+
+
 def test_host_pipeline_resumes_with_exactly_the_next_batches(tmp_path, capsys):
   """A host-pipeline run stopped mid-epoch and resumed ends bitwise where an uninterrupted
   run ends: the stream's order is a function of (seed, epoch), not of the resume step."""
@@ -305,9 +310,7 @@ def test_host_pipeline_resumes_with_exactly_the_next_batches(tmp_path, capsys):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   import train  # pylint: disable=g-import-not-at-top
-  name = _prepared_jpegs(tmp_path / "tfds")
-  args = ["--config", "configs/resnet50.py:tiny", f"--config.dataset={name}",
-          f"--config.data_dir={tmp_path / 'tfds'}", "--config.download=false",
+  args = ["--config", "configs/resnet50.py:tiny", *_jpeg_dataset_args(tmp_path),
           "--config.image_size=32",
           "--config.batch_size=4", "--config.eval_batch_size=4", "--config.num_epochs=2",
           "--config.host.shuffle_buffer=4", "--config.augment.flip=true"]
