@@ -39,6 +39,7 @@ from training import logger as logger_lib
 from training import optim
 from training import parallel
 from training import pretrained
+from training import sdlm
 from training import steps as steps_lib
 
 
@@ -256,6 +257,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      out_shardings=(state_sharding, replicated))
   eval_fns = {k: jax.jit(source.eval_loop(f), donate_argnums=(1,), out_shardings=replicated)
               for k, f in eval_steps.items()}
+  curvature_fn = None
+  if config.optimizer == "sdlm":  # the diagonal Hessian, re-estimated before each pass
+    n = config.sdlm.num_samples
+    if n > num_train:
+      raise TrainingError(f"config.sdlm.num_samples={n} is more than the {num_train} "
+                          f"training examples of {ds.name}; lower it")
+    curvature_step = sdlm.make_curvature_step(model, config.loss, step_cfg.train_ops,
+                                              jax.random.fold_in(step_rng, 1))
+    curvature_fn = jax.jit(source.pass_start_loop(curvature_step, n), donate_argnums=(0,),
+                           out_shardings=state_sharding)
   source.start(plan, start_step)
 
   def evaluate(state) -> dict[str, float]:
@@ -294,6 +305,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         num = min(num, start_step + config.stop_after_steps - step)
       if not source.device_loop:
         num = 1
+      if curvature_fn is not None and in_epoch == 0:
+        state = source.pass_start(curvature_fn, state, epoch)
       state, acc = source.train(train_fn, state, acc, step, num)
       first_call = step == start_step
       step += num

@@ -34,13 +34,17 @@ def base() -> ml_collections.ConfigDict:
   # batches of batch_size / devices, as the original multi-GPU papers had).
   c.batchnorm_stats = "global"  # global | per_device
 
-  # Data: digits | synthetic | npz:<path> | a TFDS name (mnist, cifar10, ...).
+  # Data: digits | synthetic | npz:<path> | mnist16:<path to mnist.npz> (LeNet-1989's
+  # reproduction data) | a TFDS name (mnist, cifar10, ...).
   c.dataset = "digits"
   c.data_dir = config_dict.placeholder(str)  # TFDS data_dir; None = TFDS's default
   c.download = True  # let TFDS try to download a dataset that is not prepared
   c.image_size = config_dict.placeholder(int)  # resize on load (None = native size)
   c.pad = 0  # zero-pad each side on load (MNIST 28 -> 32: pad=2)
   c.num_train_examples = 0  # 0: all; else a fixed class-balanced subset (seed 0)
+  # Add a "none of the above" class (blank and off-centre digits, labelled num_classes)
+  # to both splits, as LeNet-5's sliding-window training did (input_pipeline/background.py).
+  c.background_class = False
   # dataset (its mean/std) | symmetric ([-1, 1]) | unit ([0, 1]) | imagenet (the
   # ImageNet mean/std that torchvision and timm weights expect)
   c.normalization = "dataset"
@@ -72,7 +76,7 @@ def base() -> ml_collections.ConfigDict:
   c.ema_decay = 0.0  # moving average of the weights, evaluated too (ConvNeXt 0.9999); 0: off
   c.ema_warmup = False  # decay min(ema_decay, (1 + step) / (10 + step)) (timm's warm-up)
   c.aux_loss_weight = 0.3  # auxiliary classifiers' loss weight (GoogLeNet; paper: 0.3)
-  c.optimizer = "sgd"  # sgd | adam | adamw | lamb | rmsprop
+  c.optimizer = "sgd"  # sgd | adam | adamw | lamb | rmsprop | sdlm
   c.learning_rate = 0.1
   # Linear scaling rule: learning_rate is for batches of this size, and the rate used is
   # learning_rate * batch_size / lr_base_batch_size. 0: learning_rate as is.
@@ -90,6 +94,11 @@ def base() -> ml_collections.ConfigDict:
   c.warmup_epochs = 0.0  # linear warm-up from 0
   c.decay_epochs = ()  # step schedule: epochs at which the rate is multiplied by...
   c.decay_factor = 0.1
+  c.decay_factors = ()  # or one factor per decay_epochs entry (LeNet-5's schedule)
+  # Stochastic diagonal Levenberg-Marquardt (optimizer=sdlm; LeCun et al. 1998, App. C):
+  # step learning_rate / (mu + h) per weight, h re-estimated on num_samples patterns
+  # before each pass.
+  c.sdlm = ml_collections.ConfigDict({"mu": 0.02, "num_samples": 500})
   c.min_learning_rate = 0.0  # cosine floor
 
   # Bookkeeping.
@@ -207,10 +216,15 @@ def resnet_scale_augmentation(c: ml_collections.ConfigDict) -> None:
   c.augment.color_jitter = 0.0
 
 
-def shared_npz(name: str) -> str:
-  """``npz:`` dataset name for ../shared/data/<name>/<name>.npz (or under $SHARED_DIR)."""
+def shared_file(name: str) -> str:
+  """../shared/data/<name>/<name>.npz (or under $SHARED_DIR)."""
   root = os.environ.get("SHARED_DIR", "../shared")
-  return "npz:" + os.path.join(root, "data", name, f"{name}.npz")
+  return os.path.join(root, "data", name, f"{name}.npz")
+
+
+def shared_npz(name: str) -> str:
+  """``npz:`` dataset name for ``shared_file(name)``."""
+  return "npz:" + shared_file(name)
 
 
 def use_tiny_data(c: ml_collections.ConfigDict, shape=(32, 32, 3), num_train: int = 256,

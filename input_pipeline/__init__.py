@@ -11,6 +11,7 @@ TFDS dataset is loaded, because the accelerator machines do not have it.
 from input_pipeline.augment import apply_ops
 from input_pipeline.augment import center_crop
 from input_pipeline.augment import color_jitter
+from input_pipeline.augment import distort
 from input_pipeline.augment import lighting
 from input_pipeline.augment import mixup_cutmix
 from input_pipeline.augment import normalize
@@ -20,6 +21,7 @@ from input_pipeline.augment import random_flip
 from input_pipeline.augment import random_resized_crop
 from input_pipeline.augment import scale_jitter_crop
 from input_pipeline.augment import ten_crop
+from input_pipeline.background import add_background_class
 from input_pipeline.datasets import ArrayDataset
 from input_pipeline.datasets import DatasetError
 from input_pipeline.datasets import KNOWN_DATASETS
@@ -42,9 +44,11 @@ __all__ = [
     "Plan",
     "Recipe",
     "RecipeError",
+    "add_background_class",
     "apply_ops",
     "center_crop",
     "color_jitter",
+    "distort",
     "lighting",
     "epoch_permutation",
     "eval_batch",

@@ -3,6 +3,7 @@
     ds = load_dataset("digits")                      # sklearn, offline, 16x16x1
     ds = load_dataset("npz:../shared/data/usps/usps.npz")
     ds = load_dataset("mnist", pad=2)                # TFDS, 28x28 -> 32x32 for LeNet-5
+    ds = load_dataset("mnist16:../shared/data/mnist/mnist.npz")  # see _load_mnist16
     ds = load_dataset("synthetic", synthetic={"shape": (8, 8, 3)})
 
 The trainer puts the arrays on the accelerator once and slices batches inside
@@ -62,6 +63,7 @@ KNOWN_DATASETS: dict[str, _Known] = {
     "digits": _Known(flip=False),
     "synthetic": _Known(flip=False),  # Class templates are not mirror-symmetric.
     "mnist": _Known(flip=False),
+    "mnist16": _Known(flip=False),
     "usps": _Known(flip=False),
     "emnist": _Known(flip=False),
     "kmnist": _Known(flip=False),
@@ -145,8 +147,9 @@ def load_dataset(name: str, *, data_dir: str | None = None,
   """Loads a dataset by name into host memory.
 
   Args:
-    name: ``digits``, ``synthetic``, ``npz:<path>``, or a TFDS name (optionally
-      ``tfds:``-prefixed, with ``/config`` or ``:version`` as TFDS accepts).
+    name: ``digits``, ``synthetic``, ``npz:<path>``, ``mnist16:<path to mnist.npz>``
+      (``_load_mnist16``), or a TFDS name (optionally ``tfds:``-prefixed, with
+      ``/config`` or ``:version`` as TFDS accepts).
     data_dir: TFDS data directory (default: TFDS's own default).
     image_size: final height and width before padding; None keeps the native
       size (required for TFDS datasets whose images vary in size).
@@ -179,6 +182,9 @@ def load_dataset(name: str, *, data_dir: str | None = None,
     path = name[len("npz:"):]
     raw = _load_npz(path)
     known_key = os.path.splitext(os.path.basename(path))[0]
+  elif name.startswith(MNIST16_PREFIX):
+    raw = _load_mnist16(name[len(MNIST16_PREFIX):])
+    known_key = "mnist16"
   else:
     tfds_name = name[len("tfds:"):] if name.startswith("tfds:") else name
     known_key = _tfds_base_name(tfds_name)
@@ -201,6 +207,15 @@ def load_dataset(name: str, *, data_dir: str | None = None,
       name=name, train_images=x_train, train_labels=y_train.astype(np.int32),
       test_images=x_test, test_labels=y_test.astype(np.int32),
       num_classes=int(num_classes), mean=mean, std=std, flip=known.flip)
+
+
+def local_file(name: str) -> str | None:
+  """The file a dataset name reads (``npz:<path>``, ``mnist16:<path>``); None for the
+  others (digits, synthetic, TFDS), so callers can check it before a run."""
+  for prefix in ("npz:", MNIST16_PREFIX):
+    if name.startswith(prefix):
+      return name[len(prefix):]
+  return None
 
 
 def train_subset(ds: ArrayDataset, num_examples: int, seed: int = 0) -> ArrayDataset:
@@ -313,6 +328,63 @@ def _load_npz(path: str):
     raise DatasetError(f"y_test in {path} has label(s) {_ids(unseen)} that no training "
                        f"example has (training labels are 0..{num_classes - 1})")
   return x_train, y_train, x_test, y_test, num_classes
+
+
+# MNIST-16x16: the data of the public LeNet-1989 reproduction (karpathy/lecun1989-repro,
+# prepro.py), which stands in for the 1989 paper's 7291/2007 zip-code digits.
+MNIST16_PREFIX = "mnist16:"
+MNIST16_SIZES = (7291, 2007)  # train, test: the paper's counts
+MNIST16_SEED = 1337
+
+
+def mnist16_indices(num_train: int, num_test: int) -> tuple[np.ndarray, np.ndarray]:
+  """Which MNIST digits MNIST-16x16 takes: positions in MNIST's train and test splits.
+
+  The reproduction seeds NumPy's global generator with 1337 and draws
+  ``np.random.permutation(len(split))[:n]`` for each split in the iteration order of
+  the set ``{'train', 'test'}``, which changes with Python's string hashing; so which
+  split drew first, and hence its exact subset, cannot be recovered. We take the
+  order in which train draws first, from one generator:
+
+    rng = np.random.RandomState(1337)
+    train = rng.permutation(60000)[:7291]; test = rng.permutation(10000)[:2007]
+
+  which is exactly the reproduction's draw in its runs where 'train' came first. The
+  order of the permutation is kept, as there.
+  """
+  n_train, n_test = MNIST16_SIZES
+  if num_train < n_train or num_test < n_test:
+    raise DatasetError(f"MNIST-16x16 draws {n_train} training and {n_test} test digits "
+                       f"from MNIST, but the file has {num_train} and {num_test}")
+  rng = np.random.RandomState(MNIST16_SEED)
+  train = rng.permutation(num_train)[:n_train]
+  return train, rng.permutation(num_test)[:n_test]
+
+
+def _load_mnist16(path: str):
+  """MNIST-16x16: 7291 training digits from MNIST's training split and 2007 test
+  digits from its test split (``mnist16_indices``), shrunk from 28x28 to 16x16.
+
+  The reproduction resizes with ``F.interpolate(x, (16, 16), mode='bilinear')`` on
+  images in [-1, 1]: half-pixel centres, no antialiasing (each output pixel blends
+  its 2x2 nearest inputs). We resize the 0..255 pixels the same way (the map to
+  [-1, 1] is affine, so it commutes with the blend) and round to uint8, as every
+  dataset here is stored; ``normalization="symmetric"`` then gives the reproduction's
+  [-1, 1] inputs to within half a grey level (0.004).
+  """
+  full = os.path.abspath(os.path.expanduser(path))
+  if not os.path.isfile(full):
+    raise DatasetError(f"MNIST-16x16 is drawn from MNIST, and {path} (resolved to {full}) "
+                       "does not exist; pass mnist16:<path to mnist.npz> "
+                       "(shared/data/mnist/mnist.npz, see shared/data/README.md)")
+  x_train, y_train, x_test, y_test, num_classes = _load_npz(full)
+  if x_train.shape[1:] != (28, 28, 1):
+    raise DatasetError(f"MNIST-16x16 needs MNIST's 28x28x1 digits; {path} holds "
+                       f"{x_train.shape[1:]} images")
+  train, test = mnist16_indices(len(x_train), len(x_test))
+  shrink = lambda x: _to_uint8(_resize(x, 16, antialias=False))
+  return (shrink(x_train[train]), y_train[train], shrink(x_test[test]), y_test[test],
+          num_classes)
 
 
 def _ids(ids: list[int], most: int = 5) -> str:
@@ -603,10 +675,12 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
   return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def _linear_weights(in_size: int, out_size: int) -> np.ndarray:
-  """(out_size, in_size) antialiased bilinear weights, half-pixel centres."""
+def _linear_weights(in_size: int, out_size: int, antialias: bool = True) -> np.ndarray:
+  """(out_size, in_size) bilinear weights, half-pixel centres; antialiased (PIL) or
+  not (torch's ``F.interpolate(mode='bilinear')``: the two nearest inputs)."""
   scale = in_size / out_size
-  support = max(scale, 1.0)  # Widen the triangle when shrinking: antialiasing.
+  # Widen the triangle when shrinking: antialiasing.
+  support = max(scale, 1.0) if antialias else 1.0
   centres = (np.arange(out_size) + 0.5) * scale
   dist = np.abs(np.arange(in_size)[None, :] + 0.5 - centres[:, None])
   w = np.maximum(0.0, 1.0 - dist / support)
@@ -614,10 +688,10 @@ def _linear_weights(in_size: int, out_size: int) -> np.ndarray:
   return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _resize(images: np.ndarray, size: int) -> np.ndarray:
+def _resize(images: np.ndarray, size: int, antialias: bool = True) -> np.ndarray:
   """Resizes (N, H, W, C) to (N, size, size, C) as float32, in chunks."""
   n, h, w, c = images.shape
-  wy, wx = _linear_weights(h, size), _linear_weights(w, size)
+  wy, wx = _linear_weights(h, size, antialias), _linear_weights(w, size, antialias)
   out = np.empty((n, size, size, c), np.float32)
   step = max(1, _CHUNK_BYTES // (4 * max(h * w, size * size) * c))
   for i in range(0, n, step):

@@ -10,8 +10,9 @@ for where it can run, in timm's order:
   decode, the size-making crop (random-resized, or resize-shorter + random crop),
   flip, and the evaluation resize and crop;
 - device: everything else, inside the compiled step, on whole batches: the
-  translation crop of fixed-size images, RandAugment, colour jitter, PCA
-  lighting, random erasing, Mixup / CutMix, multi-view evaluation, normalisation.
+  translation crop of fixed-size images, LeNet-5's affine distortions, RandAugment,
+  colour jitter, PCA lighting, random erasing, Mixup / CutMix, multi-view
+  evaluation, normalisation.
 
 With device-resident data (fixed-size images in memory) every op runs on the
 device. The plan is printed before the first step and written to ``recipe.json``;
@@ -25,6 +26,7 @@ The per-paper protocols (``configs/*.py``) are combinations of these fields:
 
 | paper | train | eval |
 |---|---|---|
+| LeNet-5 (``:distort``) | distort_prob=0.9 (affine distortions) | as is |
 | AlexNet | scale_jitter=(256, 256), flip, lighting=0.1 | centre 224 of 256; ten_crop |
 | VGG | scale_jitter=(256, 512), flip, lighting=0.1 | centre crop; dense over scales |
 | GoogLeNet / BN-Inception | inception_crop (8-100%), flip, color_jitter | centre crop |
@@ -62,6 +64,7 @@ PLACEMENT = {
     "random_crop": ("host", "device"),
     "center_crop": ("host", "device"),
     "flip": ("host", "device"),
+    "distort": ("device",),  # batched resampling; after a host crop, sizes are fixed
     "translate": ("device",),  # needs fixed-size images
     "rand_augment": ("device",),
     "color_jitter": ("device",),
@@ -98,6 +101,15 @@ class Recipe:
   scale_jitter: tuple[int, int] = (0, 0)
   resize_method: str = "bilinear"  # bilinear | bicubic [interpolation]
   flip: bool = False  # horizontal flip (not for digits) [hflip 0.5]
+  # LeNet-5's "distorted" training set (LeCun et al. 1998, Sec. III.C): each example,
+  # with probability distort_prob (the paper's mix: 0.9; 0 = off), is moved by a
+  # random affine map, every magnitude uniform in its range (augment.distort). The
+  # paper gives no ranges; these are our reading of its Fig. 13.
+  distort_prob: float = 0.0
+  distort_translate: float = 2.0  # shift in pixels, each axis, up to this
+  distort_scale: float = 0.15  # scale factor in [1 - s, 1 + s]
+  distort_squeeze: float = 0.15  # y * k, x / k (area kept), k in [1 - s, 1 + s]
+  distort_shear: float = 0.3  # horizontal shear x + h * y, |h| up to this
   # Photometric.
   rand_augment: str = ""  # e.g. "rand-m9-mstd0.5-inc1" (timm's spec); "" = off [aa]
   # brightness = contrast = saturation strength; inactive under RandAugment (as timm,
@@ -160,13 +172,22 @@ class Recipe:
         raise RecipeError(f"config.augment.{name}={value!r} is not one of "
                           f"{', '.join(options)}")
     for name in ("crop_padding", "color_jitter", "lighting", "mixup", "cutmix",
-                 "eval_crop_pct"):
+                 "eval_crop_pct", "distort_translate", "distort_shear"):
       if getattr(self, name) < 0:
         raise RecipeError(f"config.augment.{name} must be >= 0, got {getattr(self, name)}")
-    for name in ("random_erasing", "mixup_prob", "mixup_switch_prob"):
+    for name in ("random_erasing", "mixup_prob", "mixup_switch_prob", "distort_prob"):
       if not 0 <= getattr(self, name) <= 1:
         raise RecipeError(f"config.augment.{name} must be in [0, 1], "
                           f"got {getattr(self, name)}")
+    for name in ("distort_scale", "distort_squeeze"):
+      if not 0 <= getattr(self, name) < 1:
+        raise RecipeError(f"config.augment.{name} is a factor's distance from 1, in "
+                          f"[0, 1); got {getattr(self, name)}")
+    if self.distort_prob and not any((self.distort_translate, self.distort_scale,
+                                      self.distort_squeeze, self.distort_shear)):
+      raise RecipeError(f"config.augment.distort_prob={self.distort_prob} with every "
+                        "distort_* range 0 distorts nothing; set a range (e.g. "
+                        "distort_translate=2) or distort_prob=0")
     if self.eval_crop_pct > 1:
       raise RecipeError("config.augment.eval_crop_pct is the crop's share of the resized "
                         f"image, in (0, 1] (0.875 is standard); got {self.eval_crop_pct}")
@@ -244,6 +265,8 @@ class Op:
     if self.name == "mixup_cutmix":  # many numbers: name them
       return "mixup_cutmix(" + ", ".join(
           f"{k}={fmt(k, v)}" for k, v in self.args if k in ("mixup", "cutmix", "prob")) + ")"
+    if self.name == "distort":
+      return "distort(" + ", ".join(f"{k}={fmt(k, v)}" for k, v in self.args) + ")"
     shown = [fmt(k, v) for k, v in self.args if k not in hidden]
     return f"{self.name}({', '.join(shown)})" if shown else self.name
 
@@ -351,6 +374,11 @@ def plan(recipe: Recipe, *, source: str, image_size: int, channels: int,
         "--config.augment.scale_jitter=256,256 (or use --config.input_pipeline=device)")
   if r.flip:
     crop_ops.append(op("flip"))
+  if r.distort_prob:
+    train_device.append(op("distort", prob=float(r.distort_prob),
+                           translate=float(r.distort_translate),
+                           scale=float(r.distort_scale), squeeze=float(r.distort_squeeze),
+                           shear=float(r.distort_shear)))
   if r.rand_augment:
     train_device.append(op("rand_augment", spec=r.rand_augment))
     if r.color_jitter:

@@ -338,11 +338,13 @@ def check_config(config_spec: str, run: Run) -> dict[str, Any]:
     config = config_lib.check(config_spec, list(run.overrides.items())).config
   except config_lib.ConfigError as e:
     raise SweepError(f"{where}: {e}") from None
-  if config.dataset.startswith("npz:") and not os.path.isfile(config.dataset[4:]):
-    raise SweepError(f"{where}: npz file not found: {config.dataset[4:]} (from "
+  from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
+  path = datasets.local_file(config.dataset)
+  if path is not None and not os.path.isfile(path):
+    kind = config.dataset.split(":")[0]
+    raise SweepError(f"{where}: {kind} file not found: {path} (from "
                      f"{os.getcwd()}); fix --config.dataset or run from the repository root")
-  if not (config.dataset in ("digits", "synthetic") or config.dataset.startswith("npz:")):
-    from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
+  if not (config.dataset in ("digits", "synthetic") or path is not None):
     try:  # a TFDS dataset: prepared, or one the run can download
       datasets.check_tfds_ready(config.dataset, data_dir=config.data_dir,
                                 download=config.download)

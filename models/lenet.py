@@ -199,9 +199,10 @@ C3_TABLE: tuple[tuple[int, ...], ...] = (
     (0, 1, 2, 3, 4, 5),  # all six
 )
 
-# The output RBF units' fixed codes: stylised 7x12 bitmaps of the ten digits, +1 for
-# ink and -1 for background (the paper's Fig. 3 shows them as pictures; these are our
-# drawing of them, as the paper gives no numbers).
+# The output RBF units' fixed codes: stylised 7x12 bitmaps of the ten digits and of the
+# blank ("none of the above", class 10), +1 for ink and -1 for background (the paper's
+# Fig. 3 shows them as pictures; these are our drawing of them, as the paper gives no
+# numbers).
 RBF_BITMAPS: tuple[str, ...] = (
     """
   .......
@@ -324,14 +325,18 @@ RBF_BITMAPS: tuple[str, ...] = (
   ....#..
   .###...
   .......""",
+    # Class 10, "none of the above" (configs/lenet5.py:background): the blank bitmap, the
+    # space character of the paper's ASCII set, all background.
+    "\n" + "\n".join(["......."] * 12),
 )
 
 
 def rbf_codes(num_classes: int) -> Array:
-  """The (num_classes, 84) fixed RBF centres: the digit bitmaps, then random +-1 codes.
+  """The (num_classes, 84) fixed RBF centres: the digit and blank bitmaps, then random
+  +-1 codes.
 
-  Classes beyond the ten digits (the paper's full ASCII set) get codes drawn at random
-  from a fixed seed, as the paper did for its 96-class "ASCII" output layer when
+  Classes beyond the digits and the blank (the paper's full ASCII set) get codes drawn
+  at random from a fixed seed, as the paper did for its 96-class "ASCII" output layer when
   bitmaps are not wanted.
   """
   rows = []

@@ -10,6 +10,7 @@ import pytest
 from input_pipeline import apply_ops
 from input_pipeline import center_crop
 from input_pipeline import color_jitter
+from input_pipeline import distort
 from input_pipeline import mixup_cutmix
 from input_pipeline import normalize
 from input_pipeline import random_crop
@@ -20,6 +21,8 @@ from input_pipeline import lighting
 from input_pipeline import scale_jitter_crop
 from input_pipeline import ten_crop
 from input_pipeline.augment import _crop_boxes
+from input_pipeline.augment import affine_warp
+from input_pipeline.augment import distortion_matrices
 from input_pipeline.recipe import IMAGENET_EIGVAL
 from input_pipeline.recipe import IMAGENET_EIGVEC
 from input_pipeline.recipe import op
@@ -488,3 +491,90 @@ def test_apply_ops_runs_the_plan_in_order():
   np.testing.assert_array_equal(labels, np.arange(16))
   with pytest.raises(ValueError, match="not a device op"):
     apply_ops(jax.random.key(0), x, (op("decode"),))
+
+
+# LeNet-5's affine distortions -------------------------------------------------
+
+
+def _warp(x, matrix=((1.0, 0.0), (0.0, 1.0)), t=(0.0, 0.0)):
+  b = x.shape[0]
+  return np.asarray(affine_warp(jnp.asarray(x), jnp.broadcast_to(jnp.asarray(matrix), (b, 2, 2)),
+                                jnp.broadcast_to(jnp.asarray(t), (b, 2))))
+
+
+def test_distort_with_every_range_zero_is_identity():
+  x = _images(b=8, h=7, w=6, c=2, dtype=np.uint8)
+  y = distort(jax.random.key(0), jnp.asarray(x), 1.0, translate=0.0, scale=0.0,
+              squeeze=0.0, shear=0.0)
+  np.testing.assert_array_equal(y, x.astype(np.float32))
+
+
+@pytest.mark.parametrize("dy,dx", [(1, -2), (-3, 0), (0, 4)])
+def test_integer_translation_is_a_shift_with_background_fill(dy, dx):
+  x = _images(b=3, h=8, w=9, c=2)
+  want = np.zeros_like(x)
+  h, w = x.shape[1:3]
+  # The content moves by (dy, dx); what enters is background 0.
+  want[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+      x[:, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+  np.testing.assert_array_equal(_warp(x, t=(dy, dx)), want)
+
+
+def test_squeeze_keeps_area_and_scale_changes_it():
+  key = jax.random.key(1)
+  squeeze, _ = distortion_matrices(key, 64, translate=0.0, scale=0.0, squeeze=0.15,
+                                   shear=0.3)
+  np.testing.assert_allclose(np.linalg.det(np.asarray(squeeze)), 1.0, rtol=1e-5)
+  scaled, _ = distortion_matrices(key, 64, translate=0.0, scale=0.15, squeeze=0.0,
+                                  shear=0.0)
+  det = np.linalg.det(np.asarray(scaled))
+  a = np.asarray(scaled)[:, 0, 0]
+  np.testing.assert_allclose(det, a**2, rtol=1e-5)
+  assert det.min() < 0.8 and det.max() > 1.2 and (np.abs(a - 1) <= 0.15 + 1e-6).all()
+  # Squeezing a centred bar: taller and thinner (or the reverse), the ink conserved.
+  x = np.zeros((1, 33, 33, 1), np.float32)
+  x[0, 12:21, 12:21] = 255.0
+  y = _warp(x, matrix=((1.25, 0.0), (0.0, 0.8)))
+  rows, cols = (y[0, ..., 0] > 127).any(axis=1).sum(), (y[0, ..., 0] > 127).any(axis=0).sum()
+  assert rows > 9 > cols
+  np.testing.assert_allclose(y.sum(), x.sum(), rtol=0.02)
+
+
+def test_horizontal_shear_moves_rows_in_proportion_to_their_height():
+  x = np.zeros((1, 11, 11, 1), np.float32)
+  x[0, :, 5] = 255.0  # a vertical line through the centre
+  y = _warp(x, matrix=((1.0, 0.0), (1.0, 1.0)))  # x' = x + y
+  for row in range(11):  # row r (r - 5 from the centre) moves by r - 5 columns
+    col = 5 + (row - 5)
+    if 0 <= col < 11:
+      assert y[0, row, col, 0] == 255.0 and y[0, row].sum() == 255.0
+
+
+def test_distort_probability_and_determinism():
+  x = jnp.asarray(_images(b=64, h=12, w=12, c=1, dtype=np.uint8))
+  fn = jax.jit(lambda k, p: distort(k, x, p), static_argnums=1)
+  np.testing.assert_array_equal(fn(jax.random.key(0), 0.0), x)  # off: untouched
+  y = np.asarray(fn(jax.random.key(0), 1.0))
+  changed = ~np.all(y == np.asarray(x, np.float32), axis=(1, 2, 3))
+  assert changed.all()
+  y = np.asarray(fn(jax.random.key(0), 0.5))
+  same = np.all(y == np.asarray(x, np.float32), axis=(1, 2, 3))
+  assert 16 < same.sum() < 48  # the rest pass through bitwise
+  np.testing.assert_array_equal(fn(jax.random.key(0), 0.5), y)
+  assert not np.array_equal(fn(jax.random.key(1), 0.5), y)
+
+
+def test_distort_rejects_bad_ranges():
+  x = jnp.zeros((1, 4, 4, 1))
+  with pytest.raises(ValueError, match="probability"):
+    distort(jax.random.key(0), x, 1.5)
+  with pytest.raises(ValueError, match="scale must be >= 0 and < 1"):
+    distort(jax.random.key(0), x, 0.5, scale=1.0)
+
+
+def test_apply_ops_runs_distort_as_planned():
+  x = jnp.asarray(_images(b=4, h=10, w=10, c=1))
+  kw = dict(prob=0.9, translate=2.0, scale=0.15, squeeze=0.15, shear=0.3)
+  key = jax.random.key(3)
+  got, _ = apply_ops(key, x, (op("distort", **kw),))
+  np.testing.assert_array_equal(got, distort(jax.random.fold_in(key, 0), x, **kw))

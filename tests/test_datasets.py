@@ -1,5 +1,6 @@
 """Tests for input_pipeline/datasets.py (offline; TFDS through mock_data)."""
 
+import os
 import subprocess
 import sys
 
@@ -133,6 +134,88 @@ def test_npz_wrong_dims(tmp_path):
   _write_npz(tmp_path / "flat.npz", x_train=np.zeros((12, 30), np.uint8))
   with pytest.raises(DatasetError, match=r"x_train .*\(12, 30\)"):
     load_dataset(f"npz:{tmp_path / 'flat.npz'}")
+
+
+# mnist16 --------------------------------------------------------------------
+
+
+def test_mnist16_shrink_is_torch_bilinear_without_antialiasing():
+  """Output pixel o samples input 1.75 o + 0.375 (half-pixel centres, 28 -> 16) from its
+  two neighbours, as F.interpolate(mode='bilinear'): worked out by hand here."""
+  ramp = np.broadcast_to((9.0 * np.arange(28))[None, :, None, None], (1, 28, 28, 1))
+  out = datasets._resize(ramp, 16, antialias=False)  # pylint: disable=protected-access
+  np.testing.assert_allclose(out[0, :, 0, 0], 9.0 * (1.75 * np.arange(16) + 0.375),
+                             rtol=1e-6)
+  impulse = np.zeros((1, 28, 28, 1))
+  impulse[0, 1, 1] = 255.0
+  out = datasets._resize(impulse, 16, antialias=False)  # pylint: disable=protected-access
+  # Only output (0, 0) reaches input 1 (source 0.375: weights 0.625 and 0.375 per axis).
+  want = np.zeros((1, 16, 16, 1))
+  want[0, 0, 0] = 255.0 * 0.375 * 0.375
+  np.testing.assert_allclose(out, want, atol=1e-4)
+
+
+def test_mnist16_shrink_matches_torch():
+  torch = pytest.importorskip("torch")
+  x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype(np.float32)
+  ours = datasets._resize(x, 16, antialias=False) / 127.5 - 1  # pylint: disable=protected-access
+  ref = torch.nn.functional.interpolate(
+      torch.from_numpy(x).permute(0, 3, 1, 2) / 127.5 - 1.0, (16, 16), mode="bilinear")
+  np.testing.assert_allclose(ours, ref.permute(0, 2, 3, 1).numpy(), atol=1e-5)
+
+
+def test_mnist16_draw_is_the_documented_one():
+  train, test = datasets.mnist16_indices(60000, 10000)
+  rng = np.random.RandomState(1337)
+  np.testing.assert_array_equal(train, rng.permutation(60000)[:7291])
+  np.testing.assert_array_equal(test, rng.permutation(10000)[:2007])
+  assert len(set(train)) == 7291 and len(set(test)) == 2007  # no digit twice
+  again = datasets.mnist16_indices(60000, 10000)
+  np.testing.assert_array_equal(again[0], train)
+  np.testing.assert_array_equal(again[1], test)
+  with pytest.raises(DatasetError, match="7291 training"):
+    datasets.mnist16_indices(5000, 10000)
+
+
+def test_mnist16_from_a_fake_mnist(tmp_path):
+  """Each fake digit is a flat image of a value that names it: the loaded digits are
+  the draw's, in its order, train from train and test from test, at 16x16."""
+  n_train, n_test = 7300, 2010
+  flat = lambda n, off: np.broadcast_to(((np.arange(n) + off) % 251).astype(np.uint8)
+                                        [:, None, None, None], (n, 28, 28, 1))
+  np.savez_compressed(tmp_path / "mnist.npz", x_train=flat(n_train, 0),
+                      y_train=(np.arange(n_train) % 10).astype(np.uint8),
+                      x_test=flat(n_test, 100), y_test=(np.arange(n_test) % 10).astype(np.uint8))
+  ds = load_dataset(f"mnist16:{tmp_path / 'mnist.npz'}")
+  train, test = datasets.mnist16_indices(n_train, n_test)
+  assert ds.train_images.shape == (7291, 16, 16, 1) and ds.test_images.shape == (2007, 16, 16, 1)
+  np.testing.assert_array_equal(ds.train_images[:, 5, 7, 0], train % 251)
+  np.testing.assert_array_equal(ds.test_images[:, 5, 7, 0], (test + 100) % 251)
+  np.testing.assert_array_equal(ds.train_labels, train % 10)
+  np.testing.assert_array_equal(ds.test_labels, test % 10)
+  assert ds.flip is False and ds.num_classes == 10
+
+
+def test_mnist16_without_mnist_is_one_line(tmp_path):
+  with pytest.raises(DatasetError, match="MNIST-16x16 is drawn from MNIST") as e:
+    load_dataset(f"mnist16:{tmp_path / 'mnist.npz'}")
+  assert "mnist16:<path to mnist.npz>" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_mnist16_from_the_shared_mnist():
+  from configs import common  # pylint: disable=g-import-not-at-top
+  path = common.shared_file("mnist")
+  if not os.path.isfile(path):
+    pytest.skip(f"no MNIST at {path} (shared/data is not here)")
+  ds = load_dataset(f"mnist16:{path}")
+  with np.load(path) as f:
+    y_train, y_test, x_train = f["y_train"], f["y_test"], f["x_train"]
+  train, test = datasets.mnist16_indices(len(y_train), len(y_test))
+  np.testing.assert_array_equal(ds.train_labels, y_train[train])
+  np.testing.assert_array_equal(ds.test_labels, y_test[test])
+  assert np.bincount(ds.train_labels).min() > 500  # every digit, well represented
+  shrunk = datasets._resize(x_train[train[:3]], 16, antialias=False)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(ds.train_images[:3], np.rint(shrunk))
 
 
 # synthetic ------------------------------------------------------------------

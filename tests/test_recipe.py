@@ -33,6 +33,8 @@ def _expected_ops(r: Recipe, host: bool) -> list[str]:
     ops += ["resize_shorter", "random_crop"]
   if r.flip:
     ops.append("flip")
+  if r.distort_prob:
+    ops.append("distort")
   if r.rand_augment:
     ops.append("rand_augment")
   elif r.color_jitter:
@@ -152,6 +154,11 @@ def test_printed_plans_of_alexnet_and_vgg():
     (dict(rand_augment="rand-q9"), "rand_augment"),
     (dict(crop_scale=(0.5, 2.0)), "at most 1"),
     (dict(random_erasing=1.5), "random_erasing must be in [0, 1]"),
+    (dict(distort_prob=1.5), "distort_prob must be in [0, 1]"),
+    (dict(distort_prob=0.9, distort_scale=1.0), "distort_scale is a factor's distance"),
+    (dict(distort_shear=-0.1), "distort_shear must be >= 0"),
+    (dict(distort_prob=0.9, distort_translate=0.0, distort_scale=0.0,
+          distort_squeeze=0.0, distort_shear=0.0), "distorts nothing"),
 ])
 def test_recipes_that_make_no_sense_are_one_line_errors(fields, message):
   c = common.base()
@@ -185,6 +192,27 @@ def test_ops_with_nowhere_to_run_are_refused():
                         scale_jitter=(200, 256)))
   with pytest.raises(RecipeError, match="below the 224-pixel crop"):
     recipe.plan(Recipe.from_config(c.augment), source="host", image_size=224, channels=3)
+
+
+def test_distortions_run_on_the_device_on_either_path():
+  """LeNet-5's distortions resample equal-size images in the step: after the crop on the
+  device path, and after the host's crop (which makes the sizes equal) on the host path."""
+  c = common.base()
+  c.augment.update(dict(distort_prob=0.9, crop_padding=2))
+  r = Recipe.from_config(c.augment)
+  device = recipe.plan(r, source="device", image_size=32, channels=1, stored_size=32)
+  assert device.op_names() == ["translate", "distort", "normalize"]
+  assert device.describe()[0] == (
+      "train augmentation: device: translate(2, constant) > distort(prob=0.9, "
+      "translate=2, scale=0.15, squeeze=0.15, shear=0.3) > normalize")
+  assert "distort" not in device.op_names("eval")
+  c.augment.update(dict(crop_padding=0, inception_crop=True))
+  host = recipe.plan(Recipe.from_config(c.augment), source="host", image_size=224,
+                     channels=3)
+  assert [o.name for o in host.train_host] == ["decode", "random_resized_crop"]
+  assert [o.name for o in host.train_device] == ["distort", "normalize"]
+  lenet5 = config_lib.load_config(os.path.join(test_configs.CONFIG_DIR, "lenet5.py:distort"))
+  assert lenet5.augment.distort_prob == 0.9
 
 
 def test_recipe_is_the_augment_group_field_for_field():

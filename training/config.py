@@ -188,14 +188,14 @@ CHOICES = {
     "dtype": ("float32", "bfloat16"),
     "normalization": ("dataset", "symmetric", "unit", "imagenet"),
     "loss": ("cross_entropy", "mse"),
-    "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop"),
+    "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm"),
     "schedule": ("constant", "step", "cosine"),
     "batchnorm_stats": ("global", "per_device"),
     "input_pipeline": ("auto", "device", "host"),
 }
 POSITIVE = ("mesh.fsdp", "num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs",
             "checkpoint_every_epochs", "keep_checkpoints", "grad_accum_steps",
-            "host.shuffle_buffer", "host.prefetch")
+            "host.shuffle_buffer", "host.prefetch", "sdlm.mu", "sdlm.num_samples")
 NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epochs", "pad",
                 "log_every_steps", "stop_after_steps", "checkpoint_every_minutes",
                 "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm",
@@ -242,6 +242,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("Mixup / CutMix make soft targets, which need loss=cross_entropy")
   if config.loss == "mse" and config.label_smoothing:
     raise ConfigError("config.label_smoothing only applies to loss=cross_entropy")
+  if config.get("background_class") and expected_source(config) == "host":
+    raise ConfigError("config.background_class adds examples to a dataset held in memory; "
+                      "this run streams it through the host pipeline (use "
+                      "--config.input_pipeline=device for a dataset that fits in memory)")
+  factors = tuple(config.get("decay_factors", ()) or ())
+  if factors and len(factors) != len(config.decay_epochs):
+    raise ConfigError(f"config.decay_factors has {len(factors)} factors for "
+                      f"{len(config.decay_epochs)} decay_epochs; give one per boundary "
+                      "(or none, for decay_factor at each)")
+  if config.optimizer != "sdlm" and "sdlm" in config:
+    from configs import common  # pylint: disable=g-import-not-at-top
+    default = common.base().sdlm.to_dict()
+    changed = sorted(k for k, v in config.sdlm.to_dict().items() if default.get(k) != v)
+    if changed:
+      raise ConfigError(f"config.sdlm.{changed[0]} is set but optimizer={config.optimizer}; "
+                        "it applies only to --config.optimizer=sdlm")
 
 
 # ------------------------------------------------------------------------------- check
@@ -252,6 +268,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 DATASET_SHAPES: dict[str, tuple[int | None, int, int]] = {
     "digits": (16, 1, 10),  # scikit-learn's 8x8 digits, loaded at 16x16
     "usps": (16, 1, 10),
+    "mnist16": (16, 1, 10),  # mnist16:<path to mnist.npz>
     "mnist": (28, 1, 10),
     "fashion_mnist": (28, 1, 10),
     "kmnist": (28, 1, 10),
@@ -320,7 +337,7 @@ def data_shape(config: ml_collections.ConfigDict) -> tuple[tuple[int, int, int],
     shape = tuple(int(s) for s in config.synthetic.shape)
     if len(shape) != 3:
       raise ConfigError(f"config.synthetic.shape must be (H, W, C), got {shape}")
-    return shape, int(config.synthetic.num_classes)
+    return shape, int(config.synthetic.num_classes) + bool(config.get("background_class"))
   if name.startswith("npz:"):
     key = os.path.splitext(os.path.basename(name[4:]))[0]
     facts = DATASET_SHAPES.get(key) or _npz_shape(name[4:]) or _FALLBACK_SHAPE
@@ -337,7 +354,7 @@ def data_shape(config: ml_collections.ConfigDict) -> tuple[tuple[int, int, int],
     raise ConfigError(f"{name} has images of varying size: set --config.image_size "
                       "(e.g. 224)")
   side += 2 * config.pad
-  return (side, side, channels), num_classes
+  return (side, side, channels), num_classes + bool(config.get("background_class"))
 
 
 def _npz_shape(path: str) -> tuple[int, int, int] | None:
@@ -423,6 +440,10 @@ def check(config: str | ml_collections.ConfigDict,
                        dense_eval=hasattr(model, "dense"))
   except recipe.RecipeError as e:
     raise ConfigError(str(e)) from None
+  if config.optimizer == "sdlm" and plan.source != "device":
+    raise ConfigError("optimizer=sdlm estimates its curvature on training images held on the "
+                      "device; this run streams them through the host pipeline (use "
+                      "--config.input_pipeline=device for a dataset that fits in memory)")
   return Checked(config=config, model=model, num_params=int(num_params),
                  image_shape=tuple(image_shape), num_classes=num_classes,
                  abstract_state=abstract, plan=plan)

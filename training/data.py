@@ -66,7 +66,7 @@ def wants_host_pipeline(config: ml_collections.ConfigDict) -> bool:
   if config.input_pipeline != "auto":
     return config.input_pipeline == "host"
   name = config.dataset
-  if name in ("digits", "synthetic") or name.startswith("npz:"):
+  if name in ("digits", "synthetic") or input_pipeline.datasets.local_file(name):
     return False
   if config.data_dir is not None and not os.path.isdir(config.data_dir):
     return False  # the loader's error names the missing directory
@@ -81,17 +81,25 @@ def wants_host_pipeline(config: ml_collections.ConfigDict) -> bool:
   return None in shape[:2]
 
 
+def load_in_memory(config: ml_collections.ConfigDict) -> input_pipeline.ArrayDataset:
+  """The dataset as ``DeviceSource`` holds it: loaded, subset, background class added."""
+  ds = input_pipeline.load_dataset(
+      config.dataset, data_dir=config.data_dir, image_size=config.image_size,
+      pad=config.pad,
+      synthetic=config.synthetic.to_dict() if config.dataset == "synthetic" else None,
+      download=config.download)
+  if config.num_train_examples:
+    ds = input_pipeline.train_subset(ds, config.num_train_examples)
+  if config.get("background_class"):
+    ds = input_pipeline.add_background_class(ds)
+  return ds
+
+
 class DeviceSource:
   """The dataset in accelerator memory; batches are sliced inside the compiled step."""
 
   def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh, data_rng: jax.Array):
-    ds = input_pipeline.load_dataset(
-        config.dataset, data_dir=config.data_dir, image_size=config.image_size,
-        pad=config.pad,
-        synthetic=config.synthetic.to_dict() if config.dataset == "synthetic" else None,
-        download=config.download)
-    if config.num_train_examples:
-      ds = input_pipeline.train_subset(ds, config.num_train_examples)
+    ds = load_in_memory(config)
     self.info = DataInfo(name=ds.name, image_shape=ds.image_shape, num_classes=ds.num_classes,
                          num_train=len(ds.train_labels), num_test=len(ds.test_labels),
                          flip=ds.flip, mean=tuple(ds.mean), std=tuple(ds.std))
@@ -135,6 +143,21 @@ class DeviceSource:
     for i in range(self._num_eval):
       acc = eval_fn(state, acc, self._data, i)
     return acc
+
+  def pass_start_loop(self, fn: Callable, num_examples: int) -> Callable:
+    """``(state, data, perm) -> fn(state, images, labels)`` on the first ``num_examples``
+    training examples of the pass's order (SDLM's curvature estimate, "on 500 samples
+    before each training pass")."""
+    def loop(state, data, perm):
+      return fn(state, *input_pipeline.train_batch(
+          data["train_images"], data["train_labels"], perm, 0, num_examples))
+    return loop
+
+  def pass_start(self, fn: Callable, state, epoch: int):
+    """Runs a compiled ``pass_start_loop`` for ``epoch`` (before its first step)."""
+    if epoch != self._perm_epoch:
+      self._perm, self._perm_epoch = self._perm_fn(self._data_rng, epoch), epoch
+    return fn(state, self._data, self._perm)
 
   def close(self) -> None:
     pass

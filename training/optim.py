@@ -20,8 +20,9 @@ import ml_collections
 import optax
 
 import models
+from training import sdlm
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm")
 SCHEDULES = ("constant", "step", "cosine")
 
 
@@ -46,6 +47,19 @@ def decay_mask(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
+def decay_factors(config: ml_collections.ConfigDict) -> tuple[float, ...]:
+  """The step schedule's factor at each of ``decay_epochs``: ``decay_factors`` when
+  given (one per boundary, e.g. LeNet-5's 5e-4, 2e-4, 1e-4, 5e-5, 1e-5), else
+  ``decay_factor`` at every one."""
+  factors = tuple(config.get("decay_factors", ()) or ())
+  if not factors:
+    return (config.decay_factor,) * len(config.decay_epochs)
+  if len(factors) != len(config.decay_epochs):
+    raise ValueError(f"config.decay_factors has {len(factors)} factors for "
+                     f"{len(config.decay_epochs)} decay_epochs; give one per boundary")
+  return factors
+
+
 def create_schedule(config: ml_collections.ConfigDict,
                     steps_per_epoch: int) -> optax.Schedule:
   """Linear warm-up (optional) followed by a constant, step or cosine schedule."""
@@ -55,8 +69,9 @@ def create_schedule(config: ml_collections.ConfigDict,
   if config.schedule == "constant":
     main = optax.constant_schedule(lr)
   elif config.schedule == "step":
-    boundaries = {int(round(e * steps_per_epoch)) - warmup: config.decay_factor
-                  for e in config.decay_epochs}
+    factors = decay_factors(config)
+    boundaries = {int(round(e * steps_per_epoch)) - warmup: f
+                  for e, f in zip(config.decay_epochs, factors)}
     main = optax.piecewise_constant_schedule(lr, boundaries)
   elif config.schedule == "cosine":
     main = optax.cosine_decay_schedule(lr, max(total - warmup, 1),
@@ -71,8 +86,9 @@ def create_schedule(config: ml_collections.ConfigDict,
 
 def create_optimizer(config: ml_collections.ConfigDict,
                      schedule: optax.Schedule) -> optax.GradientTransformation:
-  """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, AdamW, LAMB, or RMSProp
-  (TensorFlow's, with L2 decay); optionally after clipping the gradients' global norm to
+  """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, AdamW, LAMB, RMSProp
+  (TensorFlow's, with L2 decay), or stochastic diagonal Levenberg-Marquardt (the LeNets'
+  ``sdlm``, whose curvature estimate the training loop refreshes each pass); optionally after clipping the gradients' global norm to
   ``config.grad_clip_norm`` (ViT: 1.0), and with layer-wise learning-rate decay when
   ``config.layer_decay`` is set (with the layer groups that ``config.model``'s family
   declares; :class:`LayerDecayError` if it declares none)."""
@@ -103,6 +119,9 @@ def _base_optimizer(config: ml_collections.ConfigDict,
   if name == "adamw":
     return optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
                        weight_decay=wd, mask=decay_mask)
+  if name == "sdlm":  # LeCun et al. 1998, Appendix C (training/sdlm.py)
+    tx = sdlm.sdlm(schedule, mu=config.sdlm.mu)
+    return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
   if name == "lamb":  # You et al. 2019: AdamW's step, rescaled per layer by a trust ratio.
     return optax.lamb(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
                       weight_decay=wd, mask=decay_mask)
