@@ -90,7 +90,7 @@ def base() -> ml_collections.ConfigDict:
   c.eps = 1e-8  # adam, adamw, rmsprop (TF-slim's MobileNet/Inception runs used 1.0)
   c.weight_decay = 0.0  # on kernels only; L2 for sgd/adam/rmsprop, decoupled for adamw/lamb
   c.grad_clip_norm = 0.0  # clip the gradients' global norm to this (0: off; ViT 1.0)
-  c.schedule = "cosine"  # constant | step | cosine
+  c.schedule = "cosine"  # constant | step | cosine | linear (to min_learning_rate)
   c.warmup_epochs = 0.0  # linear warm-up from 0
   c.decay_epochs = ()  # step schedule: epochs at which the rate is multiplied by...
   c.decay_factor = 0.1
@@ -99,7 +99,7 @@ def base() -> ml_collections.ConfigDict:
   # step learning_rate / (mu + h) per weight, h re-estimated on num_samples patterns
   # before each pass.
   c.sdlm = ml_collections.ConfigDict({"mu": 0.02, "num_samples": 500})
-  c.min_learning_rate = 0.0  # cosine floor
+  c.min_learning_rate = 0.0  # where cosine and linear end
 
   # Bookkeeping.
   c.seed = 0

@@ -93,5 +93,6 @@ def get_config(arg=None):
     c.num_epochs = 1
     c.batch_size = 32
     c.eval_batch_size = 64
-    c.sdlm.num_samples = 64  # of the 128 images
+    if c.optimizer == "sdlm":
+      c.sdlm.num_samples = 64  # of the 128 images
   return c

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from input_pipeline import randaugment
 from input_pipeline import recipe as recipe_lib
 
-_PAD_MODES = ("constant", "reflect", "edge")
+_PAD_MODES = ("constant", "reflect", "edge", "wrap")
 _RESIZE_METHODS = ("bilinear", "bicubic")
 _ERASE_MODES = ("uniform", "pixel")
 # ITU-R 601-2 luma, as PIL's convert("L") (torchvision's tensor path uses 0.2989).
@@ -36,13 +36,15 @@ def random_crop(key: jax.Array, images: jax.Array, padding: int,
   """Pads each side by `padding`, then takes a random HxW crop per example.
 
   This is a random translation by up to `padding` pixels in each direction;
-  with mode='constant' the uncovered border is 0 (background).
+  with mode='constant' the uncovered border is 0 (background); mode='wrap' is a
+  circular shift, ``torch.roll`` (the modern LeNet-1989 reproduction's 1-pixel shift):
+  what leaves one side comes back on the other.
 
   Args:
     key: PRNG key for the whole batch.
     images: (B, H, W, C).
     padding: static, >= 0; 0 returns `images` unchanged.
-    mode: 'constant' (zeros), 'reflect' or 'edge', as in ``jnp.pad``.
+    mode: 'constant' (zeros), 'reflect', 'edge' or 'wrap', as in ``jnp.pad``.
 
   Returns:
     (B, H, W, C), same dtype.

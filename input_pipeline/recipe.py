@@ -49,7 +49,7 @@ IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
                    (-0.5808, -0.0045, -0.8140),
                    (-0.5836, -0.6948, 0.4203))
 
-CROP_MODES = ("constant", "reflect", "edge")
+CROP_MODES = ("constant", "reflect", "edge", "wrap")
 RESIZE_METHODS = ("bilinear", "bicubic")
 ERASE_MODES = ("uniform", "pixel")
 EVAL_MODES = ("center", "ten_crop", "dense")
@@ -91,7 +91,7 @@ class Recipe:
   # Crops (at most one): a translation of fixed-size images, the random-resized
   # ("Inception") crop, or scale jittering (resize the shorter side, random crop).
   crop_padding: int = 0  # pad each side, random crop back: translation by up to this
-  crop_mode: str = "constant"  # constant (zero = background) | reflect | edge
+  crop_mode: str = "constant"  # constant (zero = background) | reflect | edge | wrap (roll)
   inception_crop: bool = False  # random-resized crop to image_size [RandomResizedCrop]
   crop_scale: tuple[float, float] = (0.08, 1.0)  # its area fraction [scale]
   crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # its aspect ratio [ratio]

@@ -458,8 +458,8 @@ class LeNet5(nn.Module):
   * Initialisation: uniform in ``[-2.4/F, 2.4/F]`` with F the fan-in, as in the paper
     (``weight_init='fan_in'``); subsampling coefficients start at 1/4 (an average).
   * RBF codes are fixed (not trainable) and not counted, as in the paper's 60,000.
-  * Optimiser. The paper used stochastic diagonal Levenberg-Marquardt; we do not
-    implement it (see configs/lenet5.py for what replaces it).
+  * Optimiser. The paper's stochastic diagonal Levenberg-Marquardt is
+    ``optimizer=sdlm`` (training/sdlm.py), the default of configs/lenet5.py.
 
   Modern (``variant='modern'``; 28x28x1, the Caffe/PyTorch-tutorial network):
   conv 20@5x5, 2x2 max-pool, conv 50@5x5, 2x2 max-pool, fc 500, ReLU, fc 10:

@@ -76,7 +76,7 @@ def test_padding_zero_and_no_flip_is_identity():
   np.testing.assert_array_equal(jax.jit(lambda k, x: _augment(k, x, ()))(jax.random.key(0), x), x)
 
 
-@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
 def test_crop_is_translation(mode):
   p = 2
   x = _images(b=32)
@@ -101,9 +101,23 @@ def test_crop_offsets_cover_whole_range():
   assert offsets == set(itertools.product(range(-p, p + 1), repeat=2))
 
 
+def test_wrap_crop_is_torch_roll():
+  # The modern LeNet-1989 reproduction's shift: torch.roll by (dy, dx) in [-1, 1]^2,
+  # which keeps every pixel (the sum too) and brings back what leaves one side.
+  x = _images(b=64, h=6, w=6, c=1)
+  y = np.asarray(random_crop(jax.random.key(7), jnp.asarray(x), 1, "wrap"))
+  shifts = set()
+  for i in range(len(x)):
+    rolls = [(dy, dx) for dy, dx in itertools.product((-1, 0, 1), repeat=2)
+             if np.array_equal(np.roll(x[i], (dy, dx), axis=(0, 1)), y[i])]
+    assert len(rolls) == 1, rolls
+    shifts.add(rolls[0])
+  assert shifts == set(itertools.product((-1, 0, 1), repeat=2))
+
+
 def test_crop_rejects_unknown_mode():
-  with pytest.raises(ValueError, match="wrap"):
-    random_crop(jax.random.key(0), jnp.zeros((1, 4, 4, 1)), 1, "wrap")
+  with pytest.raises(ValueError, match="mirror"):
+    random_crop(jax.random.key(0), jnp.zeros((1, 4, 4, 1)), 1, "mirror")
 
 
 def test_flip_is_per_example_and_involutive():

@@ -70,6 +70,17 @@ def test_schedules():
   assert float(s(5)) == pytest.approx(0.5) and float(s(49)) == 1.0 and float(s(50)) == pytest.approx(0.1)
 
 
+def test_linear_schedule():
+  # The modern LeNet-1989 reproduction's decay: 3e-4 to 1e-4 in a straight line.
+  c = _config(schedule="linear", learning_rate=3e-4, min_learning_rate=1e-4, num_epochs=8)
+  s = optim.create_schedule(c, 10)
+  assert [float(s(t)) for t in (0, 40, 80, 200)] == pytest.approx([3e-4, 2e-4, 1e-4, 1e-4])
+  c = _config(schedule="linear", learning_rate=1.0, min_learning_rate=0.0, num_epochs=10,
+              warmup_epochs=2)
+  s = optim.create_schedule(c, 10)
+  assert [float(s(t)) for t in (10, 20, 60, 100)] == pytest.approx([0.5, 1.0, 0.5, 0.0])
+
+
 def test_cross_entropy_and_smoothing():
   logits = jnp.array([[2.0, 0.0, -1.0]])
   labels = jnp.array([0])

@@ -147,7 +147,7 @@ def test_printed_plans_of_alexnet_and_vgg():
     (dict(crop_padding=4, scale_jitter=(256, 480)), "two crops"),
     (dict(inception_crop=True, scale_jitter=(256, 480)), "two crops"),
     (dict(scale_jitter=(300, 256)), "scale_jitter"),
-    (dict(crop_mode="wrap"), "crop_mode='wrap' is not one of"),
+    (dict(crop_mode="mirror"), "crop_mode='mirror' is not one of"),
     (dict(eval_mode="dense"), "needs eval_scales"),
     (dict(eval_scales=(256,)), "only by eval_mode='dense'"),
     (dict(eval_mode="ten_crop"), "eval_crop_pct in (0, 1)"),

@@ -189,7 +189,7 @@ CHOICES = {
     "normalization": ("dataset", "symmetric", "unit", "imagenet"),
     "loss": ("cross_entropy", "mse"),
     "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm"),
-    "schedule": ("constant", "step", "cosine"),
+    "schedule": ("constant", "step", "cosine", "linear"),
     "batchnorm_stats": ("global", "per_device"),
     "input_pipeline": ("auto", "device", "host"),
 }

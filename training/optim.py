@@ -23,7 +23,7 @@ import models
 from training import sdlm
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "linear")
 
 
 def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -62,7 +62,11 @@ def decay_factors(config: ml_collections.ConfigDict) -> tuple[float, ...]:
 
 def create_schedule(config: ml_collections.ConfigDict,
                     steps_per_epoch: int) -> optax.Schedule:
-  """Linear warm-up (optional) followed by a constant, step or cosine schedule."""
+  """Linear warm-up (optional) followed by a constant, step, cosine or linear schedule.
+
+  ``cosine`` and ``linear`` both end at ``min_learning_rate``; ``linear`` is the modern
+  LeNet-1989 reproduction's decay (karpathy/lecun1989-repro: 3e-4 to 1e-4 over 80 passes).
+  """
   lr = peak_learning_rate(config)
   total = config.num_epochs * steps_per_epoch
   warmup = int(round(config.warmup_epochs * steps_per_epoch))
@@ -76,6 +80,8 @@ def create_schedule(config: ml_collections.ConfigDict,
   elif config.schedule == "cosine":
     main = optax.cosine_decay_schedule(lr, max(total - warmup, 1),
                                        alpha=config.min_learning_rate / lr if lr else 0.0)
+  elif config.schedule == "linear":
+    main = optax.linear_schedule(lr, config.min_learning_rate, max(total - warmup, 1))
   else:
     raise ValueError(f"unknown schedule {config.schedule!r}; use one of {SCHEDULES}")
   if warmup <= 0:
