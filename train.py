@@ -294,6 +294,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step = start_step
   t_log, step_log = time.time(), start_step
   last_loss, stopped = 0.0, False
+  profile = tuple(config.profile_steps)
+  profile_dir = os.path.join(workdir, "profile")
+  tracing = False
+  if profile and profile[1] > total_steps:
+    raise TrainingError(f"config.profile_steps={profile} ends past the run's last step "
+                        f"({total_steps}); trace steps within it")
   t_start = t_saved = time.time()
   try:
     while step < total_steps:
@@ -305,11 +311,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         num = min(num, start_step + config.stop_after_steps - step)
       if not source.device_loop:
         num = 1
+      if profile and step < profile[1]:  # a call ends where the trace starts and stops
+        num = min(num, (profile[0] if step < profile[0] else profile[1]) - step)
+      if profile and step == profile[0]:
+        jax.block_until_ready(state)
+        jax.profiler.start_trace(profile_dir)
+        tracing = True
       if curvature_fn is not None and in_epoch == 0:
         state = source.pass_start(curvature_fn, state, epoch)
       state, acc = source.train(train_fn, state, acc, step, num)
       first_call = step == start_step
       step += num
+      if tracing and step >= profile[1]:
+        tracing = _stop_trace(state, profile_dir, say)
       if first_call:
         jax.block_until_ready(state)
         logger.mark_start(step)  # the ETA leaves compilation out
@@ -372,6 +386,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "Run the same command to resume.", flush=True)
     raise SystemExit(128 + signum) from None
 
+  if tracing:  # the run stopped inside the traced steps
+    tracing = _stop_trace(state, profile_dir, say)
   save(step, state, last_loss)  # the final (or stopping) checkpoint
   checkpointer.close()
   source.close()
@@ -407,6 +423,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           f"{total_wall:.1f} s in all. "
           f"Curves: {os.path.join(workdir, 'curves.png')}", flush=True)
   return summary
+
+
+def _stop_trace(state, profile_dir: str, say) -> bool:
+  """Ends the profiler trace once the traced steps are done; returns False (not tracing)."""
+  jax.block_until_ready(state)
+  jax.profiler.stop_trace()
+  say(f"profile: trace written to {profile_dir}; view it with `tensorboard --logdir "
+      f"{profile_dir}` (Profile tab) or XProf", flush=True)
+  return False
 
 
 def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:

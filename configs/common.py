@@ -115,6 +115,9 @@ def base() -> ml_collections.ConfigDict:
   # several times slower inside a loop. Both give the same result.
   c.device_loop = False
   c.stop_after_steps = 0  # stop this run early (then resume), e.g. for time-limited jobs
+  # (a, b): a jax.profiler trace of the steps that take the step counter from a to b,
+  # written to <workdir>/profile (TensorBoard's profile tab, or XProf); (): off.
+  c.profile_steps = ()
   # A workdir holds one experiment: resuming it with another config is an error unless
   # this is set (e.g. to train more epochs); the change is recorded in
   # config_changes.jsonl.

@@ -1,8 +1,10 @@
 """tools/inside.py: the measures on cases with known answers, and every command on tiny
-configs (seconds), with bad input as one line and exit status 2."""
+configs (seconds), with bad input as one line and exit status 2.
+
+The tiny networks are built once per module (fixtures) and the commands are called in
+process, so each model is initialised and each measure compiled once."""
 
 import json
-import math
 import os
 
 import flax.linen as nn
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 import input_pipeline
-from models import analysis, create_model
+from models import analysis
 from tools import inside
 from training import config as config_lib
 
@@ -39,9 +41,26 @@ def _net(model, shape):
                     shape, False)
 
 
+def _random_net(model, shape, seed=0):
+  """``model`` with weights drawn by NumPy (no compiled initialiser): the properties
+  tested hold for any weights."""
+  rng = np.random.default_rng(seed)
+  x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+  shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  variables = jax.tree.map(lambda v: 0.3 * rng.standard_normal(v.shape, np.float32), shapes)
+  return inside.Net("test", "test", model, variables, None, shape, False)
+
+
+@pytest.fixture(scope="module")
+def l5bg():
+  """LeNet-5 with the background class on its tiny config (32x32 synthetic images, 11
+  classes), at initialisation: the one network the command tests share."""
+  return inside.load_config("configs/lenet5.py:background,tiny")
+
+
 def test_effective_field_of_constant_convs_is_the_theoretical_field():
   net = _net(ConvStack(depth=3), (15, 15, 1))
-  x = jax.random.normal(jax.random.key(0), (4, 15, 15, 1))
+  x = np.random.default_rng(0).standard_normal((4, 15, 15, 1), np.float32)
   rows = inside.erf_table(net, np.asarray(x), most=3)
   assert [r["layer"] for r in rows] == ["conv1", "conv2", "conv3"]
   for r, rf in zip(rows, (3, 5, 7)):
@@ -60,11 +79,11 @@ def test_effective_field_of_constant_convs_is_the_theoretical_field():
 
 
 def test_circular_convolution_is_exactly_shift_equivariant_and_stride_two_is_not():
-  x = jax.random.normal(jax.random.key(1), (3, 12, 12, 2))
+  x = np.random.default_rng(1).standard_normal((3, 12, 12, 2), np.float32)
   for stride, jump in ((1, 1), (2, 2)):
-    net = _net(ConvStack(depth=2, padding="CIRCULAR", stride=stride, constant=False),
-               (12, 12, 2))
-    features = jax.jit(lambda v, net=net: inside.capture(net, v))
+    net = _random_net(ConvStack(depth=2, padding="CIRCULAR", stride=stride, constant=False),
+                      (12, 12, 2))
+    features = lambda v, net=net: inside.capture(net, v)  # compiled inside the measure
     result = inside.shift_equivariance(features, {"conv1": jump, "conv2": jump}, x, 4,
                                        circular=True)
     for s in range(5):
@@ -83,20 +102,19 @@ def test_frac_roll_interpolates_between_integer_rolls():
   np.testing.assert_allclose(inside.frac_roll(y, 2.0, axis=2), jnp.roll(y, 2, axis=2))
 
 
-def test_each_column_of_the_strip_is_the_network_on_its_window():
-  model = create_model("lenet5", num_classes=11)
-  net = _net(model, (32, 32, 1))
-  strip = jax.random.normal(jax.random.key(3), (32, 64, 1))
-  scores = inside.column_scores(net, strip)
+def test_each_column_of_the_strip_is_the_network_on_its_window(l5bg):
+  model = l5bg.model
+  strip = np.random.default_rng(3).standard_normal((32, 64, 1), np.float32)
+  scores = inside.column_scores(l5bg, strip)
   assert scores.shape == (9, 11)
   field = analysis.analyze(model, (1, 32, 64, 1)).outputs[0]
   jump, size = field.jump[1], field.size[1]
   assert (jump, size) == (4, 32)
-  apply = jax.jit(lambda x: model.apply(net.variables, x, train=False))
-  for k in range(9):
-    start, stop = inside.column_window(k, jump, size)
-    window = apply(strip[None, :, start:stop])
-    np.testing.assert_allclose(scores[k], jax.nn.softmax(window[0]), rtol=1e-4, atol=1e-6)
+  # All 9 windows as one batch: one compiled program.
+  windows = jnp.stack([strip[:, slice(*inside.column_window(k, jump, size))]
+                       for k in range(9)])
+  expected = jax.nn.softmax(model.apply(l5bg.variables, windows, train=False), -1)
+  np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_compose_strip_places_digits_apart_and_refuses_too_many():
@@ -109,6 +127,19 @@ def test_compose_strip_places_digits_apart_and_refuses_too_many():
   assert centres == [3, 9]
   with pytest.raises(inside.InsideError, match="need 8 columns"):
     inside.compose_strip(digits, width=7)
+
+
+def test_compose_strip_on_a_grid_puts_each_digit_on_a_window_centre():
+  digits = np.zeros((3, 4, 10, 1), np.uint8)
+  digits[:, :, 1:8] = 255  # 7 inked columns each
+  # Windows of 8 px every 4 px on a 40-px strip: centres 4, 8, ..., 36.
+  strip, centres = inside.compose_strip(digits, width=40, gap=3, grid=(4, 4, 36))
+  # Pitch: 4 * ceil((7 + 3) / 4) = 12; span 24 of 32, centred by whole steps.
+  assert centres == [8, 20, 32]
+  inked = np.flatnonzero(strip[..., 0].max(0))
+  assert inked.tolist() == [c + d for c in centres for d in range(-3, 4)]
+  with pytest.raises(inside.InsideError, match="digits need"):
+    inside.compose_strip(digits, width=28, gap=3, grid=(4, 4, 24))
 
 
 def test_read_reference_takes_each_models_row():
@@ -163,53 +194,68 @@ def _run(capsys, *argv):
   return code, captured.out, captured.err
 
 
-def test_every_command_on_tiny_configs(tmp_path, capsys):
-  for what, extra in (("filters", []),
-                      ("features", ["--layer", "H2"]),
-                      ("rf", ["--images", "2"]),
-                      ("shift", ["--images", "4", "--max_shift", "2"]),
-                      ("timeline", [])):
-    out = str(tmp_path / f"{what}.png")
-    nets = [] if what == "timeline" else ["--config", "configs/lenet1989.py:tiny"]
-    code, _, err = _run(capsys, what, *nets, *extra, "--output", out)
-    assert code == 0, err
-    assert os.path.getsize(out) > 1000
-    result = json.load(open(out[:-4] + ".json"))
-    assert result
-  shift = json.load(open(tmp_path / "shift.json"))["lenet1989 (initialisation)"]
-  assert shift["jumps"] == {"H1": 2, "H2": 4}
-  assert shift["cosine"]["H1"][0] == pytest.approx(1.0)
+def _command(what, nets, tmp_path, *argv):
+  """The command run in process on already-built networks; its result and PNG checked."""
+  args = inside.parse_args([what, *argv, "--output", str(tmp_path / f"{what}.png")])
+  result = inside.COMMANDS[what](nets, args)
+  assert os.path.getsize(args.output) > 1000
+  assert json.loads(json.dumps(result))  # what main writes
+  return result
+
+
+def test_every_command_on_tiny_configs(l5bg, tmp_path, capsys):
+  label = "lenet5 (initialisation)"
+  filters = _command("filters", [l5bg], tmp_path)[label]
+  assert filters["layer"] == "C1" and filters["shape"] == [5, 5, 1, 6]
+  features = _command("features", [l5bg], tmp_path, "--layer", "C3")[label]
+  assert features["shape"] == [10, 10, 16]
+  assert len(features["max"]) == 16
+  assert all(lo <= m <= hi for lo, m, hi in zip(features["min"], features["mean"],
+                                                 features["max"]))
+  rf = _command("rf", [l5bg], tmp_path, "--images", "2")[label]
+  assert [(r["layer"], r["theoretical"]) for r in rf] == [
+      ("C1", [5, 5]), ("S2", [6, 6]), ("C3", [14, 14]), ("S4", [16, 16])]
+  assert rf[0]["support"][2:] == [5, 5]  # C1's gradient fills its 5x5 field exactly
+  assert sum(rf[2]["marginal_x"]) == pytest.approx(1.0, abs=1e-2)
+  shift = _command("shift", [l5bg], tmp_path, "--images", "4", "--max_shift", "2")[label]
+  assert shift["jumps"] == {"C1": 1, "S2": 2, "C3": 2, "S4": 4, "F6": None}
+  assert list(shift["cosine"])[-1] == "same class"  # the layers in program order
+  assert shift["cosine"]["S2"][0] == pytest.approx(1.0)
   assert shift["cosine"]["same class"][0] == 1.0
-  out = str(tmp_path / "strip.png")
-  code, _, err = _run(capsys, "strip", "--config", "configs/lenet5.py:tiny", "--digits", "1",
-                      "--output", out)
-  assert code == 0, err
-  strip = json.load(open(out[:-4] + ".json"))
+  strip = _command("strip", [l5bg], tmp_path, "--digits", "1")
   assert len(strip["scores"]) == 9 and (strip["window"], strip["jump"]) == (32, 4)
+  # The digit sits on an output column's window centre (pixel 16 of its window).
+  assert [(c - 16) % 4 for c in strip["digit_centres"]] == [0]
+  assert strip["winners"][strip["digit_columns"][0]] in strip["classes"]
+  # main: the JSON beside the PNG (the timeline needs no network).
+  out = str(tmp_path / "timeline.png")
+  code, _, err = _run(capsys, "timeline", "--output", out)
+  assert code == 0, err
+  assert os.path.getsize(out) > 1000
+  assert json.load(open(out[:-4] + ".json"))["measured"]
 
 
-def test_bad_input_is_one_line_and_status_two(tmp_path, capsys):
-  code, _, err = _run(capsys, "features", "--config", "configs/lenet1989.py:tiny",
-                      "--layer", "C3", "--output", str(tmp_path / "f.png"))
-  assert code == 2 and err.count("\n") == 1
-  assert "no layer 'C3'" in err and "H1, H2" in err
-  # A workdir of LeNet-1989, asked for as LeNet-5, and one whose weights are another's.
+def test_bad_input_is_one_line_and_status_two(l5bg, tmp_path, capsys):
+  # A workdir of LeNet-5 (the shared network's weights and config), asked for an unknown
+  # layer, asked for as LeNet-1989, and then with another model's config.
   import orbax.checkpoint as ocp
-  model = create_model("lenet1989", num_classes=10)
-  variables = inside.init_variables(model, (16, 16, 1))
   workdir = tmp_path / "run"
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(str(workdir / "checkpoints" / "1" / "default"),
-                    {"params": variables["params"]})
+                    {"params": l5bg.variables["params"]})
   checkpointer.wait_until_finished()
-  config = config_lib.load_config("configs/lenet1989.py:tiny")
+  config = ml_collections.ConfigDict(l5bg.config)
   (workdir / "config.json").write_text(config.to_json_best_effort())
-  code, _, err = _run(capsys, "filters", "--checkpoint", str(workdir), "--model", "lenet5")
+  code, _, err = _run(capsys, "features", "--checkpoint", str(workdir), "--layer", "H1",
+                      "--output", str(tmp_path / "f.png"))
   assert code == 2 and err.count("\n") == 1
-  assert "a checkpoint of 'lenet1989', not --model 'lenet5'" in err
-  config.model, config.model_kwargs = "lenet5", ml_collections.ConfigDict()
+  assert "no layer 'H1'" in err and "C1, S2, C3, S4" in err
+  code, _, err = _run(capsys, "filters", "--checkpoint", str(workdir), "--model", "lenet1989")
+  assert code == 2 and err.count("\n") == 1
+  assert "a checkpoint of 'lenet5', not --model 'lenet1989'" in err
+  config.model, config.model_kwargs = "lenet1989", ml_collections.ConfigDict()
   (workdir / "config.json").write_text(config.to_json_best_effort())
   code, _, err = _run(capsys, "filters", "--checkpoint", str(workdir))
-  assert code == 2 and err.count("\n") == 1 and "does not fit lenet5" in err
+  assert code == 2 and err.count("\n") == 1 and "does not fit lenet1989" in err
   code, _, err = _run(capsys, "rf", "--checkpoint", str(tmp_path / "missing"))
   assert code == 2 and err.count("\n") == 1

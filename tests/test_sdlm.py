@@ -88,8 +88,8 @@ def test_a_shared_weight_sums_its_connections():
   assert float(h) == pytest.approx(1.0 ** 2 + 2.0 ** 2)  # not (1 + 2)^2
 
 
-@pytest.mark.parametrize("name,shape", [("lenet5", (32, 32, 1)), ("lenet1989", (16, 16, 1))])
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("name,shape,loss", [("lenet5", (32, 32, 1), "cross_entropy"),
+                                             ("lenet1989", (16, 16, 1), "mse")])
 def test_the_lenets_get_a_positive_estimate_for_every_weight(name, shape, loss):
   model = models.create_model(name, num_classes=10)
   c = common.base()

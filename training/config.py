@@ -246,6 +246,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("config.background_class adds examples to a dataset held in memory; "
                       "this run streams it through the host pipeline (use "
                       "--config.input_pipeline=device for a dataset that fits in memory)")
+  profile = tuple(config.get("profile_steps", ()) or ())
+  if profile and (len(profile) != 2 or not all(isinstance(v, int) for v in profile)
+                  or not 0 <= profile[0] < profile[1]):
+    raise ConfigError(f"config.profile_steps={profile} must be two step numbers a < b "
+                      "(e.g. --config.profile_steps=10,20), or () for no trace")
   factors = tuple(config.get("decay_factors", ()) or ())
   if factors and len(factors) != len(config.decay_epochs):
     raise ConfigError(f"config.decay_factors has {len(factors)} factors for "
@@ -464,6 +469,7 @@ NOT_THE_EXPERIMENT = (
     "log_every_steps", "eval_every_epochs", "checkpoint_every_epochs",
     "checkpoint_every_minutes", "keep_checkpoints",
     "stop_after_steps", "device_loop", "allow_config_change", "data_dir", "download",
+    "profile_steps",
     "host.prefetch", "eval_batch_size", "mesh.fsdp", "init_from",
 )
 
