@@ -445,6 +445,11 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
   parser.add_argument("--workdir",
                       help="directory for checkpoints, metrics and plots; reused to resume "
                            "(default: runs/<config>[_<arg>])")
+  parser.add_argument("--compilation_cache", default=None, metavar="DIR",
+                      help="JAX's persistent compilation cache, so a second run (or a "
+                           "sweep) of the same shapes skips compiling (default: "
+                           "$JAX_COMPILATION_CACHE_DIR, else ~/.cache/cnn-history/jax); "
+                           "'off' to compile afresh")
   group = parser.add_argument_group(
       "multi-process runs", "Needed only where JAX cannot detect the cluster (it does for "
       "SLURM srun, Cloud TPU pods and Open MPI); also read from JAX_COORDINATOR_ADDRESS, "
@@ -460,6 +465,31 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
     print(f"workdir: {args.workdir} (the default for this config; --workdir to choose)",
           flush=True)
   return config, args
+
+
+def use_compilation_cache(directory: str | None) -> str | None:
+  """Turns on JAX's persistent compilation cache in ``directory`` (None: the default,
+  ``$JAX_COMPILATION_CACHE_DIR`` or ``~/.cache/cnn-history/jax``); ``'off'`` (or, with
+  no directory given, JAX's own ``JAX_ENABLE_COMPILATION_CACHE=false``) turns it off.
+  Entries are keyed by the program, the XLA flags, the devices and the JAX version, so
+  a stale entry is never used. Returns the directory in use, or None."""
+  if directory == "off" or (directory is None and os.environ.get(
+      "JAX_ENABLE_COMPILATION_CACHE", "").lower() in ("0", "false")):
+    jax.config.update("jax_enable_compilation_cache", False)
+    return None
+  directory = os.path.expanduser(directory or os.environ.get("JAX_COMPILATION_CACHE_DIR")
+                                 or os.path.join("~", ".cache", "cnn-history", "jax"))
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise config_lib.ConfigError(f"--compilation_cache {directory}: {e.strerror}; give a "
+                                 "writable directory, or 'off'") from None
+  if not os.access(directory, os.W_OK | os.X_OK):
+    raise config_lib.ConfigError(f"--compilation_cache {directory} is not writable; give "
+                                 "a writable directory, or 'off'")
+  jax.config.update("jax_enable_compilation_cache", True)
+  jax.config.update("jax_compilation_cache_dir", directory)
+  return directory
 
 
 def default_workdir(spec: str) -> str:
@@ -532,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                    signal.SIGINT)}
   try:
     config, args = parse_args(sys.argv[1:] if argv is None else argv)
+    use_compilation_cache(args.compilation_cache)
     setup = parallel.initialize_distributed(args.coordinator_address, args.num_processes,
                                             args.process_id)
     if handlers:  # jax.distributed's preemption notifier takes SIGTERM over: take it back

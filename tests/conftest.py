@@ -2,6 +2,20 @@
 subprocesses) go first, so that no worker starts one of them near the end while the
 other sits idle. Measured on 2 cores, the suite's tail was a 3-minute test."""
 
+import os
+
+import jax
+
+# One persistent compilation cache for the suite, the same that train.py uses by
+# default (tests that run train.py share it too): the many tests that compile the same
+# tiny steps compile them once, and a second run of the suite compiles almost nothing.
+# Programs that compile in under half a second are not worth a file.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser(
+    os.path.join("~", ".cache", "cnn-history", "jax")))
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")  # train.py runs
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
 # Longest first (seconds on a 2-core machine under the suite's load).
 SLOW_FIRST = (
     "test_devices_processes_and_fsdp_match_one_device",  # ~170

@@ -513,3 +513,41 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step(tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   sa, sb = (json.loads((d / "summary.json").read_text()) for d in (full, w))
   assert (sa["eval_loss"], sa["eval_top1"]) == (sb["eval_loss"], sb["eval_top1"])
+
+
+def test_profile_steps_write_a_trace_of_those_steps(tmp_path, capsys):
+  import train  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "w"
+  args = ["--config", "configs/lenet5.py:tiny", "--workdir", str(workdir),
+          "--config.profile_steps=1,3"]
+  assert train.main(args) == 0
+  assert f"trace written to {workdir / 'profile'}" in capsys.readouterr().out
+  traces = [f for _, _, files in os.walk(workdir / "profile") for f in files
+            if f.endswith(".xplane.pb")]
+  assert len(traces) == 1
+  for bad, message in (("3,1", "must be two step numbers a < b"),
+                       ("2,99", "ends past the run's last step (4)")):
+    assert train.main(args[:-1] + ["--workdir", str(tmp_path / bad.replace(",", "_")),
+                                   f"--config.profile_steps={bad}"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_compilation_cache_directory_and_switch(tmp_path, monkeypatch):
+  import jax  # pylint: disable=g-import-not-at-top
+  import train  # pylint: disable=g-import-not-at-top
+  from training import config as config_lib  # pylint: disable=g-import-not-at-top
+  before = (jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir)
+  try:
+    assert train.use_compilation_cache(str(tmp_path / "c")) == str(tmp_path / "c")
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+    assert os.path.isdir(tmp_path / "c")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "env"))
+    assert train.use_compilation_cache(None) == str(tmp_path / "env")
+    assert train.use_compilation_cache("off") is None
+    assert not jax.config.jax_enable_compilation_cache
+    (tmp_path / "file").write_text("")
+    with pytest.raises(config_lib.ConfigError, match="--compilation_cache .*file"):
+      train.use_compilation_cache(str(tmp_path / "file"))
+  finally:
+    jax.config.update("jax_enable_compilation_cache", before[0])
+    jax.config.update("jax_compilation_cache_dir", before[1])
