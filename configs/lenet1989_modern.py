@@ -6,9 +6,25 @@ which took its error from 4.09% to 1.59%. Its data, though, was MNIST downsample
 (2-core CPU, under 2 min), and 2.64% with 2-pixel shifts (--config.augment.crop_padding=2);
 the faithful 1989 recipe gives 5.0-5.8%.
 
+Measured (seeds 0, 1, 2; final pass; "EMA": the weights' moving average, ``ema_decay``):
+
+| data    | recipe                                                   | error              |
+|---------|----------------------------------------------------------|--------------------|
+| mnist16 | this config                                              | 1.94, 1.99, 2.04%  |
+| mnist16 | schedule=linear, crop_mode=wrap (the reproduction's)     | 1.94% (seed 0)     |
+| mnist16 | + ema_decay=0.9999, num_epochs=160 (3 min), EMA weights  | 1.44, 1.49, 1.74%  |
+| usps    | crop_padding=2, ema_decay=0.9999, EMA weights            | 2.49, 3.09, 2.89%  |
+
+The reproduction's own script, rerun by others, gives 1.99% (lecun1989-repro PR #3); its
+1.59% is one final-pass reading of a test error that moves by +-0.4% from pass to pass.
+
   python train.py --config configs/lenet1989_modern.py:usps --workdir runs/lenet1989m_usps
   # The reproduction's own data, MNIST-16x16 (its figure: 1.59%).
   python train.py --config configs/lenet1989_modern.py:mnist16 --workdir runs/l89m_m16
+  # Its linear decay and wrap-around shift, plus EMA and 160 passes: 1.56% mean of 3 seeds.
+  python train.py --config configs/lenet1989_modern.py:mnist16 --workdir runs/l89m_m16_ema \
+    --config.schedule=linear --config.augment.crop_mode=wrap --config.ema_decay=0.9999 \
+    --config.num_epochs=160
   python train.py --config configs/lenet1989_modern.py --workdir runs/lenet1989m   # digits
   python train.py --config configs/lenet1989_modern.py:tiny --workdir /tmp/l89m_tiny
 
@@ -33,7 +49,7 @@ def get_config(arg=None):
   c.learning_rate = 3e-4
   c.weight_decay = 0.01  # PyTorch's AdamW default, which the reproduction kept
   c.schedule = "cosine"
-  c.min_learning_rate = 1e-4  # the reproduction decays 3e-4 to 1e-4
+  c.min_learning_rate = 1e-4  # the reproduction decays 3e-4 to 1e-4, linearly (schedule=linear)
   c.augment.crop_padding = 1  # shift by up to one pixel
   c.batch_size = 1
   c.num_epochs = 80
