@@ -119,6 +119,24 @@ def _check_same_experiment(config: ml_collections.ConfigDict,
   return changes
 
 
+def batch_constraint(mesh) -> Any:
+  """``tree -> tree`` with every array split over the mesh's batch axes."""
+  return lambda tree: jax.tree.map(
+      lambda x: jax.lax.with_sharding_constraint(x, parallel.batch_sharding(mesh)), tree)
+
+
+def compile_train(model, tx, step_cfg: steps_lib.StepConfig, step_rng: jax.Array, source,
+                  mesh, state_sharding) -> Any:
+  """The run's training function, jitted: ``source``'s loop around the train step, the
+  state and metrics donated (updated in place on the device). Called by ``source.train``.
+  benchmarks/throughput.py times this very function."""
+  train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng,
+                                         batch_constraint(mesh), mesh)
+  return jax.jit(source.train_loop(train_step), donate_argnums=(0, 1),
+                 static_argnums=source.train_static_argnums,
+                 out_shardings=(state_sharding, parallel.replicated(mesh)))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
   # The shared config check (as launch/sweep.py's pre-flight): fields, model options, the
@@ -246,15 +264,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # The compiled steps, all here. The state is donated: updated in place on the device.
   step_cfg = steps_lib.StepConfig.from_config(config, plan)
-  shard_batch = lambda tree: jax.tree.map(
-      lambda x: jax.lax.with_sharding_constraint(x, parallel.batch_sharding(mesh)), tree)
-  train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng, shard_batch, mesh)
+  shard_batch = batch_constraint(mesh)
+  train_fn = compile_train(model, tx, step_cfg, step_rng, source, mesh, state_sharding)
   eval_steps = {"raw": steps_lib.make_eval_step(model, step_cfg, shard_batch)}
   if config.ema_decay:
     eval_steps["ema"] = steps_lib.make_eval_step(model, step_cfg, shard_batch, use_ema=True)
-  train_fn = jax.jit(source.train_loop(train_step), donate_argnums=(0, 1),
-                     static_argnums=source.train_static_argnums,
-                     out_shardings=(state_sharding, replicated))
   eval_fns = {k: jax.jit(source.eval_loop(f), donate_argnums=(1,), out_shardings=replicated)
               for k, f in eval_steps.items()}
   curvature_fn = None
@@ -290,7 +304,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer.save(step, state)
 
   # The loop. The host only waits on the device at log, eval and checkpoint points.
-  acc = steps_lib.zero_metrics(steps_lib.TRAIN_METRICS)
+  # Fresh sums are placed where the step returns them (replicated), so that every call
+  # of the step sees the same input shardings and it compiles once, not twice.
+  fresh_metrics = lambda: jax.device_put(steps_lib.zero_metrics(steps_lib.TRAIN_METRICS),
+                                         replicated)
+  acc = fresh_metrics()
   step = start_step
   t_log, step_log = time.time(), start_step
   last_loss, stopped = 0.0, False
@@ -330,7 +348,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       epoch_end = step % steps_per_epoch == 0
       if (step - epoch * steps_per_epoch) % log_every == 0 or epoch_end:
         m = jax.device_get(acc)
-        acc = steps_lib.zero_metrics(steps_lib.TRAIN_METRICS)
+        acc = fresh_metrics()
         last_loss = float(m["loss"] / m["count"])
         now = time.time()
         row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": last_loss,

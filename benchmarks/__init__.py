@@ -1,0 +1,1 @@
+"""Benchmarks of the project's compiled steps (see README.md in this folder)."""

@@ -1,0 +1,87 @@
+"""benchmarks/throughput.py: a tiny run's numbers agree with each other, its torch
+modules match our parameter counts, and bad input is one line with exit status 2."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+import models
+from benchmarks import throughput
+from models import analysis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _num_params(name: str, shape) -> int:
+  model = models.create_model(name, num_classes=10)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0),
+                                                jax.numpy.zeros((1, *shape)), train=False))
+  return sum(x.size for x in jax.tree.leaves(variables["params"]))
+
+
+def test_tiny_run_reports_consistent_numbers(tmp_path, capsys):
+  out = tmp_path / "speed.md"
+  assert throughput.main(["--models", "lenet5_modern/batch=8", "--warmup", "1",
+                          "--windows", "2", "--window_steps", "2", "--out", str(out)]) == 0
+  printed = capsys.readouterr().out
+  assert "| lenet5_modern |" in printed and "ours img/s" in out.read_text()
+  (row,) = json.loads((tmp_path / "speed.json").read_text())["rows"]
+  assert (row["batch"], row["image_size"], row["optimizer"]) == (8, 28, "adamw")
+  assert row["images_per_s"] > 0 and row["step_s"] > 0 and row["compile_s"] >= 0
+  assert len(row["windows_s"]) == 2 and all(t > 0 for t in row["windows_s"])
+  assert math.isclose(row["images_per_s"], row["batch"] / row["step_s"], rel_tol=1e-9)
+  assert math.isclose(row["tflops"], 6 * row["macs_per_image"] * row["images_per_s"] / 1e12,
+                      rel_tol=1e-9)
+  # models/analysis.py's count, and by hand: conv1 24*24*20*25, conv2 8*8*50*500,
+  # fc1 800*500, fc2 500*10.
+  model = models.create_model("lenet5_modern", num_classes=10)
+  assert row["macs_per_image"] == analysis.count_macs(model, (1, 28, 28, 1)) == 2_293_000
+
+
+@pytest.mark.parametrize("name,shape,builder", [
+    ("resnet20", (32, 32, 3), lambda t: throughput.torch_cifar_resnet(t, 20)),
+    ("resnet56", (32, 32, 3), lambda t: throughput.torch_cifar_resnet(t, 56)),
+    ("lenet5_modern", (28, 28, 1), lambda t: throughput.torch_lenet5_modern(t)),
+])
+def test_torch_modules_match_our_parameter_counts(name, shape, builder):
+  torch = pytest.importorskip("torch")
+  module = builder(torch)
+  assert sum(p.numel() for p in module.parameters()) == _num_params(name, shape)
+  x = torch.zeros(2, shape[2], shape[0], shape[1])
+  assert tuple(module(x).shape) == (2, 10)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--model", "resnet20", "--batch", "0"], "--batch must be positive"),
+    (["--model", "resnet20", "--image_size", "-3"], "--image_size must be positive"),
+    (["--model", "resnet20", "--dtype", "float16"], "--dtype must be one of"),
+    (["--models", "resnet20/batch=x"], "batch must be an integer"),
+    (["--models", "resnet20/size=32"], "is not one of batch=..."),
+    (["--config", "configs/nope.py"], "config file not found"),
+    (["--model", "resnet20", "--config.no_such_field=1"], "unknown config key"),
+])
+def test_bad_input_is_one_line_and_status_2(argv, words, capsys):
+  assert throughput.main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert words in err and "\n" not in err
+
+
+def test_argparse_errors_are_one_line_and_status_2(capsys):
+  with pytest.raises(SystemExit) as e:
+    throughput.main(["--model", "resnet20", "--windows", "0"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err == "error: --windows must be at least 1, got 0"
+
+
+def test_unknown_model_from_the_command_line():
+  proc = subprocess.run([sys.executable, "benchmarks/throughput.py", "--model", "resnet5O"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "resnet5O" in lines[0], proc.stderr
