@@ -60,6 +60,7 @@ import ml_collections  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402  (train.compile_train: the function timed here)
 from models import analysis  # noqa: E402
+from models import torch_convert  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import data as data_lib  # noqa: E402
 from training import optim  # noqa: E402
@@ -249,31 +250,6 @@ def time_ours(case: Case, **timing) -> Timing:
 
 
 # ------------------------------------------------------------------------------ torch
-
-
-def import_torch():
-  """``(torch, torchvision or None)``, or None without torch. On a CPU-only torch,
-  torchvision's compiled operators cannot register their fake kernels and its import
-  fails; the classification models are pure Python, so the import is retried with that
-  registration disabled (as tests/torch_reference.py does)."""
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  try:
-    import torchvision  # pylint: disable=g-import-not-at-top
-  except (ImportError, RuntimeError, OSError):
-    for name in [m for m in sys.modules if m.startswith("torchvision")]:
-      del sys.modules[name]
-    register_fake = torch.library.register_fake
-    torch.library.register_fake = lambda *a, **k: (lambda fn: fn)
-    try:
-      import torchvision  # pylint: disable=g-import-not-at-top
-    except Exception:  # pylint: disable=broad-except
-      torchvision = None
-    finally:
-      torch.library.register_fake = register_fake
-  return torch, torchvision
 
 
 def _stub_missing_inductor_name(torch) -> None:
@@ -470,7 +446,7 @@ def run_case(case: Case, *, compare: str | None, peak_tflops: float | None, say,
       f"of {timing['windows']} windows of {timing['window_steps']} steps), compile "
       f"{ours.compile_s:.1f} s, {tflops:.4g} TFLOP/s{peak}", flush=True)
   if compare == "torch":
-    imported = import_torch()
+    imported = torch_convert.import_torch()
     if imported is None:
       say("  torch: not installed; --compare torch skipped")
     else:

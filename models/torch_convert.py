@@ -36,6 +36,35 @@ from typing import Any, Callable, Mapping
 import jax
 import numpy as np
 
+
+def import_torch() -> tuple[Any, Any] | None:
+  """``(torch, torchvision or None)``, or None without torch.
+
+  On a CPU-only torch, torchvision's compiled operators cannot register their fake
+  kernels and its import fails; the classification models are pure Python, so the
+  import is retried with that registration disabled. Used by the equivalence tests
+  (tests/torch_reference.py) and benchmarks/throughput.py.
+  """
+  import sys  # pylint: disable=g-import-not-at-top
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  try:
+    import torchvision  # pylint: disable=g-import-not-at-top
+  except (ImportError, RuntimeError, OSError):
+    for name in [m for m in sys.modules if m.startswith("torchvision")]:
+      del sys.modules[name]
+    register_fake = torch.library.register_fake
+    torch.library.register_fake = lambda *a, **k: (lambda fn: fn)
+    try:
+      import torchvision  # pylint: disable=g-import-not-at-top
+    except Exception:  # pylint: disable=broad-except
+      torchvision = None
+    finally:
+      torch.library.register_fake = register_fake
+  return torch, torchvision
+
 _CONVERTERS: dict[str, Callable[..., dict]] = {}
 
 

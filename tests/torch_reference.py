@@ -19,21 +19,11 @@ def import_torch():
 
 
 def import_torchvision():
-  torch = import_torch()
-  try:
-    import torchvision
-  except (ImportError, RuntimeError, OSError):
-    import sys
-    for name in [m for m in sys.modules if m.startswith("torchvision")]:
-      del sys.modules[name]
-    register_fake = torch.library.register_fake
-    torch.library.register_fake = lambda *a, **k: (lambda fn: fn)
-    try:
-      import torchvision
-    except Exception as e:  # noqa: BLE001
-      pytest.skip(f"torchvision does not import: {e}")
-    finally:
-      torch.library.register_fake = register_fake
+  import_torch()  # skips without torch
+  from models import torch_convert  # pylint: disable=g-import-not-at-top
+  torch, torchvision = torch_convert.import_torch()
+  if torchvision is None:
+    pytest.skip("torchvision does not import beside this torch")
   return torch, torchvision
 
 
