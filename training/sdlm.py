@@ -17,8 +17,8 @@ small. Two approximations make ``h_kk`` cheap and positive:
   back-propagated like a gradient with every local derivative squared
   (``d2E/da_i2 = f'(a_i)^2 sum_k w_ki^2 d2E/da_k2``), and a connection from input
   ``x_j`` gets ``d2E/da_i2 x_j^2``. A shared weight sums this over all the connections
-  that share it (Eq. C.? of the paper: "the sum of the second derivatives of the
-  connections"), not the square of a sum.
+  that share it (the paper's Appendix C: a shared weight's second derivative is the sum
+  over its connections, with the cross terms dropped), not the square of a sum.
 
 :func:`diagonal_gauss_newton` computes exactly that for any JAX function, by running its
 program (jaxpr) backwards with squared local derivatives: elementwise operations
@@ -38,8 +38,8 @@ evaluation mode (no dropout; BatchNorm with its running statistics) on the train
 images after the run's training augmentation.
 
 The schedule of ``eta`` is the config's (LeNet-5: 5e-4 for 2 passes, 2e-4 for 3, 1e-4
-for 3, 5e-5 for 4, then 1e-5; per pattern, since the paper updated after every pattern,
-and scaled linearly with the batch by ``lr_base_batch_size=1``).
+for 3, 5e-5 for 4, then 1e-5). The paper updated after every pattern; configs/lenet5.py
+says why it takes the paper's eta per update of a batch of 16 instead.
 
 Usage: ``--config.optimizer=sdlm`` (``config.sdlm.mu``, ``config.sdlm.num_samples``);
 train.py calls the estimate at the start of every pass.
