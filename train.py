@@ -137,6 +137,13 @@ def compile_train(model, tx, step_cfg: steps_lib.StepConfig, step_rng: jax.Array
                  out_shardings=(state_sharding, parallel.replicated(mesh)))
 
 
+def fresh_metrics(mesh) -> dict[str, jax.Array]:
+  """Zeroed training sums, placed where the step returns them (replicated), so that
+  every call of the step sees the same input shardings and it compiles once, not twice."""
+  return jax.device_put(steps_lib.zero_metrics(steps_lib.TRAIN_METRICS),
+                        parallel.replicated(mesh))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
   # The shared config check (as launch/sweep.py's pre-flight): fields, model options, the
@@ -304,11 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer.save(step, state)
 
   # The loop. The host only waits on the device at log, eval and checkpoint points.
-  # Fresh sums are placed where the step returns them (replicated), so that every call
-  # of the step sees the same input shardings and it compiles once, not twice.
-  fresh_metrics = lambda: jax.device_put(steps_lib.zero_metrics(steps_lib.TRAIN_METRICS),
-                                         replicated)
-  acc = fresh_metrics()
+  acc = fresh_metrics(mesh)
   step = start_step
   t_log, step_log = time.time(), start_step
   last_loss, stopped = 0.0, False
@@ -348,7 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       epoch_end = step % steps_per_epoch == 0
       if (step - epoch * steps_per_epoch) % log_every == 0 or epoch_end:
         m = jax.device_get(acc)
-        acc = fresh_metrics()
+        acc = fresh_metrics(mesh)
         last_loss = float(m["loss"] / m["count"])
         now = time.time()
         row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": last_loss,
@@ -485,6 +488,9 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
   return config, args
 
 
+COMPILATION_CACHE = os.path.join("~", ".cache", "cnn-history", "jax")  # the default
+
+
 def use_compilation_cache(directory: str | None) -> str | None:
   """Turns on JAX's persistent compilation cache in ``directory`` (None: the default,
   ``$JAX_COMPILATION_CACHE_DIR`` or ``~/.cache/cnn-history/jax``); ``'off'`` (or, with
@@ -496,7 +502,7 @@ def use_compilation_cache(directory: str | None) -> str | None:
     jax.config.update("jax_enable_compilation_cache", False)
     return None
   directory = os.path.expanduser(directory or os.environ.get("JAX_COMPILATION_CACHE_DIR")
-                                 or os.path.join("~", ".cache", "cnn-history", "jax"))
+                                 or COMPILATION_CACHE)
   try:
     os.makedirs(directory, exist_ok=True)
   except OSError as e:

@@ -229,9 +229,7 @@ def time_ours(case: Case, **timing) -> Timing:
   init_fn = functools.partial(steps_lib.init_state, checked.model, tx,
                               image_shape=checked.image_shape, ema=bool(config.ema_decay))
   carry = {"state": jax.jit(init_fn, out_shardings=state_sharding)(init_rng),
-           # Committed to the mesh as the step returns them: one compilation, not two.
-           "metrics": jax.device_put(steps_lib.zero_metrics(steps_lib.TRAIN_METRICS),
-                                     parallel.replicated(mesh)), "step": 0}
+           "metrics": train.fresh_metrics(mesh), "step": 0}
   step_cfg = steps_lib.StepConfig.from_config(config, checked.plan)
   train_fn = train.compile_train(checked.model, tx, step_cfg, step_rng, source, mesh,
                                  state_sharding)

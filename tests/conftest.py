@@ -6,12 +6,14 @@ import os
 
 import jax
 
+import train
+
 # One persistent compilation cache for the suite, the same that train.py uses by
 # default (tests that run train.py share it too): the many tests that compile the same
 # tiny steps compile them once, and a second run of the suite compiles almost nothing.
 # Programs that compile in under half a second are not worth a file.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser(
-    os.path.join("~", ".cache", "cnn-history", "jax")))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.expanduser(train.COMPILATION_CACHE))
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")  # train.py runs
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

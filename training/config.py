@@ -242,20 +242,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("Mixup / CutMix make soft targets, which need loss=cross_entropy")
   if config.loss == "mse" and config.label_smoothing:
     raise ConfigError("config.label_smoothing only applies to loss=cross_entropy")
-  if config.get("background_class") and expected_source(config) == "host":
-    raise ConfigError("config.background_class adds examples to a dataset held in memory; "
-                      "this run streams it through the host pipeline (use "
-                      "--config.input_pipeline=device for a dataset that fits in memory)")
+  in_memory = {"config.background_class adds examples to a dataset held in memory":
+                   config.get("background_class"),
+               "optimizer=sdlm estimates its curvature on training images held on the "
+               "device": config.optimizer == "sdlm"}
+  for what in (w for w, wanted in in_memory.items() if wanted):
+    if expected_source(config) == "host":
+      raise ConfigError(f"{what}; this run streams them through the host pipeline (use "
+                        "--config.input_pipeline=device for a dataset that fits in memory)")
   profile = tuple(config.get("profile_steps", ()) or ())
   if profile and (len(profile) != 2 or not all(isinstance(v, int) for v in profile)
                   or not 0 <= profile[0] < profile[1]):
     raise ConfigError(f"config.profile_steps={profile} must be two step numbers a < b "
                       "(e.g. --config.profile_steps=10,20), or () for no trace")
-  factors = tuple(config.get("decay_factors", ()) or ())
-  if factors and len(factors) != len(config.decay_epochs):
-    raise ConfigError(f"config.decay_factors has {len(factors)} factors for "
-                      f"{len(config.decay_epochs)} decay_epochs; give one per boundary "
-                      "(or none, for decay_factor at each)")
+  from training import optim  # pylint: disable=g-import-not-at-top
+  try:
+    optim.decay_factors(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   if config.optimizer != "sdlm" and "sdlm" in config:
     from configs import common  # pylint: disable=g-import-not-at-top
     default = common.base().sdlm.to_dict()
@@ -445,10 +449,6 @@ def check(config: str | ml_collections.ConfigDict,
                        dense_eval=hasattr(model, "dense"))
   except recipe.RecipeError as e:
     raise ConfigError(str(e)) from None
-  if config.optimizer == "sdlm" and plan.source != "device":
-    raise ConfigError("optimizer=sdlm estimates its curvature on training images held on the "
-                      "device; this run streams them through the host pipeline (use "
-                      "--config.input_pipeline=device for a dataset that fits in memory)")
   return Checked(config=config, model=model, num_params=int(num_params),
                  image_shape=tuple(image_shape), num_classes=num_classes,
                  abstract_state=abstract, plan=plan)

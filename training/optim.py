@@ -56,7 +56,8 @@ def decay_factors(config: ml_collections.ConfigDict) -> tuple[float, ...]:
     return (config.decay_factor,) * len(config.decay_epochs)
   if len(factors) != len(config.decay_epochs):
     raise ValueError(f"config.decay_factors has {len(factors)} factors for "
-                     f"{len(config.decay_epochs)} decay_epochs; give one per boundary")
+                     f"{len(config.decay_epochs)} decay_epochs; give one per boundary "
+                     "(or none, for decay_factor at each)")
   return factors
 
 
@@ -94,7 +95,8 @@ def create_optimizer(config: ml_collections.ConfigDict,
                      schedule: optax.Schedule) -> optax.GradientTransformation:
   """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, AdamW, LAMB, RMSProp
   (TensorFlow's, with L2 decay), or stochastic diagonal Levenberg-Marquardt (the LeNets'
-  ``sdlm``, whose curvature estimate the training loop refreshes each pass); optionally after clipping the gradients' global norm to
+  ``sdlm``, whose curvature estimate the training loop refreshes each pass, with L2
+  decay); optionally after clipping the gradients' global norm to
   ``config.grad_clip_norm`` (ViT: 1.0), and with layer-wise learning-rate decay when
   ``config.layer_decay`` is set (with the layer groups that ``config.model``'s family
   declares; :class:`LayerDecayError` if it declares none)."""
@@ -109,25 +111,26 @@ def create_optimizer(config: ml_collections.ConfigDict,
 def _base_optimizer(config: ml_collections.ConfigDict,
                     schedule: optax.Schedule) -> optax.GradientTransformation:
   name, wd = config.optimizer, config.weight_decay
+
+  def coupled_l2(tx):  # classic L2: the decay is added to the gradient, before the step
+    return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
+
   if name == "sgd":
-    tx = optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov)
-    # Classic coupled L2: decay is added to the gradient before momentum.
-    return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
+    return coupled_l2(optax.sgd(schedule, momentum=config.momentum or None,
+                                nesterov=config.nesterov))
   if name == "adam":
-    tx = optax.adam(schedule, b1=config.b1, b2=config.b2, eps=config.eps)
-    return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
+    return coupled_l2(optax.adam(schedule, b1=config.b1, b2=config.b2, eps=config.eps))
   if name == "rmsprop":
     # TensorFlow 1's RMSProp, as the MobileNet and Inception papers trained: eps inside
     # the square root, the mean square starting at 1, momentum applied after the rate.
-    tx = optax.rmsprop(schedule, decay=config.rms_decay, eps=config.eps, initial_scale=1.0,
-                       eps_in_sqrt=True, momentum=config.momentum or None)
-    return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
+    return coupled_l2(optax.rmsprop(schedule, decay=config.rms_decay, eps=config.eps,
+                                    initial_scale=1.0, eps_in_sqrt=True,
+                                    momentum=config.momentum or None))
   if name == "adamw":
     return optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
                        weight_decay=wd, mask=decay_mask)
   if name == "sdlm":  # LeCun et al. 1998, Appendix C (training/sdlm.py)
-    tx = sdlm.sdlm(schedule, mu=config.sdlm.mu)
-    return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
+    return coupled_l2(sdlm.sdlm(schedule, mu=config.sdlm.mu))
   if name == "lamb":  # You et al. 2019: AdamW's step, rescaled per layer by a trust ratio.
     return optax.lamb(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
                       weight_decay=wd, mask=decay_mask)
