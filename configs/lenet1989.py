@@ -11,7 +11,7 @@ SDLM, whose steps grow where the curvature is small. The paper gives no step siz
 schedule: eta = 2e-3, constant (1e-3 and 3e-3 do worse, and the 1998 paper's decaying
 schedule too).
 
-  # First run, offline: scikit-learn's digits (8x8 upsampled to 16x16). 2-core CPU: ~18 s, 97.56%.
+  # First run, offline: scikit-learn's digits (8x8 upsampled to 16x16). 2-core CPU: ~9 s, 97.56%.
   python train.py --config configs/lenet1989.py --workdir runs/lenet1989
   # The paper's benchmark: USPS, 7291 train / 2007 test, 23 passes: 5.03% in 34 s (paper: 5.0%).
   python train.py --config configs/lenet1989.py:usps --workdir runs/lenet1989_usps
