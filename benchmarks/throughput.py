@@ -17,7 +17,8 @@ timed: evaluation, logging, checkpoints (the train.py loop's share; README, Spee
 ``--model NAME`` takes the recipe of the config in ``RECIPES`` (optimizer, augmentation,
 batch, resolution, dtype) with the model set to NAME; ``--batch``, ``--image_size`` and
 ``--dtype`` override it, as do ``--config.FIELD=VALUE`` arguments. ``--config X.py[:arg]``
-times that config instead. ``--models a,b/batch=32/image_size=64,...`` runs a list
+times that config instead. ``--bare`` turns the augmentation and the EMA off, so the step
+does what the torch side does. ``--models a,b/batch=32/image_size=64,...`` runs a list
 (per-entry ``batch``, ``image_size``, ``dtype``) and prints a markdown table, also
 written to ``--out FILE.md`` with the numbers as JSON beside it (``FILE.json``).
 
@@ -61,6 +62,7 @@ import models  # noqa: E402
 import train  # noqa: E402  (train.compile_train: the function timed here)
 from models import analysis  # noqa: E402
 from models import torch_convert  # noqa: E402
+from input_pipeline import recipe as recipe_lib  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import data as data_lib  # noqa: E402
 from training import optim  # noqa: E402
@@ -119,9 +121,11 @@ def recipe_of(model: str) -> str:
 
 def make_case(*, model: str | None = None, config: str | None = None,
               batch: int | None = None, image_size: int | None = None,
-              dtype: str | None = None, overrides: Sequence[tuple[str, str]] = ()) -> Case:
+              dtype: str | None = None, overrides: Sequence[tuple[str, str]] = (),
+              bare: bool = False) -> Case:
   """The config of ``model`` (its recipe) or ``config``, changed to train on synthetic
-  device-resident images of its own input shape (or ``image_size``) at ``batch``."""
+  device-resident images of its own input shape (or ``image_size``) at ``batch``;
+  ``bare``: without augmentation and EMA, the work the torch side does."""
   for flag, value in (("--batch", batch), ("--image_size", image_size)):
     if value is not None and value <= 0:
       raise BenchmarkError(f"{flag} must be positive, got {value}")
@@ -132,6 +136,9 @@ def make_case(*, model: str | None = None, config: str | None = None,
   c = config_lib.load_config(spec if config else os.path.join(ROOT, spec))
   if model is not None:
     c.model = model
+  if bare:  # every augmentation off (Recipe's defaults) and no EMA; before the overrides
+    c.augment = ml_collections.ConfigDict(recipe_lib.Recipe().to_dict())
+    c.ema_decay = 0.0
   config_lib.apply_overrides(c, overrides)
   (side, _, channels), num_classes = config_lib.data_shape(c)
   side = image_size or side
@@ -152,7 +159,8 @@ def make_case(*, model: str | None = None, config: str | None = None,
   mesh_size = jax.device_count()
   if c.batch_size % mesh_size:
     raise BenchmarkError(f"batch {c.batch_size} does not divide over {mesh_size} devices")
-  return Case(name=c.model if config is None else f"{c.model} ({spec})", checked=checked)
+  name = c.model if config is None else f"{c.model} ({spec})"
+  return Case(name=name + (", bare" if bare else ""), checked=checked)
 
 
 def parse_entry(entry: str) -> dict[str, Any]:
@@ -515,6 +523,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[tuple[str,
   p.add_argument("--image_size", type=int, help="side in pixels (default: the config's)")
   p.add_argument("--dtype", help="float32 or bfloat16 (default: the config's)")
   p.add_argument("--compare", choices=("torch",), help="also time PyTorch's training step")
+  p.add_argument("--bare", action="store_true",
+                 help="no augmentation and no EMA (the torch side's work): the step alone")
   p.add_argument("--peak_tflops", type=float, help="the device's peak, for the fraction")
   p.add_argument("--warmup", type=int, default=3, help="untimed steps, the first included")
   p.add_argument("--windows", type=int, default=5, help="timed windows (median taken)")
@@ -533,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     common = dict(batch=args.batch, image_size=args.image_size, dtype=args.dtype,
-                  overrides=overrides)
+                  overrides=overrides, bare=args.bare)
     if args.models is not None:
       entries = [parse_entry(e) for e in args.models.split(",") if e.strip()]
       if not entries:

@@ -659,13 +659,19 @@ def ten_crop(images: jax.Array, size: int) -> jax.Array:
   return jnp.stack(views, axis=1)
 
 
+def flip_views(images: jax.Array) -> jax.Array:
+  """The image and its mirror image as a view axis: (B, H, W, C) -> (B, 2, H, W, C)."""
+  return jnp.stack([images, images[:, :, ::-1]], axis=1)
+
+
 def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],
               labels: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
   """Runs a plan's device ops (``recipe.plan``) on a batch, in order.
 
   Each op draws from ``fold_in(key, its index)``. ``mixup_cutmix`` turns ``labels``
   into soft targets; otherwise the labels come back unchanged. Evaluation chains
-  (``key`` None) are deterministic; ``ten_crop`` adds a view axis after the batch.
+  (``key`` None) are deterministic; ``ten_crop`` and ``flip_views`` add a view axis
+  after the batch.
 
   Returns:
     (images, targets).
@@ -714,6 +720,8 @@ def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],
       images = resize_square(images, kw["size"], kw["method"])
     elif op == "ten_crop":
       images = ten_crop(images, kw["size"])
+    elif op == "flip_views":
+      images = flip_views(images)
     else:
       raise ValueError(f"{op!r} is not a device op")
     i += 1

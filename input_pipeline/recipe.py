@@ -31,6 +31,7 @@ The per-paper protocols (``configs/*.py``) are combinations of these fields:
 | VGG | scale_jitter=(256, 512), flip, lighting=0.1 | centre crop; dense over scales |
 | GoogLeNet / BN-Inception | inception_crop (8-100%), flip, color_jitter | centre crop |
 | ResNet / SE-ResNet / DenseNet | inception_crop, flip (or scale_jitter=(256, 480) + lighting) | centre crop; ten_crop |
+| airbench (speedruns) | crop_padding=2 (reflect), flip | flip (image + mirror) |
 | MobileNet, ViT, ConvNeXt | inception_crop, flip, RandAugment, Mixup/CutMix, erasing | centre crop |
 """
 
@@ -52,7 +53,7 @@ IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
 CROP_MODES = ("constant", "reflect", "edge", "wrap")
 RESIZE_METHODS = ("bilinear", "bicubic")
 ERASE_MODES = ("uniform", "pixel")
-EVAL_MODES = ("center", "ten_crop", "dense")
+EVAL_MODES = ("center", "flip", "ten_crop", "dense")
 
 
 # Where each op can run. host: per image, on the CPUs of a streamed dataset (images of
@@ -74,6 +75,7 @@ PLACEMENT = {
     "mixup_cutmix": ("device",),  # mixes a batch
     "resize_square": ("device",),
     "ten_crop": ("device",),
+    "flip_views": ("device",),
     "dense": ("device",),  # runs the model
 }
 
@@ -126,6 +128,8 @@ class Recipe:
   # Evaluation: the shorter side resized to floor(image_size / eval_crop_pct) (0: the
   # image as it is on the device; image_size on the host), then
   #   center:   the central image_size crop [crop_pct];
+  #   flip:     that crop and its mirror image, softmax averaged (test-time flip
+  #             averaging, as airbench and most speedruns evaluate);
   #   ten_crop: AlexNet's 4 corner + centre crops and their flips, softmax averaged;
   #   dense:    VGG's fully convolutional net over the whole (square) image at each
   #             of eval_scales (shorter side, in pixels) and its flip, softmax averaged.
@@ -414,8 +418,9 @@ def plan(recipe: Recipe, *, source: str, image_size: int, channels: int,
     eval_host.append(op("decode"))
     eval_host.append(op("resize_shorter", sides=(resized, resized), method=r.resize_method))
     # The host ships the centre square the device's views are taken from.
-    eval_host.append(op("center_crop", size=size if r.eval_mode == "center" else resized))
-  elif r.eval_mode == "center":
+    eval_host.append(op("center_crop", size=size if r.eval_mode in ("center", "flip")
+                        else resized))
+  elif r.eval_mode in ("center", "flip"):
     if r.eval_crop_pct and resized != size:
       eval_device.append(op("center_crop", size=size, crop_pct=float(r.eval_crop_pct),
                             method=r.resize_method))
@@ -423,6 +428,8 @@ def plan(recipe: Recipe, *, source: str, image_size: int, channels: int,
     eval_device.append(op("resize_square", size=resized, method=r.resize_method))
   if r.eval_mode == "ten_crop":
     eval_device.append(op("ten_crop", size=size))
+  if r.eval_mode == "flip":
+    eval_device.append(op("flip_views"))
   eval_device.append(op("normalize", mean=tuple(mean), std=tuple(std)))
   if r.eval_mode == "dense":
     eval_device.append(op("dense", scales=tuple(int(s) for s in r.eval_scales),

@@ -101,6 +101,7 @@ def _module_fields(builder: Callable[..., nn.Module]) -> set[str]:
 
 
 # Importing the family modules fills the registry.
+from models import airbench  # noqa: E402,F401
 from models import alexnet  # noqa: E402,F401
 from models import allcnn  # noqa: E402,F401
 from models import convnext  # noqa: E402,F401

@@ -28,7 +28,7 @@ def _write_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def _read_rows(path: str) -> list[dict[str, Any]]:
+def read_rows(path: str) -> list[dict[str, Any]]:
   """The rows of a ``metrics.jsonl``, less any line a crash cut short (one warning)."""
   rows, bad = [], 0
   with open(path) as f:
@@ -80,7 +80,7 @@ class MetricsLogger:
     if not primary:
       return
     if os.path.exists(self.path):
-      self.rows = [r for r in _read_rows(self.path) if r["step"] <= resume_step]
+      self.rows = [r for r in read_rows(self.path) if r["step"] <= resume_step]
     _write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
     self._wall_base = self._earlier_wall_time()
     # Scalars the kept rows already sent to TensorBoard at the resume step itself.

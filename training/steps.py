@@ -262,7 +262,7 @@ def make_eval_step(model: nn.Module, cfg: StepConfig,
   exactly once. The loss is the training loss without label smoothing. ``use_ema``
   evaluates the moving average of the weights instead of the weights.
 
-  Multi-view protocols (``ten_crop``, ``dense``) average the softmax of the views, as
+  Multi-view protocols (``flip``, ``ten_crop``, ``dense``) average the softmax of the views, as
   the AlexNet and VGG papers did; top-k and the loss are then of the averaged
   distribution (cross-entropy: -log of the mean probability of the label; with
   ``loss='mse'`` the raw outputs are averaged instead).
@@ -288,7 +288,7 @@ def make_eval_step(model: nn.Module, cfg: StepConfig,
         for v in (xq, xq[:, :, ::-1]):
           outs.append(model.apply(variables, v, method="dense").astype(jnp.float32))
       outputs = jnp.stack(outs, axis=1)  # (B, views, classes)
-    elif x.ndim == 5:  # views stacked after the batch axis (ten_crop)
+    elif x.ndim == 5:  # views stacked after the batch axis (ten_crop, flip)
       b, v = x.shape[:2]
       outputs = apply(x.reshape(b * v, *x.shape[2:])).reshape(b, v, -1)
     else:

@@ -1,0 +1,172 @@
+r"""Time to accuracy: runs a config for several seeds, each as its own ``train.py`` command,
+and reports the test accuracy (mean, spread), the wall time from command to printed
+accuracy, and the accuracy against time as a PNG.
+
+  python benchmarks/speedrun.py --seeds 5                       # the CPU speedrun
+  python benchmarks/speedrun.py --config configs/speedrun_fashion_mnist.py:gpu --seeds 5
+  python benchmarks/speedrun.py --seeds 2 --workdir runs/sr_wide \
+      --config.model_kwargs.widths=48,96,192
+
+Each seed runs ``python train.py --config CONFIG --workdir WORKDIR/seed<i>
+--config.seed=<i> [--config.FIELD=VALUE ...]`` one after another (never side by side:
+they would share the cores), its output saved to ``WORKDIR/seed<i>.log``. Reported per
+seed: the final test accuracy (the config's evaluation protocol), the wall time of the
+whole command (imports, data loading and compilation included), and train.py's training
+time (the steps after the first, less evaluation and checkpoints). Written:
+``WORKDIR/speedrun.json`` (every number), ``WORKDIR/speedrun.md`` (the table) and
+``WORKDIR/speedrun.png`` (test accuracy against training time and against wall time, one
+line per seed, the target as a dashed line).
+
+An existing ``WORKDIR/seed<i>`` is an error (train.py would resume it, not time a run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+from training import config as config_lib  # noqa: E402
+from training import logger as logger_lib  # noqa: E402
+
+DEFAULT_CONFIG = "configs/speedrun_fashion_mnist.py"
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line, exit status 2
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+  rest, overrides = config_lib.split_override_args(argv)
+  p = _Parser(description=__doc__.split("\n\n")[0].strip())
+  p.add_argument("--config", default=DEFAULT_CONFIG, help="configs/x.py[:arg]")
+  p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+  p.add_argument("--first_seed", type=int, default=0)
+  p.add_argument("--workdir", default="runs/speedrun", help="one folder per seed inside")
+  p.add_argument("--target", type=float, default=94.0, help="test accuracy (%%) to reach")
+  args = p.parse_args(rest)
+  if args.seeds < 1:
+    p.error(f"--seeds must be at least 1, got {args.seeds}")
+  return args, [f"--config.{k}={v}" for k, v in overrides]
+
+
+def run_seed(config: str, workdir: str, seed: int, overrides: Sequence[str]) -> dict[str, Any]:
+  """One ``train.py`` command; its summary, eval rows and wall time."""
+  run_dir = os.path.join(workdir, f"seed{seed}")
+  cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", config,
+         "--workdir", run_dir, f"--config.seed={seed}", *overrides]
+  log_path = os.path.join(workdir, f"seed{seed}.log")
+  t = time.time()
+  with open(log_path, "w") as log:
+    rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+  wall = time.time() - t
+  if rc:
+    with open(log_path) as f:
+      tail = f.read().strip().splitlines()[-1:] or ["(no output)"]
+    raise RuntimeError(f"seed {seed}: train.py exited with {rc}: {tail[0]} (log: {log_path})")
+  with open(os.path.join(run_dir, "summary.json")) as f:
+    summary = json.load(f)
+  evals = [r for r in logger_lib.read_rows(os.path.join(run_dir, "metrics.jsonl"))
+           if "eval_top1" in r]
+  return {"seed": seed, "top1": 100 * summary["eval_top1"], "wall_sec": wall,
+          "train_sec": summary["train_time_this_run_sec"],
+          "startup_sec": wall - summary["wall_time_this_run_sec"],
+          "platform": summary["platform"],
+          "curve": [{"epoch": r["epoch"], "train_sec": r.get("train_seconds"),
+                     "top1": 100 * r["eval_top1"]} for r in evals]}
+
+
+def describe(values: Sequence[float], fmt: str = ".2f") -> str:
+  mean = statistics.mean(values)
+  spread = statistics.stdev(values) if len(values) > 1 else 0.0
+  return (f"{mean:{fmt}} +- {spread:{fmt}} (min {min(values):{fmt}}, "
+          f"max {max(values):{fmt}})")
+
+
+def plot(runs: Sequence[dict[str, Any]], target: float, path: str, title: str) -> None:
+  """Test accuracy against training time (left) and against the command's wall time
+  (right; each run's evaluations placed at its start-up plus training time)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+  for r in runs:
+    pts = [p for p in r["curve"] if p["train_sec"] is not None]
+    xs = [p["train_sec"] for p in pts]
+    ys = [p["top1"] for p in pts]
+    axes[0].plot(xs, ys, "o-", alpha=0.8, label=f"seed {r['seed']}")
+    # Wall: start-up (imports, data, compile) + training, and evaluation time between.
+    scale = (r["wall_sec"] - r["startup_sec"]) / max(xs[-1], 1e-9) if xs else 1.0
+    axes[1].plot([r["startup_sec"] + x * scale for x in xs], ys, "o-", alpha=0.8,
+                 label=f"seed {r['seed']}")
+  for ax, xlabel in zip(axes, ("training time (s): steps after the first, no eval",
+                               "wall time from command (s), start-up included")):
+    ax.axhline(target, ls="--", c="k", lw=1, label=f"target {target:g}%")
+    ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
+    lo = min([p["top1"] for r in runs for p in r["curve"]] + [target])
+    ax.set_ylim(max(lo - 1, 0), 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+  seeds = range(args.first_seed, args.first_seed + args.seeds)
+  taken = [s for s in seeds if os.path.exists(os.path.join(args.workdir, f"seed{s}"))]
+  if taken:
+    print(f"error: {args.workdir}/seed{taken[0]} exists (train.py would resume it); give "
+          "another --workdir or remove it", file=sys.stderr)
+    return 2
+  os.makedirs(args.workdir, exist_ok=True)
+  runs = []
+  for seed in seeds:
+    try:
+      r = run_seed(args.config, args.workdir, seed, overrides)
+    except RuntimeError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 1
+    runs.append(r)
+    print(f"seed {seed}: {r['top1']:.2f}% in {r['wall_sec']:.1f} s from command "
+          f"({r['startup_sec']:.1f} s start-up, {r['train_sec']:.2f} s training steps) "
+          f"on {r['platform']}", flush=True)
+  top1 = [r["top1"] for r in runs]
+  reached = sum(t >= args.target for t in top1)
+  lines = [f"{args.config} {' '.join(overrides)}".strip(),
+           f"test accuracy (%): {describe(top1)}; {reached}/{len(runs)} seeds reach "
+           f"{args.target:g}%",
+           f"wall time from command (s): {describe([r['wall_sec'] for r in runs], '.1f')}",
+           f"training time (s): {describe([r['train_sec'] for r in runs])}"]
+  print("\n".join(lines))
+  table = ["| seed | test top-1 % | wall s (command) | start-up s | training s |",
+           "|---|---|---|---|---|"]
+  table += [f"| {r['seed']} | {r['top1']:.2f} | {r['wall_sec']:.1f} | {r['startup_sec']:.1f} "
+            f"| {r['train_sec']:.2f} |" for r in runs]
+  with open(os.path.join(args.workdir, "speedrun.md"), "w") as f:
+    f.write("\n\n".join(["\n".join(lines), "\n".join(table)]) + "\n")
+  with open(os.path.join(args.workdir, "speedrun.json"), "w") as f:
+    json.dump({"config": args.config, "overrides": overrides, "target": args.target,
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "load_average_end": os.getloadavg()[0], "runs": runs}, f, indent=2)
+  plot(runs, args.target, os.path.join(args.workdir, "speedrun.png"),
+       f"{args.config}: {statistics.mean(top1):.2f}% mean of {len(runs)} seeds")
+  print(f"written: {args.workdir}/speedrun.{{md,json,png}}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

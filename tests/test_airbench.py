@@ -1,0 +1,75 @@
+"""airbench's network (models/airbench.py): counts, init, BatchNorm and output scale."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import models
+from models import airbench
+
+
+def _params(model, shape):
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)),
+                                           train=False))["params"]
+
+
+@pytest.mark.parametrize("shape,count", [((32, 32, 3), 1_971_640),  # the paper's 1.97M
+                                         ((28, 28, 1), 1_962_152)])
+def test_parameter_count(shape, count):
+  params = _params(models.create_model("airbench94", num_classes=10), shape)
+  assert sum(x.size for x in jax.tree.leaves(params)) == count
+
+
+def test_layers_are_the_papers():
+  params = _params(models.create_model("airbench94", num_classes=10), (32, 32, 3))
+  # The whitening layer: 2x2, 2 * 3 * 4 = 24 filters with bias.
+  assert params["whiten"]["kernel"].shape == (2, 2, 3, 24)
+  assert params["whiten"]["bias"].shape == (24,)
+  for i, (cin, cout) in enumerate(((24, 64), (64, 256), (256, 256)), start=1):
+    g = params[f"group{i}"]
+    assert g["conv1"]["kernel"].shape == (3, 3, cin, cout)
+    assert g["conv2"]["kernel"].shape == (3, 3, cout, cout)
+    assert "bias" not in g["conv1"] and "bias" not in g["conv2"]
+    # BatchNorm learns its bias only.
+    assert set(g["norm1"]) == set(g["norm2"]) == {"bias"}
+  assert set(params["head"]) == {"kernel"}  # no bias
+
+
+def test_dirac_init_passes_the_first_channels_through():
+  w = airbench.dirac_init(jax.random.key(1), (3, 3, 16, 40))
+  w = np.asarray(w)
+  expected = np.zeros((3, 3, 16, 16))
+  expected[1, 1] = np.eye(16)
+  np.testing.assert_array_equal(w[..., :16], expected)
+  rest = w[..., 16:]
+  bound = 1 / np.sqrt(3 * 3 * 16)  # PyTorch's default: U(+-1/sqrt(fan_in))
+  assert np.abs(rest).max() <= bound
+  assert np.abs(rest).max() > 0.9 * bound  # uniform over the whole range
+
+
+def test_batchnorm_running_statistics_move_by_0_4_of_the_batch():
+  model = models.create_model("airbench94", num_classes=10, widths=(4, 4, 4))
+  x = jax.random.normal(jax.random.key(2), (8, 28, 28, 1)) + 3.0
+  variables = model.init(jax.random.key(0), x, train=False)
+  _, new = model.apply(variables, x, train=True, mutable=["batch_stats", "intermediates"],
+                       capture_intermediates=True)
+  # norm1 of the first group sees its conv's output max-pooled 2x2.
+  conv = new["intermediates"]["group1"]["conv1"]["__call__"][0]
+  pooled = np.asarray(conv)[:, :26, :26].reshape(8, 13, 2, 13, 2, 4).max(axis=(2, 4))
+  got = np.asarray(new["batch_stats"]["group1"]["norm1"]["mean"])
+  np.testing.assert_allclose(got, 0.4 * pooled.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-6)
+
+
+def test_logits_are_scaled_by_the_scaling_factor():
+  x = jax.random.normal(jax.random.key(3), (2, 28, 28, 1))
+  a = models.create_model("airbench94", num_classes=10, widths=(4, 8, 8))
+  b = models.create_model("airbench94", num_classes=10, widths=(4, 8, 8), scaling_factor=1.0)
+  variables = a.init(jax.random.key(0), x, train=False)
+  np.testing.assert_allclose(9 * a.apply(variables, x, train=False),
+                             b.apply(variables, x, train=False), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_widths_are_one_line():
+  with pytest.raises(models.ModelOptionError, match="widths"):
+    models.create_model("airbench94", num_classes=10, widths=(64, 0, 256))

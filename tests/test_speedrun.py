@@ -1,0 +1,97 @@
+"""The speedrun's pieces: test-time flip averaging (``eval_mode=flip``), the config, and
+``benchmarks/speedrun.py`` with train.py's training-time clock."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import input_pipeline
+import models
+from benchmarks import speedrun
+from configs import common
+from input_pipeline import recipe
+from training import config as config_lib
+from training import steps as steps_lib
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "speedrun_fashion_mnist.py")
+
+
+def test_flip_views_stack_the_image_and_its_mirror():
+  x = jnp.arange(2 * 3 * 4 * 1, dtype=jnp.uint8).reshape(2, 3, 4, 1)
+  v = np.asarray(input_pipeline.flip_views(x))
+  assert v.shape == (2, 2, 3, 4, 1)
+  np.testing.assert_array_equal(v[:, 0], np.asarray(x))
+  np.testing.assert_array_equal(v[:, 1], np.asarray(x)[:, :, ::-1])
+
+
+def test_flip_eval_averages_the_softmax_of_the_image_and_its_mirror():
+  c = common.base()
+  c.augment.eval_mode = "flip"
+  plan = recipe.plan(recipe.Recipe.from_config(c.augment), source="device", image_size=12,
+                     channels=1, stored_size=12, mean=(0.5,), std=(0.25,))
+  assert [o.name for o in plan.eval_device] == ["flip_views", "normalize"]
+  model = models.create_model("airbench94", num_classes=10, widths=(4, 8, 8))
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (6, 12, 12, 1)), jnp.uint8)
+  labels = jnp.asarray(rng.integers(0, 10, 6), jnp.int32)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 12, 12, 1)), train=False)
+  state = steps_lib.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                               batch_stats=variables["batch_stats"], opt_state=())
+  step = jax.jit(steps_lib.make_eval_step(model, steps_lib.StepConfig.from_config(c, plan)))
+  m = step(state, steps_lib.zero_metrics(steps_lib.EVAL_METRICS), images, labels,
+           jnp.ones(6, bool))
+  x = input_pipeline.normalize(images, (0.5,), (0.25,))
+  probs = sum(np.asarray(jax.nn.softmax(model.apply(variables, v, train=False), -1))
+              for v in (x, x[:, :, ::-1])) / 2
+  np.testing.assert_allclose(m["loss"], -np.log(probs[np.arange(6), labels]).sum(), rtol=1e-5)
+  assert float(m["top1"]) == float((probs.argmax(-1) == np.asarray(labels)).sum())
+  # The mirror counts: averaging differs from the image alone.
+  alone = np.asarray(jax.nn.softmax(model.apply(variables, x, train=False), -1))
+  assert not np.allclose(alone, probs, atol=1e-4)
+
+
+def test_speedrun_configs_hold_the_recipe():
+  for arg, side, batch, widths in (("", 28, 256, (64, 128, 256)),
+                                   ("gpu", 32, 1024, (64, 256, 256))):
+    checked = config_lib.check(f"{CONFIG}:{arg}")
+    c = checked.config
+    assert checked.image_shape == (side, side, 1)
+    assert c.batch_size == batch
+    assert tuple(checked.model.widths) == widths
+    assert (c.optimizer, c.momentum, c.nesterov, c.label_smoothing) == ("sgd", 0.85, True, 0.2)
+    assert (c.augment.flip, c.augment.crop_padding, c.augment.eval_mode) == (True, 2, "flip")
+    # airbench's peak lr 1.5 at batch 1024, scaled; its triangle ends at 0.07 of the peak.
+    assert c.learning_rate * batch / c.lr_base_batch_size == pytest.approx(1.5 * batch / 1024)
+    assert c.min_learning_rate == pytest.approx(0.07 * 1.5 * batch / 1024)
+    assert c.warmup_epochs == pytest.approx(0.23 * c.num_epochs)
+  with pytest.raises(config_lib.ConfigError, match="cpu or gpu"):
+    config_lib.check(f"{CONFIG}:cpu,gpu")
+
+
+def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
+  workdir = str(tmp_path / "sr")
+  assert speedrun.main(["--config", f"{CONFIG}:tiny", "--seeds", "1",
+                        "--workdir", workdir, "--target", "5"]) == 0
+  out = capsys.readouterr().out
+  with open(os.path.join(workdir, "speedrun.json")) as f:
+    report = json.load(f)
+  with open(os.path.join(workdir, "seed0", "summary.json")) as f:
+    summary = json.load(f)
+  (run,) = report["runs"]
+  assert run["top1"] == pytest.approx(100 * summary["eval_top1"])
+  # Training time: the steps after the first, less evaluation: inside the run's wall time.
+  assert 0 < run["train_sec"] < summary["wall_time_this_run_sec"] < run["wall_sec"]
+  assert [p["epoch"] for p in run["curve"]] == [1, 2]  # tiny evaluates every epoch
+  assert 0 < run["curve"][0]["train_sec"] < run["curve"][1]["train_sec"] <= run["train_sec"]
+  assert f"seed 0: {run['top1']:.2f}%" in out
+  assert os.path.getsize(os.path.join(workdir, "speedrun.png")) > 10_000
+  # Again into the same folder: refused, nothing overwritten.
+  before = os.path.getmtime(os.path.join(workdir, "seed0", "summary.json"))
+  assert speedrun.main(["--config", f"{CONFIG}:tiny", "--seeds", "1",
+                        "--workdir", workdir]) == 2
+  assert "seed0 exists" in capsys.readouterr().err
+  assert os.path.getmtime(os.path.join(workdir, "seed0", "summary.json")) == before
