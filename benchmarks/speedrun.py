@@ -17,7 +17,11 @@ time (the steps after the first, less evaluation and checkpoints). Written:
 ``WORKDIR/speedrun.png`` (test accuracy against training time and against wall time, one
 line per seed, the target as a dashed line).
 
-An existing ``WORKDIR/seed<i>`` is an error (train.py would resume it, not time a run).
+Each seed's numbers are also written to ``WORKDIR/seed<i>.json`` as it finishes, and the
+report covers every seed in ``WORKDIR``: seeds can be added later (``--first_seed 3
+--seeds 2`` into the same folder) and the report is over all of them. An existing
+``WORKDIR/seed<i>`` of a seed to run is an error (train.py would resume it, not time a
+run).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -82,9 +87,19 @@ def run_seed(config: str, workdir: str, seed: int, overrides: Sequence[str]) -> 
   return {"seed": seed, "top1": 100 * summary["eval_top1"], "wall_sec": wall,
           "train_sec": summary["train_time_this_run_sec"],
           "startup_sec": wall - summary["wall_time_this_run_sec"],
-          "platform": summary["platform"],
+          "platform": summary["platform"], "load_average_end": os.getloadavg()[0],
           "curve": [{"epoch": r["epoch"], "train_sec": r.get("train_seconds"),
                      "top1": 100 * r["eval_top1"]} for r in evals]}
+
+
+def all_seeds(workdir: str) -> list[dict[str, Any]]:
+  """Every seed's numbers in ``workdir`` (``seed<i>.json``), by seed."""
+  runs = []
+  for name in os.listdir(workdir):
+    if re.fullmatch(r"seed\d+\.json", name):
+      with open(os.path.join(workdir, name)) as f:
+        runs.append(json.load(f))
+  return sorted(runs, key=lambda r: r["seed"])
 
 
 def describe(values: Sequence[float], fmt: str = ".2f") -> str:
@@ -133,17 +148,18 @@ def main(argv: Sequence[str] | None = None) -> int:
           "another --workdir or remove it", file=sys.stderr)
     return 2
   os.makedirs(args.workdir, exist_ok=True)
-  runs = []
   for seed in seeds:
     try:
       r = run_seed(args.config, args.workdir, seed, overrides)
     except RuntimeError as e:
       print(f"error: {e}", file=sys.stderr)
       return 1
-    runs.append(r)
+    with open(os.path.join(args.workdir, f"seed{seed}.json"), "w") as f:
+      json.dump(r, f, indent=2)
     print(f"seed {seed}: {r['top1']:.2f}% in {r['wall_sec']:.1f} s from command "
           f"({r['startup_sec']:.1f} s start-up, {r['train_sec']:.2f} s training steps) "
           f"on {r['platform']}", flush=True)
+  runs = all_seeds(args.workdir)
   top1 = [r["top1"] for r in runs]
   reached = sum(t >= args.target for t in top1)
   lines = [f"{args.config} {' '.join(overrides)}".strip(),

@@ -89,6 +89,13 @@ def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
   assert 0 < run["curve"][0]["train_sec"] < run["curve"][1]["train_sec"] <= run["train_sec"]
   assert f"seed 0: {run['top1']:.2f}%" in out
   assert os.path.getsize(os.path.join(workdir, "speedrun.png")) > 10_000
+  # Seeds added later are reported with the earlier ones.
+  with open(os.path.join(workdir, "seed0.json")) as f:
+    assert json.load(f) == run
+  later = dict(run, seed=7, top1=run["top1"] + 1.0)
+  with open(os.path.join(workdir, "seed7.json"), "w") as f:
+    json.dump(later, f)
+  assert [r["seed"] for r in speedrun.all_seeds(workdir)] == [0, 7]
   # Again into the same folder: refused, nothing overwritten.
   before = os.path.getmtime(os.path.join(workdir, "seed0", "summary.json"))
   assert speedrun.main(["--config", f"{CONFIG}:tiny", "--seeds", "1",
