@@ -1,0 +1,102 @@
+"""What an experiment of the history is: a claim, the runs that test it, and a verdict rule
+written down before the runs.
+
+An entry (one module of ``experiments/``, registered in ``experiments/__init__.py``) says
+
+* ``claim`` and ``source``: the paper's sentence and where it stands (figure or table),
+  in REFERENCE.md's style, and ``paper``: the paper's own figure for the metric;
+* ``metric`` and ``rule``: what is measured and how the verdict follows from it, in
+  words; ``judge`` is that rule in code, and it sees only the measurements;
+* ``sweeps(budget)``: the training it needs at a budget, as sweeps for
+  ``launch/sweep.py`` over existing configs and fields (none for an entry that only
+  analyses models);
+* ``analyze(budget, sweep_dirs, out_dir)``: reads the runs (``launch/collect.py``),
+  writes ``results.md``, ``results.csv`` and PNG plots into ``out_dir``, and returns the
+  measurements, the verdict and a one-line "ours" figure for the report.
+
+Budgets: ``cpu`` (a 2-core CPU, at most 10 minutes, MNIST / Fashion-MNIST / USPS),
+``full`` (the paper's setting, for accelerators) and ``tiny`` (seconds, synthetic, for
+the tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Sequence
+
+BUDGETS = ("tiny", "cpu", "full")
+VERDICTS = ("holds", "holds in direction only", "does not hold")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  """One ``launch/sweep.py`` invocation: a config, its runs, and fields fixed for all."""
+  name: str
+  config: str  # configs/x.py[:arg]; its get_sweep() is used when ``runs`` is empty
+  runs: tuple[dict[str, str], ...] = ()
+  fixed: tuple[tuple[str, str], ...] = ()
+
+  def command(self, sweep_dir: str) -> list[str]:
+    """The arguments of ``launch/sweep.py`` that run this sweep into ``sweep_dir``."""
+    args = ["--config", self.config, "--sweep_dir", sweep_dir]
+    for run in self.runs:
+      args += ["--run", " ".join(f"{k}={v}" for k, v in run.items())]
+    args += [f"--config.{k}={v}" for k, v in self.fixed]
+    return args
+
+
+@dataclasses.dataclass
+class Result:
+  """What an entry measured: the numbers its rule saw, the verdict, and the report row."""
+  measurements: dict[str, Any]
+  verdict: str
+  ours: str  # the measured figure, one line, for the report's table
+  files: list[str] = dataclasses.field(default_factory=list)  # written into out_dir
+
+  def __post_init__(self):
+    if self.verdict not in VERDICTS:
+      raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
+
+
+class Entry:
+  """Base class of the entries; see the module docstring."""
+  id: str = ""
+  title: str = ""
+  claim: str = ""
+  source: str = ""
+  paper: str = ""
+  metric: str = ""
+  rule: str = ""
+
+  def sweeps(self, budget: str) -> Sequence[Sweep]:
+    del budget
+    return ()
+
+  def judge(self, measurements: dict[str, Any]) -> str:
+    raise NotImplementedError
+
+  def analyze(self, budget: str, sweep_dirs: dict[str, str], out_dir: str) -> Result:
+    raise NotImplementedError
+
+  def verdict_line(self, result: Result) -> str:
+    return f"claim: {self.claim} ({self.source}) | measured: {result.ours} | {result.verdict}"
+
+
+def write_table(out_dir: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                title: str = "") -> list[str]:
+  """``results.md`` and ``results.csv`` of ``rows`` in ``out_dir``; their file names."""
+  import csv  # pylint: disable=g-import-not-at-top
+  os.makedirs(out_dir, exist_ok=True)
+  fmt = lambda v: f"{v:,.4g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) \
+      else str(v)
+  lines = ([f"# {title}", ""] if title else []) + [
+      "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+  with open(os.path.join(out_dir, "results.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+  return ["results.md", "results.csv"]
