@@ -1,0 +1,180 @@
+r"""Where the CPU gap is: each convolution of a network, forward and its two gradients,
+timed alone in JAX (XLA, jitted) and in PyTorch (eager), same shapes and dtype.
+
+  python benchmarks/conv_layers.py                         # ResNet-20's convolutions, batch 128
+  python benchmarks/conv_layers.py --model resnet20 --batch 128 --out runs/speed/conv.md
+
+The network's convolutions are read from its jaxpr (every ``conv_general_dilated`` of
+one forward pass: input shape, kernel, strides, padding, groups); identical ones are timed
+once and counted by how often they occur. For each: the forward, the gradient with
+respect to the input (``dgrad``) and with respect to the kernel (``wgrad``), each the
+median of ``--repeats`` calls after a warm-up, in milliseconds. PyTorch runs the same
+convolution NCHW, channels_last (as ``throughput.py --compare torch``), with
+``torch.nn.functional.conv2d`` and ``torch.nn.grad``'s input and weight gradients.
+Last: the totals over the network (each shape times its count), ours / torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import os
+import time
+from typing import Any, Callable, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import models  # noqa: E402
+from models import torch_convert  # noqa: E402
+
+
+def conv_shapes(model_name: str, batch: int, image_shape: tuple[int, int, int],
+                num_classes: int = 10) -> list[dict[str, Any]]:
+  """The distinct convolutions of one forward pass, with how often each occurs."""
+  model = models.create_model(model_name, num_classes=num_classes)
+  x = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  found: dict[tuple, dict[str, Any]] = {}
+
+  def walk(jp):
+    for eqn in jp.eqns:
+      for v in eqn.params.values():
+        for sub in (v if isinstance(v, (list, tuple)) else [v]):
+          inner = getattr(sub, "jaxpr", None)
+          if inner is not None:
+            walk(getattr(inner, "jaxpr", inner))
+      if eqn.primitive.name != "conv_general_dilated":
+        continue
+      lhs, rhs = (a.aval.shape for a in eqn.invars[:2])
+      dn = eqn.params["dimension_numbers"]
+      # Shapes in NHWC / HWIO as flax lays them out.
+      n, h, w, c = (lhs[i] for i in dn.lhs_spec[:1] + dn.lhs_spec[2:] + dn.lhs_spec[1:2])
+      o, i_, kh, kw = (rhs[i] for i in dn.rhs_spec)
+      key = (n, h, w, c, kh, kw, i_, o, tuple(eqn.params["window_strides"]),
+             tuple(tuple(p) for p in eqn.params["padding"]),
+             eqn.params["feature_group_count"])
+      if key not in found:
+        found[key] = {"input": (n, h, w, c), "kernel": (kh, kw, i_, o),
+                      "strides": key[8], "padding": key[9], "groups": key[10], "count": 0}
+      found[key]["count"] += 1
+
+  walk(jaxpr.jaxpr)
+  return list(found.values())
+
+
+def _median_ms(fn: Callable[[], Any], sync: Callable[[Any], Any], repeats: int) -> float:
+  sync(fn())  # compile / warm up
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    sync(fn())
+    times.append(time.perf_counter() - t)
+  return 1e3 * statistics.median(times)
+
+
+def time_jax(conv: dict[str, Any], repeats: int) -> dict[str, float]:
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(conv["input"]), jnp.float32)
+  k = jnp.asarray(rng.standard_normal(conv["kernel"]) * 0.1, jnp.float32)
+
+  def f(x, k):
+    return jax.lax.conv_general_dilated(
+        x, k, conv["strides"], conv["padding"], dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=conv["groups"])
+
+  y, vjp = jax.vjp(f, x, k)
+  g = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+  fwd = jax.jit(f)
+  dgrad = jax.jit(lambda x, k, g: jax.vjp(lambda x: f(x, k), x)[1](g)[0])
+  wgrad = jax.jit(lambda x, k, g: jax.vjp(lambda k: f(x, k), k)[1](g)[0])
+  del vjp
+  sync = jax.block_until_ready
+  return {"fwd": _median_ms(lambda: fwd(x, k), sync, repeats),
+          "dgrad": _median_ms(lambda: dgrad(x, k, g), sync, repeats),
+          "wgrad": _median_ms(lambda: wgrad(x, k, g), sync, repeats)}
+
+
+def time_torch(torch, conv: dict[str, Any], repeats: int) -> dict[str, float]:
+  n, h, w, c = conv["input"]
+  kh, kw, i_, o = conv["kernel"]
+  (pt, pb), (pl, pr) = conv["padding"]
+  if pt != pb or pl != pr:
+    return {}  # asymmetric padding: not one conv2d call
+  cl = torch.channels_last
+  x = torch.randn(n, c, h, w).contiguous(memory_format=cl)
+  k = (torch.randn(o, i_, kh, kw) * 0.1).contiguous(memory_format=cl)
+  kwargs = dict(stride=conv["strides"], padding=(pt, pl), groups=conv["groups"])
+  y = torch.nn.functional.conv2d(x, k, **kwargs)
+  g = torch.randn_like(y).contiguous(memory_format=cl)
+  nog = torch.no_grad()
+  with nog:
+    sync = lambda _: None
+    return {
+        "fwd": _median_ms(lambda: torch.nn.functional.conv2d(x, k, **kwargs), sync, repeats),
+        "dgrad": _median_ms(lambda: torch.nn.grad.conv2d_input(x.shape, k, g, **kwargs),
+                            sync, repeats),
+        "wgrad": _median_ms(lambda: torch.nn.grad.conv2d_weight(x, k.shape, g, **kwargs),
+                            sync, repeats)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--model", default="resnet20")
+  p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--image_shape", default="32,32,3")
+  p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--out", help="also write the table to this .md file")
+  args = p.parse_args(argv)
+  shape = tuple(int(s) for s in args.image_shape.split(","))
+  try:
+    convs = conv_shapes(args.model, args.batch, shape)
+  except (models.UnknownModelError, ValueError) as e:
+    print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+    return 2
+  imported = torch_convert.import_torch()
+  torch = imported[0] if imported else None
+  if torch is None:
+    print("torch: not installed; JAX only")
+  rows, totals = [], {"ours": 0.0, "torch": 0.0}
+  head = ["input NHWC", "kernel", "stride", "count", "ours fwd", "dgrad", "wgrad",
+          "torch fwd", "dgrad", "wgrad", "ours / torch"]
+  for conv in convs:
+    ours = time_jax(conv, args.repeats)
+    theirs = time_torch(torch, conv, args.repeats) if torch is not None else {}
+    o_sum, t_sum = sum(ours.values()), sum(theirs.values()) if theirs else None
+    totals["ours"] += conv["count"] * o_sum
+    if t_sum:
+      totals["torch"] += conv["count"] * t_sum
+    fmt = lambda d, k: f"{d[k]:.2f}" if k in d else "-"
+    rows.append([
+        "x".join(map(str, conv["input"])), "x".join(map(str, conv["kernel"])),
+        "x".join(map(str, conv["strides"])), str(conv["count"]),
+        fmt(ours, "fwd"), fmt(ours, "dgrad"), fmt(ours, "wgrad"),
+        fmt(theirs, "fwd"), fmt(theirs, "dgrad"), fmt(theirs, "wgrad"),
+        f"{o_sum / t_sum:.2f}" if t_sum else "-"])
+    print(" | ".join(rows[-1]), flush=True)
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  total = (f"Total over {args.model}'s convolutions (ms, forward + both gradients, each shape "
+           f"times its count): ours {totals['ours']:.1f}"
+           + (f", torch {totals['torch']:.1f}, ours / torch {totals['ours'] / totals['torch']:.2f}"
+              if totals["torch"] else "")
+           + f"; load average {os.getloadavg()[0]:.2f}")
+  print("\n" + "\n".join(lines) + "\n\n" + total)
+  if args.out:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+      f.write("\n".join(lines) + "\n\n" + total + "\n")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
