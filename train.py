@@ -4,10 +4,12 @@ r"""Trains and evaluates any model of the zoo on any dataset, from one config.
   python train.py --config configs/resnet20_cifar.py:tiny --workdir runs/r20 \
       --config.dataset=npz:../shared/data/fashion_mnist/fashion_mnist.npz --config.pad=2
 
-The workdir receives ``config.json``, ``recipe.json`` (the data plan: which
-augmentation op runs where), ``metrics.jsonl``, TensorBoard events, orbax
-checkpoints, ``curves.png`` and ``summary.json``. Running again with the same workdir
-resumes from the latest checkpoint and ends exactly where an uninterrupted run would.
+The workdir receives ``config.json``, ``run_info.json`` (what the run is: input shape,
+parameters, devices), ``recipe.json`` (the data plan: which augmentation op runs
+where), ``metrics.jsonl``, TensorBoard events, orbax checkpoints, ``curves.png`` and
+``summary.json`` (``training/rundir.py`` owns the format). Running again with the same
+workdir resumes from the latest checkpoint and ends exactly where an uninterrupted run
+would.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from training import logger as logger_lib
 from training import optim
 from training import parallel
 from training import pretrained
+from training import rundir
 from training import sdlm
 from training import steps as steps_lib
 
@@ -69,14 +72,6 @@ def init_from_pretrained(config: ml_collections.ConfigDict, model, state, ds, sh
   return state.replace(params=params, batch_stats=batch_stats)
 
 
-def _write_atomic(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` through a temporary file and a rename."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def _check_workdir(workdir: str) -> None:
   """A workdir is a directory we can write (or one we can create)."""
   if not workdir.strip():
@@ -97,7 +92,7 @@ def _check_same_experiment(config: ml_collections.ConfigDict,
   """A workdir with checkpoints belongs to the experiment of its ``config.json``: another
   config is refused (naming the fields) unless ``allow_config_change``. Returns the
   allowed changes (to record), or []."""
-  path = os.path.join(workdir, "config.json")
+  path = os.path.join(workdir, rundir.CONFIG)
   ckpt = os.path.join(workdir, "checkpoints")
   if not (os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))
           and os.path.exists(path)):
@@ -246,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       state = init_from_pretrained(config, model, state, ds, state_sharding)
   start_step = int(state.step)
 
-  recipe_path = os.path.join(workdir, "recipe.json")
+  recipe_path = os.path.join(workdir, rundir.RECIPE)
   if latest is not None and source.kind == "host" and os.path.exists(recipe_path):
     with open(recipe_path) as f:
       before = json.load(f).get("processes")
@@ -256,11 +251,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "same step with another order, not the one an uninterrupted run would have "
           "seen", file=sys.stderr, flush=True)
   if primary:  # the record of the run, once it has been validated
-    _write_atomic(os.path.join(workdir, "config.json"),
-                  config.to_json_best_effort(indent=2, sort_keys=True))
+    rundir.write_atomic(os.path.join(workdir, rundir.CONFIG),
+                        config.to_json_best_effort(indent=2, sort_keys=True))
     record = json.loads(plan.to_json(recipe))
     record["processes"] = jax.process_count()
-    _write_atomic(recipe_path, json.dumps(record, indent=2))
+    rundir.write_atomic(recipe_path, json.dumps(record, indent=2))
+    info = {"model": config.model, "dataset": ds.name, "image_shape": list(ds.image_shape),
+            "num_classes": ds.num_classes, "num_params": num_params,
+            "num_train": num_train, "num_test": ds.num_test, "devices": mesh.size,
+            "processes": jax.process_count(), "platform": jax.devices()[0].platform,
+            "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
+            "start_step": start_step, "total_steps": total_steps,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "command": sys.argv}
+    rundir.write_atomic(os.path.join(workdir, rundir.RUN_INFO), json.dumps(info, indent=2))
     if changes:
       with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
         f.write(json.dumps({"step": start_step, "time": time.time(), "changes": [
@@ -446,7 +450,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     summary.update({k: v for k, v in evals[-1].items()
                     if k.startswith(("eval_", "ema_eval_")) and k != "eval_count"})
   if primary:
-    _write_atomic(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
+    rundir.write_atomic(os.path.join(workdir, rundir.SUMMARY), json.dumps(summary, indent=2))
   if evals and not stopped:
     say(f"final test accuracy: {100 * summary['eval_top1']:.2f}% "
           f"(error {100 * (1 - summary['eval_top1']):.2f}%, top-5 "

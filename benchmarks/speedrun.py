@@ -41,7 +41,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from training import config as config_lib  # noqa: E402
-from training import logger as logger_lib  # noqa: E402
+from training import rundir  # noqa: E402
 
 DEFAULT_CONFIG = "configs/speedrun_fashion_mnist.py"
 
@@ -80,10 +80,8 @@ def run_seed(config: str, workdir: str, seed: int, overrides: Sequence[str]) -> 
     with open(log_path) as f:
       tail = f.read().strip().splitlines()[-1:] or ["(no output)"]
     raise RuntimeError(f"seed {seed}: train.py exited with {rc}: {tail[0]} (log: {log_path})")
-  with open(os.path.join(run_dir, "summary.json")) as f:
-    summary = json.load(f)
-  evals = [r for r in logger_lib.read_rows(os.path.join(run_dir, "metrics.jsonl"))
-           if "eval_top1" in r]
+  summary = rundir.read(run_dir, rundir.SUMMARY)
+  evals = [r for r in rundir.read_metrics(run_dir) if "eval_top1" in r]
   return {"seed": seed, "top1": 100 * summary["eval_top1"], "wall_sec": wall,
           "train_sec": summary["train_time_this_run_sec"],
           "startup_sec": wall - summary["wall_time_this_run_sec"],

@@ -18,9 +18,9 @@ and writes into the sweep directory:
 
 MACs (the papers' "FLOPs": multiply-adds of convolutions and matrix products, one image)
 come from ``models.analysis.count_macs`` on the run's model and input shape, traced,
-not compiled. The input shape and class count are summary.json's ``image_shape`` and
-``num_classes``, else the ``data: ...`` line of the run's log, else derived from
-config.json (synthetic, digits, npz files, known TFDS datasets).
+not compiled. The input shape and class count are those train.py recorded
+(``run_info.json`` at the start, ``summary.json`` at the end; ``training/rundir.py``),
+else derived from config.json (synthetic, digits, npz files, known TFDS datasets).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import re
 import statistics
@@ -40,6 +39,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from training import config as config_lib  # noqa: E402
+from training import rundir  # noqa: E402
+
 MANIFEST = "sweep.json"
 SEED = "seed"
 # (H, W, C, classes) of TFDS datasets whose images all have one size.
@@ -48,39 +50,6 @@ TFDS_SHAPES = {"mnist": (28, 28, 1, 10), "fashion_mnist": (28, 28, 1, 10),
                "cifar100": (32, 32, 3, 100), "svhn_cropped": (32, 32, 3, 10),
                "stl10": (96, 96, 3, 10), "imagenette": (None, None, 3, 10),
                "imagenet2012": (None, None, 3, 1000)}
-_DATA_LINE = re.compile(r"^data: .* images of \((\d+), (\d+), (\d+)\), (\d+) classes", re.M)
-
-
-def read_json(path: str) -> Any:
-  """The file's JSON, or None if it is missing or half-written."""
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return None
-
-
-def is_finished(summary: dict[str, Any]) -> bool:
-  """A run that reached its last step and was evaluated there."""
-  return ("eval_top1" in summary and "step" in summary
-          and summary["step"] >= summary.get("total_steps", math.inf))
-
-
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  rows = []
-  try:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      for line in f:
-        try:
-          rows.append(json.loads(line))
-        except json.JSONDecodeError:
-          pass  # a line being written
-  except OSError:
-    pass
-  return rows
-
-
-# ---------------------------------------------------------------------------- shapes, MACs
 
 
 def _npz_shape(path: str) -> tuple[int, int, int, int] | None:
@@ -104,17 +73,9 @@ def _npz_shape(path: str) -> tuple[int, int, int, int] | None:
 def input_shape(workdir: str, config: dict[str, Any],
                 summary: dict[str, Any] | None) -> tuple[tuple[int, int, int], int] | None:
   """``((H, W, C), num_classes)`` of the run's data, or None when it cannot be known."""
-  if summary and summary.get("image_shape") and summary.get("num_classes"):
-    return tuple(summary["image_shape"]), int(summary["num_classes"])
-  for log in ("log.txt", "train.log"):  # launch/sweep.py's, tools/lecun1989_study.py's
-    try:
-      with open(os.path.join(workdir, log), errors="replace") as f:
-        match = _DATA_LINE.search(f.read())
-    except OSError:
-      continue
-    if match:
-      h, w, c, k = map(int, match.groups())
-      return (h, w, c), k
+  for known in (rundir.read(workdir, rundir.RUN_INFO), summary):  # as train.py saw it
+    if known and known.get("image_shape") and known.get("num_classes"):
+      return tuple(known["image_shape"]), int(known["num_classes"])
   dataset = config.get("dataset", "")
   size, pad = config.get("image_size"), config.get("pad", 0) or 0
   if dataset == "synthetic":
@@ -164,7 +125,7 @@ def count_macs(config: dict[str, Any], shape: tuple[int, int, int], num_classes:
 
 def list_runs(sweep_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
   """``[{name, workdir, overrides}]`` from sweep.json, or from the subdirectories."""
-  manifest = read_json(os.path.join(sweep_dir, MANIFEST)) or {}
+  manifest = rundir.read_json(os.path.join(sweep_dir, MANIFEST)) or {}
   if manifest.get("runs"):
     runs = []
     for r in manifest["runs"]:
@@ -176,7 +137,7 @@ def list_runs(sweep_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
   runs = []
   for dirpath, dirnames, files in os.walk(sweep_dir):
     dirnames.sort()
-    if "config.json" in files:  # a workdir: record it, do not look inside
+    if rundir.CONFIG in files:  # a workdir: record it, do not look inside
       runs.append({"name": os.path.relpath(dirpath, sweep_dir), "workdir": dirpath,
                    "overrides": {}})
       dirnames.clear()
@@ -186,9 +147,9 @@ def list_runs(sweep_dir: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 def read_run(run: dict[str, Any], macs_cache: dict) -> dict[str, Any]:
   """Everything the table and plots need from one workdir."""
   workdir = run["workdir"]
-  config = read_json(os.path.join(workdir, "config.json")) or {}
-  summary = read_json(os.path.join(workdir, "summary.json"))
-  metrics = read_metrics(workdir)
+  config = rundir.read(workdir, rundir.CONFIG) or {}
+  summary = rundir.read(workdir, rundir.SUMMARY)
+  metrics = rundir.read_metrics(workdir)
   evals = [m for m in metrics if "eval_top1" in m]
   row = {"name": run["name"], "workdir": workdir, "overrides": dict(run["overrides"]),
          "model": (summary or config).get("model", ""),
@@ -200,7 +161,7 @@ def read_run(run: dict[str, Any], macs_cache: dict) -> dict[str, Any]:
     row.update(step=summary.get("step"), total_steps=summary.get("total_steps"),
                wall_time_sec=summary.get("wall_time_sec"), accuracy=summary.get("eval_top1"),
                top5=summary.get("eval_top5"), loss=summary.get("eval_loss"))
-    row["status"] = "finished" if is_finished(summary) else "stopped"
+    row["status"] = "finished" if rundir.is_finished(summary) else "stopped"
   elif not os.path.isdir(workdir):
     row["status"] = "not started"
   else:
@@ -218,7 +179,7 @@ def read_run(run: dict[str, Any], macs_cache: dict) -> dict[str, Any]:
 def _failed(workdir: str) -> bool:
   """The log's last attempt ended with train.py's ``error:`` line or a traceback."""
   try:
-    with open(os.path.join(workdir, "log.txt"), errors="replace") as f:
+    with open(os.path.join(workdir, rundir.LOG), errors="replace") as f:
       last = f.read().rsplit("\n=== ", 1)[-1]
   except OSError:
     return False
@@ -473,13 +434,10 @@ def collect(sweep_dir: str, quiet: bool = False) -> list[dict[str, Any]]:
 
 def _overrides_from_configs(rows: list[dict[str, Any]]) -> None:
   """Without a manifest, the config fields that differ between the runs."""
-  from launch import sweep  # pylint: disable=g-import-not-at-top
-
-  flat = [sweep._flatten(read_json(os.path.join(r["workdir"], "config.json")) or {})
-          for r in rows]
+  flat = [config_lib.flatten(rundir.read(r["workdir"], rundir.CONFIG) or {}) for r in rows]
   keys = sorted({k for f in flat for k in f})
   varying = [k for k in keys if len({json.dumps(f.get(k)) for f in flat}) > 1
-             and k.split(".")[0] not in sweep.IGNORED_FIELDS]
+             and k.split(".")[0] not in config_lib.NOT_THE_EXPERIMENT]
   for r, f in zip(rows, flat):
     r["overrides"] = {k: str(f.get(k)) for k in varying}
 

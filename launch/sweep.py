@@ -58,15 +58,11 @@ if ROOT not in sys.path:
 
 from launch import collect  # noqa: E402
 from training import config as config_lib  # noqa: E402
+from training import rundir  # noqa: E402
 
 MANIFEST = "sweep.json"
-LOG = "log.txt"
+LOG = rundir.LOG
 NAME = "name"  # the optional key of a sweep entry that names the run
-# Config fields that change neither the result nor what is trained: a workdir started
-# with other values of these is still the same run.
-# Fields that do not change a run's result: train.py's own list (a workdir holds one
-# experiment), shared so that a sweep and train.py agree on what resumes.
-IGNORED_FIELDS = set(config_lib.NOT_THE_EXPERIMENT)
 
 
 class SweepError(ValueError):
@@ -326,9 +322,6 @@ def _describe(overrides: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------- validation
 
 
-_flatten = config_lib.flatten
-
-
 def check_config(config_spec: str, run: Run) -> dict[str, Any]:
   """Loads, overrides and validates ``run``'s config as train.py will, builds its model
   and traces its initial state (``training.config.check``: no compilation, no data);
@@ -359,7 +352,7 @@ def run_status(run: Run, expected: dict[str, Any] | None) -> str:
   A workdir whose config.json differs from ``expected`` in a field that changes the
   result is a SweepError: resuming it would mix two configs under one name.
   """
-  config_path = os.path.join(run.workdir, "config.json")
+  config_path = os.path.join(run.workdir, rundir.CONFIG)
   if expected is not None and os.path.isfile(config_path):
     with open(config_path) as f:
       diff = config_lib.experiment_changes(json.load(f), expected)
@@ -367,8 +360,8 @@ def run_status(run: Run, expected: dict[str, Any] | None) -> str:
       changes = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in diff[:3])
       raise SweepError(f"run {run.name!r}: {run.workdir} was started with another config "
                        f"({changes}); use a new --sweep_dir or delete that workdir")
-  summary = collect.read_json(os.path.join(run.workdir, "summary.json"))
-  if summary and collect.is_finished(summary):
+  summary = rundir.read(run.workdir, rundir.SUMMARY)
+  if rundir.is_finished(summary):
     return "finished"
   return "partial" if os.path.isdir(run.workdir) else "new"
 
@@ -472,7 +465,7 @@ def run_local(runs: Sequence[tuple[int, Run]], total: int, slots: Sequence[str |
     thread.join()
     log.close()
     took = _fmt_time(time.time() - t_start)
-    summary = collect.read_json(os.path.join(run.workdir, "summary.json"))
+    summary = rundir.read(run.workdir, rundir.SUMMARY)
     if proc.returncode == 0 and summary and "eval_top1" in summary:
       result = f"done {100 * summary['eval_top1']:.2f}% in {took}"
     elif proc.returncode == 0:
@@ -695,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   write_manifest(args.sweep_dir, args.config, runs, dict(fixed), args.runner, argv)
   for position, run in [(i + 1, r) for i, r in enumerate(runs)]:
     if status[run.name] == "finished":
-      summary = collect.read_json(os.path.join(run.workdir, "summary.json")) or {}
+      summary = rundir.read(run.workdir, rundir.SUMMARY) or {}
       acc = f" {100 * summary['eval_top1']:.2f}%" if "eval_top1" in summary else ""
       print(f"run {position}/{len(runs)}: {run.name} finished before{acc}, skipped")
   t0 = time.time()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from launch import collect, sweep
+from training import rundir
 from training import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -350,11 +351,14 @@ def test_group_labels_drop_the_seed():
   assert collect.group_label("b", {"seed": "0"}) == "all"
 
 
-def test_input_shape_from_summary_log_or_config(tmp_path):
+def test_input_shape_from_run_info_summary_or_config(tmp_path):
   assert collect.input_shape(str(tmp_path), {}, {"image_shape": [8, 8, 3], "num_classes": 5}) \
       == ((8, 8, 3), 5)
+  # The printed lines are not read (run_info.json says it: tests/test_rundir.py).
   (tmp_path / "log.txt").write_text(
       "data: npz:x.npz: 320 train / 2007 test images of (16, 16, 1), 10 classes; 1 device\n")
+  assert collect.input_shape(str(tmp_path), {}, None) is None
+  (tmp_path / "run_info.json").write_text('{"image_shape": [16, 16, 1], "num_classes": 10}')
   assert collect.input_shape(str(tmp_path), {}, None) == ((16, 16, 1), 10)
   empty = str(tmp_path / "none")
   syn = {"dataset": "synthetic", "synthetic": {"shape": [12, 12, 3], "num_classes": 4}, "pad": 2}
@@ -383,7 +387,7 @@ def test_two_real_runs_through_train_py(tmp_path, capsys):
   for name in ("model=lecun1989_net1", "model=lecun1989_net2"):
     log = (sd / name / "log.txt").read_text()
     assert log.startswith("=== ") and "final test accuracy" in log
-    assert collect.is_finished(json.load(open(sd / name / "summary.json")))
+    assert rundir.is_finished(json.load(open(sd / name / "summary.json")))
   md = (sd / "results.md").read_text()
   assert "| model=lecun1989_net1 | model=lecun1989_net1 | 2,570 | 2,560 |" in md
   assert "| model=lecun1989_net2 | model=lecun1989_net2 | 3,214 | 3,192 |" in md

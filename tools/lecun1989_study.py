@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import json
 import os
 import shutil
 import statistics
@@ -40,6 +39,7 @@ import train  # noqa: E402
 from configs import lecun1989_nets as nets_config  # noqa: E402
 from models import lecun1989_nets  # noqa: E402
 from training import config as config_lib  # noqa: E402
+from training import rundir  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "lecun1989_nets.py")
 # The paper's test accuracy (%) on its own 160 test digits (Table 1).
@@ -83,9 +83,7 @@ def run_one(config, workdir: str, verbose: bool) -> dict[str, Any]:
     with open(os.path.join(workdir, "train.log"), "w") as log, \
         contextlib.redirect_stdout(log):
       summary = train.train_and_evaluate(config, workdir)
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  train_rows = [r for r in rows if "train_accuracy" in r]
+  train_rows = [r for r in rundir.read_metrics(workdir) if "train_accuracy" in r]
   return {"test_accuracy": summary["eval_top1"], "test_error": 1 - summary["eval_top1"],
           "train_accuracy_last_pass": train_rows[-1]["train_accuracy"],
           "wall_s": time.time() - t}

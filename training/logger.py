@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any
 
+from training import rundir
+
 
 def _fmt_eta(seconds: float) -> str:
   return str(datetime.timedelta(seconds=int(max(seconds, 0))))
@@ -16,16 +18,6 @@ def _fmt_eta(seconds: float) -> str:
 
 # This segment's end (step and total wall seconds), for the next segment of a resumed run.
 WALL_TIME_FILE = "wall_time.json"
-
-
-def _write_atomic(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` whole or not at all: a temporary file, then a rename."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def read_rows(path: str) -> list[dict[str, Any]]:
@@ -81,7 +73,7 @@ class MetricsLogger:
       return
     if os.path.exists(self.path):
       self.rows = [r for r in read_rows(self.path) if r["step"] <= resume_step]
-    _write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
+    rundir.write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
     self._wall_base = self._earlier_wall_time()
     # Scalars the kept rows already sent to TensorBoard at the resume step itself.
     self._tb_kept = {k for r in self.rows if r["step"] == resume_step for k in r}
@@ -125,7 +117,7 @@ class MetricsLogger:
       this_run_seconds = time.time() - self._clock
     total = self._wall_base + this_run_seconds
     if step is not None and self.primary:
-      _write_atomic(self._wall_path,
+      rundir.write_atomic(self._wall_path,
                     json.dumps({"step": int(step), "wall_time_sec": total}) + "\n")
     return total
 
