@@ -24,7 +24,7 @@ written to ``--out FILE.md`` with the numbers as JSON beside it (``FILE.json``).
 
 Reported: images/s (the median over ``--windows`` timed windows of ``--window_steps``
 steps, after ``--warmup`` steps), the step time (batch / images/s), the compile time (the
-first call less one step), multiply-adds per image (``models.analysis.count_macs``, the
+first call less one step), multiply-adds per image (``analysis.count_macs``, the
 papers' convention), the achieved TFLOP/s (3 passes x 2 FLOPs x MACs x images/s: the
 backward pass counted as twice the forward) and, with ``--peak_tflops``, its fraction.
 
@@ -58,11 +58,11 @@ if ROOT not in sys.path:
 import jax  # noqa: E402
 import ml_collections  # noqa: E402
 
+import analysis  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402  (train.compile_train: the function timed here)
-from models import analysis  # noqa: E402
-from models import torch_convert  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
+from models import torch_convert  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import data as data_lib  # noqa: E402
 from training import optim  # noqa: E402

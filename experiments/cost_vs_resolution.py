@@ -2,7 +2,7 @@
 token count, a convolution's linearly with the pixels (Dosovitskiy et al. 2021, Sec. 3.1
 and 4.3; Liu et al. 2022, Sec. 1: ConvNeXt "linear complexity with respect to image
 size"). Analysis only: multiply-adds of ViT-B/16 and ConvNeXt-T, one image, from the
-models' own jaxprs (``models.analysis.count_macs``), at each resolution.
+models' own jaxprs (``analysis.count_macs``), at each resolution.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class CostVsResolution(entry.Entry):
   def analyze(self, budget: str, sweep_dirs: dict[str, str], out_dir: str) -> entry.Result:
     del sweep_dirs
     import models  # pylint: disable=g-import-not-at-top
-    from models import analysis  # pylint: disable=g-import-not-at-top
+    import analysis  # pylint: disable=g-import-not-at-top
     sides = RESOLUTIONS[budget]
     macs: dict[str, dict[int, int]] = {"vit_b16": {}, "convnext_t": {}}
     rows = []

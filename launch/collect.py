@@ -17,7 +17,7 @@ and writes into the sweep directory:
   accuracy_vs_flops.png  final test accuracy against multiply-adds per image
 
 MACs (the papers' "FLOPs": multiply-adds of convolutions and matrix products, one image)
-come from ``models.analysis.count_macs`` on the run's model and input shape, traced,
+come from ``analysis.count_macs`` on the run's model and input shape, traced,
 not compiled. The input shape and class count are those train.py recorded
 (``run_info.json`` at the start, ``summary.json`` at the end; ``training/rundir.py``),
 else derived from config.json (synthetic, digits, npz files, known TFDS datasets).
@@ -108,7 +108,7 @@ def count_macs(config: dict[str, Any], shape: tuple[int, int, int], num_classes:
   key = (config.get("model"), json.dumps(kwargs, sort_keys=True), shape, num_classes)
   if key not in cache:
     import models  # pylint: disable=g-import-not-at-top  (jax: only when needed)
-    from models import analysis  # pylint: disable=g-import-not-at-top
+    import analysis  # pylint: disable=g-import-not-at-top
 
     try:
       model = models.create_model(config["model"], num_classes=num_classes, **kwargs)

@@ -32,7 +32,7 @@ activation, plus a shortcut; stage s (0-3) has width w_s = ``width`` x 2^s:
                        no projection), a norm after the stem and after the pooling
 
 Table 10 (1000 classes, 224x224; params: trainable, BN statistics excluded; GMACs:
-``models.analysis.count_macs``, the multiply-adds of convolutions and matrix products;
+``analysis.count_macs``, the multiply-adds of convolutions and matrix products;
 paper: its GFLOPs (fvcore's multiply-adds) and ImageNet-1k top-1, mean of 3 seeds):
 
 | model               | change                  |     params | GMACs | paper |   diff | top-1 |

@@ -1,4 +1,4 @@
-"""models/analysis.py and tools/model_report.py: multiply-adds, parameters, receptive fields.
+"""analysis/ and tools/model_report.py: multiply-adds, parameters, receptive fields.
 
 Everything is traced (jax.eval_shape, jax.make_jaxpr), nothing compiled. The receptive
 fields of the real networks are checked against hand derivations from their layer
@@ -11,8 +11,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import pytest
 
+import analysis
 import models
-from models import analysis
 from tools import model_report
 
 

@@ -10,9 +10,9 @@ import sys
 import jax
 import pytest
 
+import analysis
 import models
 from benchmarks import throughput
-from models import analysis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +37,7 @@ def test_tiny_run_reports_consistent_numbers(tmp_path, capsys):
   assert math.isclose(row["images_per_s"], row["batch"] / row["step_s"], rel_tol=1e-9)
   assert math.isclose(row["tflops"], 6 * row["macs_per_image"] * row["images_per_s"] / 1e12,
                       rel_tol=1e-9)
-  # models/analysis.py's count, and by hand: conv1 24*24*20*25, conv2 8*8*50*500,
+  # analysis/'s count, and by hand: conv1 24*24*20*25, conv2 8*8*50*500,
   # fc1 800*500, fc2 500*10.
   model = models.create_model("lenet5_modern", num_classes=10)
   assert row["macs_per_image"] == analysis.count_macs(model, (1, 28, 28, 1)) == 2_293_000

@@ -178,7 +178,7 @@ def test_every_config_has_a_tiny_variant_that_is_tiny(path):
   seen, small images, and at most 250M multiply-adds per image (GoogLeNet's paper net,
   which has no width option and needs 80x80 for its auxiliary heads, is the largest:
   196M)."""
-  from models import analysis  # pylint: disable=g-import-not-at-top
+  import analysis  # pylint: disable=g-import-not-at-top
   checked = config_lib.check(f"{path}:tiny")
   c = checked.config
   assert c.dataset == "synthetic", c.dataset

@@ -14,8 +14,8 @@ import ml_collections
 import numpy as np
 import pytest
 
+import analysis
 import input_pipeline
-from models import analysis
 from tools import inside
 from training import config as config_lib
 

@@ -21,7 +21,7 @@ import pytest
 
 from configs import convnext_roadmap as roadmap_config
 from models import create_model
-from models.analysis import count_macs
+from analysis import count_macs
 from models.roadmap import STEP_KWARGS, STEPS, ModernizedResNet
 from tests.model_testing import abstract_init, count_params, fast_key, train_on_fixed_batch
 from training import config as config_lib

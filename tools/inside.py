@@ -27,7 +27,7 @@ The measures are the pure functions below; the CLI only loads, calls and draws:
 * ``effective_rf``: Luo et al. 2016, "Understanding the effective receptive field in
   deep convolutional neural networks": the gradient of one centre output unit (all its
   channels) with respect to the input, its magnitude averaged over images and input
-  channels. The theoretical field (``models/analysis.py``) is drawn as a square centred
+  channels. The theoretical field (``analysis/``) is drawn as a square centred
   on the gradient's support.
 * ``shift_equivariance``: the input moved right by s = 0..k pixels, the background
   (its left column's values) filling in (``circular=True``: rolled); a layer whose
@@ -63,8 +63,8 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
+import analysis  # noqa: E402
 import models  # noqa: E402
-from models import analysis  # noqa: E402
 from tools import model_report  # noqa: E402
 
 WHATS = ("filters", "features", "rf", "shift", "strip", "timeline")

@@ -17,7 +17,7 @@ op (named below the table).
 
 Nothing is compiled: the model is traced with abstract weights (``jax.eval_shape``,
 ``jax.make_jaxpr``), so even the largest model takes a few seconds on a CPU. See
-``models/analysis.py`` for the rules.
+``analysis/`` for the rules.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+import analysis  # noqa: E402
 import models  # noqa: E402
-from models import analysis  # noqa: E402
 
 # Models designed for another input than 224x224x3 with 1000 classes (the README's
 # model table): (name patterns, image size, channels, classes).

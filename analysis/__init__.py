@@ -1,5 +1,9 @@
 """What a model costs and what it sees: multiply-adds, parameters, receptive fields.
 
+A program analyser, not a model: it reads any Flax model's traced program, so the model
+report (tools/model_report.py), the sweep collector (launch/collect.py), the benchmarks,
+tools/inside.py and experiments/ use it.
+
 ``count_macs`` traces ``model.apply`` to a jaxpr (no compilation, no weights: the
 variables are abstract) and adds up the multiply-accumulates of every convolution and
 matrix product. That is the convention of the papers' "FLOPs" columns (ResNet-50: 4.1G,
