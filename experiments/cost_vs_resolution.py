@@ -70,10 +70,7 @@ class CostVsResolution(entry.Entry):
 
 
 def _plot(macs: dict[str, dict[int, int]], path: str) -> str:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = entry.figure(figsize=(6, 4))
   for name, label in (("vit_b16", "ViT-B/16"), ("convnext_t", "ConvNeXt-T")):
     sides = sorted(macs[name])
     ax.loglog([s * s for s in sides], [macs[name][s] / 1e9 for s in sides], "o-", label=label)
@@ -85,7 +82,4 @@ def _plot(macs: dict[str, dict[int, int]], path: str) -> str:
          title="Multiply-adds against resolution")
   ax.legend()
   ax.grid(alpha=0.3, which="both")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return os.path.basename(path)
+  return entry.save(fig, path)

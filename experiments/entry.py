@@ -100,3 +100,20 @@ def write_table(out_dir: str, rows: Sequence[dict[str, Any]], columns: Sequence[
     w.writeheader()
     w.writerows(rows)
   return ["results.md", "results.csv"]
+
+
+def figure(**kwargs):
+  """A matplotlib figure and axes (headless): ``fig, ax = figure(figsize=(6, 4))``."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt.subplots(**kwargs)
+
+
+def save(fig, path: str) -> str:
+  """Writes ``fig`` to ``path`` as a PNG and closes it; the file's name."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return os.path.basename(path)

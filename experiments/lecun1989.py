@@ -76,11 +76,8 @@ class LeCun1989(entry.Entry):
 
 
 def _plot(errors: dict[int, tuple[float, float]], path: str) -> str:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   nets = sorted(errors)
-  fig, ax = plt.subplots(figsize=(6, 3.5))
+  fig, ax = entry.figure(figsize=(6, 3.5))
   x = range(len(nets))
   ax.bar([i - 0.2 for i in x], [errors[n][0] for n in nets], 0.4,
          yerr=[errors[n][1] for n in nets], capsize=3, label="ours (mean +- std)")
@@ -89,7 +86,4 @@ def _plot(errors: dict[int, tuple[float, float]], path: str) -> str:
   ax.set(ylabel="test error (%)", title="LeCun 1989: five network designs")
   ax.legend()
   ax.grid(alpha=0.3, axis="y")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return os.path.basename(path)
+  return entry.save(fig, path)
