@@ -1,6 +1,6 @@
 """Test ordering for ``pytest -n 2``: the few long tests (each starts train.py runs in
-subprocesses) go first, so that no worker starts one of them near the end while the
-other sits idle. Measured on 2 cores, the suite's tail was a 3-minute test."""
+subprocesses) go first, half of them on each worker, so that no worker starts one of
+them near the end while the other sits idle."""
 
 import os
 
@@ -18,21 +18,38 @@ jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")  # train.py runs
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
-# Longest first (seconds on a 2-core machine under the suite's load).
+# Longest first (seconds on an idle 2-core machine, warm cache; about twice that under
+# load). Most start train.py in subprocesses (several processes or devices, signals).
 SLOW_FIRST = (
-    "test_devices_processes_and_fsdp_match_one_device",  # ~170
-    "test_train_starts_from_init_from",  # ~60
-    "test_end_to_end_outputs_and_resume",  # ~50
-    "test_host_pipeline_resumes_with_exactly_the_next_batches",  # ~50
-    "test_three_kills_end_bitwise_equal_to_the_uninterrupted_run",  # ~40-80
-    "test_sigterm_to_one_of_two_processes_stops_both_at_one_step",  # ~25-50
+    "test_devices_processes_and_fsdp_match_one_device",  # ~40
+    "test_sigterm_to_one_of_two_processes_stops_both_at_one_step",  # ~30
+    "test_three_kills_end_bitwise_equal_to_the_uninterrupted_run",  # ~20
+    "test_host_pipeline_resumes_with_exactly_the_next_batches",  # ~20
+    "test_end_to_end_outputs_and_resume",  # ~12
+    "test_two_processes_each_read_their_share",  # ~12
+    "test_on_four_devices",  # ~8, its fixture
     "test_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous",
-    "test_convnext_recipe_end_to_end_evaluates_raw_and_ema_weights",  # ~40
-    "test_host_pipeline_end_to_end",  # ~30
+    "test_two_real_runs_through_train_py",  # ~12
+    "test_speedrun_tool_reports_what_train_py_measured",
+    "test_two_processes_agree_when_only_one_cannot_read_its_part",
+    "test_host_pipeline_end_to_end",
+    "test_sigterm_saves_a_checkpoint_and_resumes",
 )
 
 
 def pytest_collection_modifyitems(session, config, items):
+  """The slow tests first, alternating between the two halves of the list: xdist's
+  worksteal (pytest.ini) gives each of two workers one half, in order, and lets the one
+  that runs out take the tail of the other's. (The default, load, would send the first
+  ~150 tests, every slow one among them, to one worker.)"""
   del session, config
   rank = {name: i for i, name in enumerate(SLOW_FIRST)}
-  items.sort(key=lambda item: rank.get(item.originalname or item.name, len(rank)))
+  key = lambda item: rank.get(item.originalname or item.name)
+  rest = [item for item in items if key(item) is None]
+  # A test's parametrized cases stay together (test_on_four_devices shares a fixture).
+  first = [item for item in items if key(item) is not None and key(item) % 2 == 0]
+  second = [item for item in items if key(item) is not None and key(item) % 2 == 1]
+  first.sort(key=key)
+  second.sort(key=key)
+  cut = max(0, len(items) // 2 - len(first))
+  items[:] = first + rest[:cut] + second + rest[cut:]

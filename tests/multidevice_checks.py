@@ -2,7 +2,7 @@
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the device count is fixed when
 JAX starts, so the main test process cannot have them).
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_checks.py ghost_bn
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_checks.py ghost_bn [...]
 """
 
 from __future__ import annotations
@@ -129,4 +129,5 @@ def fsdp_shardings() -> None:
 
 
 if __name__ == "__main__":
-  globals()[sys.argv[1]]()
+  for name in sys.argv[1:]:  # several checks: one JAX start-up
+    globals()[name]()

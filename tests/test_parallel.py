@@ -77,10 +77,19 @@ def test_slurm_one_task_per_node_drives_all_gpus(monkeypatch):
   assert parallel._slurm_node_gpus() is None
 
 
-@pytest.mark.parametrize("check", ["ghost_bn", "fsdp_shardings"])
-def test_on_four_devices(check):
-  proc = subprocess.run([sys.executable, "tests/multidevice_checks.py", check], cwd=ROOT,
-                        env=_env(4), capture_output=True, text=True, timeout=300)
+_FOUR_DEVICE_CHECKS = ["ghost_bn", "fsdp_shardings"]
+
+
+@pytest.fixture(scope="module")
+def four_device_checks():
+  """All the checks in one subprocess (one JAX start-up); each test reads its own line."""
+  return subprocess.run([sys.executable, "tests/multidevice_checks.py", *_FOUR_DEVICE_CHECKS],
+                        cwd=ROOT, env=_env(4), capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("check", _FOUR_DEVICE_CHECKS)
+def test_on_four_devices(check, four_device_checks):
+  proc = four_device_checks
   assert proc.returncode == 0 and f"{check} ok" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -107,13 +116,13 @@ def _two_processes(args, workdir, devices_each):
   return [out for out, _ in outs]
 
 
-def test_devices_processes_and_fsdp_match_one_device(tmp_path):
+def test_devices_processes_and_fsdp_match_one_device(tmp_path, capsys):
   """The same global batch on 1 device, on 2 processes x 4 devices (8 on the data axis),
   and on 8 devices as 4 (data) x 2 (fsdp: parameters split), whose checkpoint then
   resumes on 1 device: the same losses (1e-5), one set of files."""
   train = test_train.TINY_BN
   one = tmp_path / "one"
-  test_train.run(train, one, devices=1)
+  test_train.run_here(train, one, capsys)  # 1 device: this process
   a = _losses(one)
   assert len(a) == 8 and a[-1] < a[0]  # 256 // 32 steps, every one logged; it trains
   eval_losses = lambda w: [r["eval_loss"] for r in test_train.rows(w) if "eval_loss" in r]
@@ -133,7 +142,7 @@ def test_devices_processes_and_fsdp_match_one_device(tmp_path):
                         split, devices=8)
   assert "parameter arrays split over 2 devices" in fsdp.stdout
   np.testing.assert_allclose(_losses(split), a[:4], atol=1e-5, rtol=0)
-  proc = test_train.run(train, split, devices=1)
+  proc = test_train.run_here(train, split, capsys)
   assert "resumed from" in proc.stdout and "(step 4/8)" in proc.stdout
   np.testing.assert_allclose(_losses(split), a, atol=1e-5, rtol=0)
   np.testing.assert_allclose(eval_losses(split), eval_losses(one), atol=1e-5, rtol=0)

@@ -3,8 +3,6 @@ an uninterrupted run ends; bad input is one line."""
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -25,14 +23,16 @@ def cpu_env() -> dict[str, str]:
   return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
 
 
-def test_three_kills_end_bitwise_equal_to_the_uninterrupted_run(tmp_path):
+def test_three_kills_end_bitwise_equal_to_the_uninterrupted_run(tmp_path, capsys, monkeypatch):
   w = tmp_path / "soak"
+  # The soak in this process (its train.py runs are subprocesses, with cpu_env).
+  for k, v in cpu_env().items():
+    monkeypatch.setenv(k, v)
+  monkeypatch.chdir(ROOT)
   # Seed 1 aims the third kill at a checkpoint save (the first two are timed).
-  proc = subprocess.run([sys.executable, "tools/soak.py", *DIGITS, "--kills", "3",
-                         "--seed", "1", "--workdir", str(w)],
-                        cwd=ROOT, env=cpu_env(), capture_output=True, text=True, timeout=600)
-  out = proc.stdout
-  assert proc.returncode == 0, out[-4000:] + proc.stderr[-2000:]
+  rc = soak.main([*DIGITS, "--kills", "3", "--seed", "1", "--workdir", str(w)])
+  out, err = capsys.readouterr()
+  assert rc == 0, out[-4000:] + err[-2000:]
   lines = out.strip().splitlines()
   assert lines[-1] == "soak: 3 kills, final state bitwise equal to the uninterrupted run"
   kills = [x for x in lines if x.startswith("kill ")]

@@ -43,12 +43,25 @@ def run(args, workdir, devices=1, check=True, no_tensorflow=False):
   return proc
 
 
+def run_here(args, workdir, capsys, check=True):
+  """``train.main`` in this process: what ``run`` checks, without a new interpreter's
+  imports (jax, sklearn, tensorboardX's torch: seconds per run). Same return shape."""
+  import train  # pylint: disable=g-import-not-at-top
+  capsys.readouterr()
+  argv = [*args, "--workdir", str(workdir)]
+  rc = train.main(argv)
+  out, err = capsys.readouterr()
+  if check:
+    assert rc == 0, out[-3000:] + err[-3000:]
+  return subprocess.CompletedProcess(argv, rc, out, err)
+
+
 def rows(workdir):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f]
 
 
-def test_end_to_end_outputs_and_resume(tmp_path):
+def test_end_to_end_outputs_and_resume(tmp_path, capsys):
   full, split = tmp_path / "full", tmp_path / "split"
   proc = run(DIGITS, full, no_tensorflow=True)
   assert "final test accuracy" in proc.stdout
@@ -70,9 +83,9 @@ def test_end_to_end_outputs_and_resume(tmp_path):
   # Interrupted after 50 steps (mid-epoch, inside a log interval, so the device loop is
   # cut at other places), then resumed with one compiled call per step instead of the
   # on-device loop: the same end as one uninterrupted run.
-  proc = run(DIGITS + ["--config.stop_after_steps=50"], split)
+  proc = run_here(DIGITS + ["--config.stop_after_steps=50"], split, capsys)
   assert "stopped after step 50/84" in proc.stdout
-  proc = run(DIGITS + ["--config.device_loop=false"], split)
+  proc = run_here(DIGITS + ["--config.device_loop=false"], split, capsys)
   assert "resumed from" in proc.stdout and "(step 50/84)" in proc.stdout
   a, b = rows(full), rows(split)
   assert [x["step"] for x in a] == [x["step"] for x in b]
@@ -87,7 +100,7 @@ def test_end_to_end_outputs_and_resume(tmp_path):
 
   # Running a finished workdir again changes nothing and keeps every checkpoint.
   before = sorted(os.listdir(split / "checkpoints"))
-  proc = run(DIGITS, split)
+  proc = run_here(DIGITS, split, capsys)
   assert sorted(os.listdir(split / "checkpoints")) == before
 
 
@@ -104,8 +117,10 @@ def test_end_to_end_outputs_and_resume(tmp_path):
     (["--config.model_kwargs.activation=foo"], "unknown LeNet1989 activation 'foo'"),
     (["--config", "configs/lenet1989.py:uspss"], "did you mean usps"),
 ])
-def test_bad_input_is_one_line(tmp_path, extra, message):
-  proc = run(DIGITS + extra, tmp_path / "w", check=False)
+def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
+  # In this process; the exit status through train.py's entry point:
+  # test_batch_size_must_divide_devices.
+  proc = run_here(DIGITS + extra, tmp_path / "w", capsys, check=False)
   assert proc.returncode == 2, proc.stderr[-2000:]
   err = proc.stderr.strip().splitlines()
   assert err[-1].startswith("error: ") and message in err[-1], proc.stderr[-2000:]
@@ -137,28 +152,29 @@ def test_batch_size_must_divide_devices(tmp_path):
   assert "batch_size=12 does not divide over 8 devices" in proc.stderr
 
 
-def test_nan_loss_stops_and_keeps_checkpoints(tmp_path):
+def test_nan_loss_stops_and_keeps_checkpoints(tmp_path, capsys):
   w = tmp_path / "w"
-  run(DIGITS + ["--config.num_epochs=1"], w)
+  run_here(DIGITS + ["--config.num_epochs=1"], w, capsys)
   # Continue the same workdir for more epochs at an absurd learning rate.
-  proc = run(DIGITS + ["--config.num_epochs=3", "--config.learning_rate=1e30",
-                       "--config.loss=cross_entropy", "--config.model_kwargs.activation=relu",
-                       "--config.model_kwargs.output_activation=None",
-                       "--config.allow_config_change=true"], w, check=False)
+  proc = run_here(DIGITS + ["--config.num_epochs=3", "--config.learning_rate=1e30",
+                            "--config.loss=cross_entropy",
+                            "--config.model_kwargs.activation=relu",
+                            "--config.model_kwargs.output_activation=None",
+                            "--config.allow_config_change=true"], w, capsys, check=False)
   assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
   assert "training loss is nan" in proc.stderr and "step 42" in proc.stderr
   assert sorted(int(s) for s in os.listdir(w / "checkpoints") if s.isdigit()) == [42]
 
 
-def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
+def test_corrupt_checkpoint_is_reported_and_kept(tmp_path, capsys):
   w = tmp_path / "w"
-  run(DIGITS + ["--config.num_epochs=1"], w)
+  run_here(DIGITS + ["--config.num_epochs=1"], w, capsys)
   ckpt = w / "checkpoints" / "42"
   for root, _, files in os.walk(ckpt):
     for f in files:
       with open(os.path.join(root, f), "wb") as fh:
         fh.write(b"garbage")
-  proc = run(DIGITS + ["--config.num_epochs=1"], w, check=False)
+  proc = run_here(DIGITS + ["--config.num_epochs=1"], w, capsys, check=False)
   assert proc.returncode == 2
   assert "cannot restore the checkpoint" in proc.stderr and str(ckpt) in proc.stderr
   assert ckpt.exists() and any(files for _, _, files in os.walk(ckpt))
@@ -181,17 +197,22 @@ def test_sigterm_saves_a_checkpoint_and_resumes(tmp_path):
   assert len(saved) == 1 and 0 < saved[0] < 50 * 42
 
 
-def test_convnext_recipe_end_to_end_evaluates_raw_and_ema_weights(tmp_path):
+def test_convnext_recipe_end_to_end_evaluates_raw_and_ema_weights(tmp_path, capsys):
   """The whole ConvNeXt recipe on device-resident data (random-resized crops, RandAugment
   with one layer to compile faster, Mixup / CutMix, erasing, EMA): both weights
-  evaluated. (Accumulation: tests/test_steps.py.)"""
-  proc = run(["--config", "configs/convnext_t.py:tiny", "--config.num_epochs=1",
-              "--config.augment.rand_augment=rand-m9-n1-mstd0.5-inc1",
-              "--config.log_every_steps=4"], tmp_path / "w")
+  evaluated, and both learn: their test loss falls from the first epoch to the second.
+  (Accumulation: tests/test_steps.py.)"""
+  proc = run_here(["--config", "configs/convnext_t.py:tiny", "--config.num_epochs=2",
+                   "--config.augment.rand_augment=rand-m9-n1-mstd0.5-inc1",
+                   "--config.log_every_steps=4"], tmp_path / "w", capsys)
   assert "EMA top-1" in proc.stdout and "peak learning rate 0.001" in proc.stdout
   summary = json.loads((tmp_path / "w" / "summary.json").read_text())
   assert 0 <= summary["ema_eval_top1"] <= 1 and 0 <= summary["eval_top1"] <= 1
-  assert summary["ema_eval_loss"] != summary["eval_loss"]
+  assert summary["ema_eval_loss"] != summary["eval_loss"]  # two sets of weights
+  first, last = [r for r in rows(tmp_path / "w") if "eval_loss" in r]
+  assert (last["step"], last["eval_loss"]) == (summary["step"], summary["eval_loss"])
+  assert last["eval_loss"] < first["eval_loss"], (first, last)
+  assert last["ema_eval_loss"] < first["ema_eval_loss"], (first, last)
 
 
 def test_host_pipeline_end_to_end(tmp_path, capsys):
@@ -373,9 +394,10 @@ def test_checkpoints_every_few_minutes_at_log_points(tmp_path, capsys):
   capsys.readouterr()
 
 
-def test_two_crops_are_refused_before_anything_compiles(tmp_path):
-  proc = run(DIGITS + ["--config.augment.crop_padding=16",
-                       "--config.augment.inception_crop=true"], tmp_path / "w", check=False)
+def test_two_crops_are_refused_before_anything_compiles(tmp_path, capsys):
+  proc = run_here(DIGITS + ["--config.augment.crop_padding=16",
+                            "--config.augment.inception_crop=true"], tmp_path / "w", capsys,
+                  check=False)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   err = proc.stderr.strip().splitlines()
   assert len(err) == 1 and "two crops" in err[0] and "crop_padding=16" in err[0], err
@@ -383,7 +405,7 @@ def test_two_crops_are_refused_before_anything_compiles(tmp_path):
 
 
 def test_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous(
-    tmp_path):
+    tmp_path, capsys):
   """Issue 14, checkpoints that heal: the latest checkpoint (63, of a run stopped early)
   is garbled; the resumed run warns once, moves it to ``checkpoints/corrupt-63`` (nothing
   deleted), resumes from 42 and ends exactly where an uninterrupted run ends."""
@@ -391,8 +413,8 @@ def test_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_pre
   import numpy as np  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   full, split = tmp_path / "full", tmp_path / "split"
-  run(DIGITS, full)
-  run(DIGITS + ["--config.stop_after_steps=63"], split)
+  run_here(DIGITS, full, capsys)
+  run_here(DIGITS + ["--config.stop_after_steps=63"], split, capsys)
   ckpts = split / "checkpoints"
   assert sorted(os.listdir(ckpts)) == ["42", "63"]
   for root, _, files in os.walk(ckpts / "63"):
