@@ -59,8 +59,9 @@ class LeCun1989(entry.Entry):
                          f"{sweep_dirs['nets']}")
     errors = {n: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
               for n, v in sorted(per_net.items())}
+    dataset = rows[0]["dataset"]  # "npz:<path>/usps.npz" -> "usps"
     m = {"errors": errors, "seeds": min(len(v) for v in per_net.values()),
-         "dataset": rows[0]["dataset"]}
+         "dataset": os.path.basename(dataset).removesuffix(".npz") or dataset}
     verdict = self.judge(m)
     table = [{"net": f"net-{n}", "test error % (mean)": mean, "std": std,
               "seeds": len(per_net[n]), "paper %": PAPER_ERROR[n]}
