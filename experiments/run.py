@@ -6,11 +6,12 @@ r"""Runs the history's experiments at a budget and writes one report.
   python experiments/run.py --list                        # the entries, claims and rules
 
 For each entry: its sweeps run through ``launch/sweep.py`` (one ``train.py`` command per
-run, into ``RUNS_DIR/BUDGET/ENTRY/SWEEP``; a second invocation skips finished runs and
-resumes the others), then its analysis writes ``results.md``, ``results.csv`` and plots
+run, into ``RUNS_DIR/BUDGET/ENTRY/SWEEP``; a second invocation skips a sweep whose runs
+all finished and resumes the others), then its analysis writes ``results.md``, ``results.csv`` and plots
 into ``RUNS_DIR/BUDGET/ENTRY`` and prints the verdict line. The report
 (``REPORT/README.md``, plots copied beside it) is a table of claim, paper, ours and
-verdict with each entry's wall time, then one section per entry with its rule.
+verdict with each entry's wall time (its sweeps' when their runs ran, plus the analysis),
+then one section per entry with its rule and table.
 
 Exit status: 0 when every entry ran (whatever its verdict), 1 when one failed (the report
 says which), 2 on bad input.
@@ -19,6 +20,7 @@ says which), 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +34,8 @@ if ROOT not in sys.path:
 
 import experiments  # noqa: E402
 from experiments import entry as entry_lib  # noqa: E402
+from launch import collect  # noqa: E402
+from training import rundir  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,22 +61,43 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   return args
 
 
+WALL = "wall.json"  # per entry: the seconds each sweep took when its runs ran
+
+
+def _all_finished(sweep_dir: str) -> bool:
+  """Whether a sweep has run before and every one of its runs finished."""
+  runs, manifest = collect.list_runs(sweep_dir)
+  return bool(manifest.get("runs")) and all(
+      rundir.is_finished(rundir.read(r["workdir"], rundir.SUMMARY)) for r in runs)
+
+
 def run_entry(e: entry_lib.Entry, budget: str, runs_dir: str) -> tuple[entry_lib.Result, float]:
-  """Runs ``e``'s sweeps, then its analysis; the result and the wall time."""
-  t = time.time()
+  """Runs ``e``'s sweeps (a sweep whose runs all finished before is not started again),
+  then its analysis; the result and the wall time: the sweeps' seconds when their runs
+  ran (kept in ``ENTRY_DIR/wall.json``) plus this analysis."""
   entry_dir = os.path.join(runs_dir, budget, e.id)
+  os.makedirs(entry_dir, exist_ok=True)
+  wall = rundir.read_json(os.path.join(entry_dir, WALL)) or {}
   sweep_dirs = {}
   for sweep in e.sweeps(budget):
     sweep_dir = os.path.join(entry_dir, sweep.name)
+    sweep_dirs[sweep.name] = sweep_dir
+    if sweep.name in wall and _all_finished(sweep_dir):
+      print(f"[{e.id}] sweep {sweep.name}: every run finished before "
+            f"({wall[sweep.name] / 60:.1f} min)", flush=True)
+      continue
     cmd = [sys.executable, os.path.join(ROOT, "launch", "sweep.py"), *sweep.command(sweep_dir)]
     print(f"[{e.id}] {' '.join(cmd[1:])}", flush=True)
+    t = time.time()
     rc = subprocess.run(cmd, cwd=ROOT).returncode
     if rc:
       raise RuntimeError(f"launch/sweep.py exited with {rc} for sweep {sweep.name!r} "
                          f"(its logs: {sweep_dir})")
-    sweep_dirs[sweep.name] = sweep_dir
+    wall[sweep.name] = time.time() - t
+    rundir.write_atomic(os.path.join(entry_dir, WALL), json.dumps(wall, indent=2))
+  t = time.time()
   result = e.analyze(budget, sweep_dirs, entry_dir)
-  return result, time.time() - t
+  return result, sum(wall.get(s.name, 0.0) for s in e.sweeps(budget)) + time.time() - t
 
 
 def write_report(report_dir: str, budget: str, done: list, failed: list,
@@ -94,7 +119,12 @@ def write_report(report_dir: str, budget: str, done: list, failed: list,
   for e, result, _ in done:
     lines += ["", f"## {e.title}", "", f"`{e.verdict_line(result)}`", "",
               f"- Metric: {e.metric}.", f"- Rule: {e.rule}.",
-              f"- Tables: `{os.path.join(runs_dir, budget, e.id)}/results.md` (and `.csv`)."]
+              f"- Runs and tables: `{os.path.join(runs_dir, budget, e.id)}/` "
+              "(`results.md`, `results.csv`, each sweep's own tables and plots)."]
+    table = os.path.join(runs_dir, budget, e.id, "results.md")
+    if os.path.exists(table):
+      with open(table) as fh:
+        lines += [""] + [l for l in fh.read().splitlines() if not l.startswith("# ")]
     for f in result.files:
       if f.endswith(".png"):
         name = f"{e.id}_{f}"

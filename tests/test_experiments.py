@@ -1,6 +1,7 @@
 """experiments/: every entry's sweeps expand into valid runs, the verdict rules on
 synthetic measurements, and one entry end to end."""
 
+import json
 import os
 
 import numpy as np
@@ -101,3 +102,19 @@ def test_an_unknown_entry_is_one_line(capsys):
   assert e.value.code == 2
   err = capsys.readouterr().err
   assert "no experiment 'alexnet_relu_typo'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_sweep_whose_runs_all_finished_is_not_started_again(tmp_path):
+  sweep_dir = tmp_path / "nets"
+  run = sweep_dir / "net1_seed0"
+  run.mkdir(parents=True)
+  (sweep_dir / "sweep.json").write_text(json.dumps(
+      {"runs": [{"name": "net1_seed0", "workdir": str(run), "overrides": {}}]}))
+  assert not run_lib._all_finished(str(sweep_dir))  # no summary yet
+  (run / "summary.json").write_text(json.dumps({"step": 4, "total_steps": 8,
+                                                "eval_top1": 0.5}))
+  assert not run_lib._all_finished(str(sweep_dir))  # stopped half-way
+  (run / "summary.json").write_text(json.dumps({"step": 8, "total_steps": 8,
+                                                "eval_top1": 0.5}))
+  assert run_lib._all_finished(str(sweep_dir))
+  assert not run_lib._all_finished(str(tmp_path / "never_ran"))
