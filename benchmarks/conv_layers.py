@@ -17,9 +17,9 @@ Last: the totals over the network (each shape times its count), ours / torch.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
-import os
 import time
 from typing import Any, Callable, Sequence
 
@@ -133,7 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--repeats", type=int, default=10)
   p.add_argument("--out", help="also write the table to this .md file")
   args = p.parse_args(argv)
-  shape = tuple(int(s) for s in args.image_shape.split(","))
+  try:
+    shape = tuple(int(s) for s in args.image_shape.split(","))
+    if len(shape) != 3 or min(shape) < 1:
+      raise ValueError
+  except ValueError:
+    print(f"error: --image_shape takes H,W,C (e.g. 32,32,3), got {args.image_shape!r}",
+          file=sys.stderr)
+    return 2
   try:
     convs = conv_shapes(args.model, args.batch, shape)
   except (models.UnknownModelError, ValueError) as e:

@@ -85,3 +85,23 @@ def test_unknown_model_from_the_command_line():
   assert proc.returncode == 2, proc.stderr
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and "resnet5O" in lines[0], proc.stderr
+
+
+def test_conv_layers_finds_every_convolution_of_resnet20():
+  from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  convs = conv_layers.conv_shapes("resnet20", 2, (32, 32, 3))
+  # The stem, 3 stages of 3 blocks x 2 convs (option A: no projection convs) = 19.
+  assert sum(c["count"] for c in convs) == 19
+  by_shape = {(c["input"], c["kernel"], c["strides"]): c["count"] for c in convs}
+  assert by_shape[((2, 32, 32, 3), (3, 3, 3, 16), (1, 1))] == 1
+  assert by_shape[((2, 32, 32, 16), (3, 3, 16, 16), (1, 1))] == 6
+  assert by_shape[((2, 32, 32, 16), (3, 3, 16, 32), (2, 2))] == 1
+  assert by_shape[((2, 8, 8, 64), (3, 3, 64, 64), (1, 1))] == 5
+
+
+def test_conv_layers_bad_input_is_one_line(capsys):
+  from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  assert conv_layers.main(["--image_shape", "32,32"]) == 2
+  assert conv_layers.main(["--model", "resnet21"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 2 and "H,W,C" in err[0] and "resnet21" in err[1]
