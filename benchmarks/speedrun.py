@@ -53,6 +53,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+  """The options, and the overrides as train.py arguments (checked with the config: a
+  mistake is one line and exit status 2 before any run starts)."""
   rest, overrides = config_lib.split_override_args(argv)
   p = _Parser(description=__doc__.split("\n\n")[0].strip())
   p.add_argument("--config", default=DEFAULT_CONFIG, help="configs/x.py[:arg]")
@@ -63,6 +65,11 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   args = p.parse_args(rest)
   if args.seeds < 1:
     p.error(f"--seeds must be at least 1, got {args.seeds}")
+  spec = args.config if os.path.isabs(args.config) else os.path.join(ROOT, args.config)
+  try:
+    config_lib.check(spec, overrides)
+  except config_lib.ConfigError as e:
+    p.error(str(e))
   return args, [f"--config.{k}={v}" for k, v in overrides]
 
 

@@ -102,3 +102,17 @@ def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
                         "--workdir", workdir]) == 2
   assert "seed0 exists" in capsys.readouterr().err
   assert os.path.getmtime(os.path.join(workdir, "seed0", "summary.json")) == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config", "configs/no_such.py"], "config file not found"),
+    (["--config.lr=0.1"], "lr"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+])
+def test_bad_input_is_one_line_before_any_run(args, message, tmp_path, capsys):
+  with pytest.raises(SystemExit) as e:
+    speedrun.main([*args, "--workdir", str(tmp_path / "sr")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and message in err[0]
+  assert not (tmp_path / "sr").exists()
