@@ -124,7 +124,7 @@ def write_report(report_dir: str, budget: str, done: list, failed: list,
     table = os.path.join(runs_dir, budget, e.id, "results.md")
     if os.path.exists(table):
       with open(table) as fh:
-        lines += [""] + [l for l in fh.read().splitlines() if not l.startswith("# ")]
+        lines += [""] + [l for l in fh.read().splitlines() if l.startswith("|")]
     for f in result.files:
       if f.endswith(".png"):
         name = f"{e.id}_{f}"
