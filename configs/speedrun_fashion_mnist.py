@@ -69,8 +69,10 @@ def get_config(arg=None):
   c.lr_base_batch_size = 1024
   c.weight_decay = 1.33e-3
   c.schedule = "linear"
-  c.warmup_epochs = 0.23 * c.num_epochs
-  c.min_learning_rate = 0.07 * 1.5 * c.batch_size / 1024
+  # References, not numbers: --config.num_epochs / --config.batch_size overrides move the
+  # warm-up and the final rate with them (an explicit override of either still wins).
+  c.warmup_epochs = c.get_ref("num_epochs").to_float() * 0.23
+  c.min_learning_rate = c.get_ref("batch_size").to_float() * (0.07 * 1.5 / 1024)
   # Evaluate and checkpoint rarely: the clock is running.
   c.eval_every_epochs = c.num_epochs if gpu else 2
   c.checkpoint_every_epochs = c.num_epochs

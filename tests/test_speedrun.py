@@ -72,6 +72,22 @@ def test_speedrun_configs_hold_the_recipe():
     config_lib.check(f"{CONFIG}:cpu,gpu")
 
 
+def test_warmup_and_final_rate_follow_overrides_of_epochs_and_batch():
+  # The triangle is a shape: 23% of the epochs up, down to 0.07 of the peak. Overriding
+  # the length or the batch on the command line moves both with it.
+  c = config_lib.apply_overrides(config_lib.load_config(CONFIG),
+                                 [("num_epochs", "16"), ("batch_size", "512")])
+  assert c.warmup_epochs == pytest.approx(0.23 * 16)
+  assert c.min_learning_rate == pytest.approx(0.07 * 1.5 * 512 / 1024)
+  # An explicit override of the warm-up wins over the reference, and leaves the rest.
+  c = config_lib.apply_overrides(config_lib.load_config(CONFIG),
+                                 [("warmup_epochs", "1.0"), ("num_epochs", "16")])
+  assert (c.warmup_epochs, c.num_epochs) == (1.0, 16)
+  c = config_lib.apply_overrides(config_lib.load_config(os.path.join(os.path.dirname(CONFIG), "convnext_t.py")),
+                                 [("num_epochs", "30")])
+  assert c.warmup_epochs == pytest.approx(2.0)  # ConvNeXt's 20 of 300 epochs
+
+
 def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
   workdir = str(tmp_path / "sr")
   assert speedrun.main(["--config", f"{CONFIG}:tiny", "--seeds", "1",
