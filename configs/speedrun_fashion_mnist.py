@@ -3,7 +3,9 @@ r"""Speedrun: Fashion-MNIST to 94% test accuracy in the least wall time (issue 1
 The network is airbench's (``models/airbench.py``: Jordan 2024, arXiv 2404.00498), the
 recipe what the CIFAR-10 speedruns converged on: SGD with Nesterov momentum 0.85 and a
 short triangular ("one-cycle") schedule, label smoothing 0.2, random flips and 2-pixel
-reflect-padded translations, and test-time flip averaging (``eval_mode=flip``).
+reflect-padded translations, and test-time augmentation: on the CPU airbench's six views
+(``eval_mode=flip_translate``: the image, one-pixel shifts, their mirrors), on the GPU
+flip averaging (``eval_mode=flip``, as measured there).
 airbench's learning-rate parameterisation is converted to ours: its lr 11.5 and weight
 decay 0.0153 "per kilostep" at batch 1024 are a peak rate of 1.5 on the mean loss
 (``lr_base_batch_size=1024``: scaled linearly for other batches) and L2 1.33e-3 on the
@@ -60,7 +62,9 @@ def get_config(arg=None):
   c.augment.flip = True
   c.augment.crop_padding = 2
   c.augment.crop_mode = "reflect"
-  c.augment.eval_mode = "flip"
+  # Six views lifted the three 10-epoch CPU checkpoints from 93.76-93.81% (flip) to
+  # 94.03-94.07% (README, "Speedrun"); the GPU figures were measured with flip only.
+  c.augment.eval_mode = "flip" if gpu else "flip_translate"
   c.label_smoothing = 0.2
   c.optimizer = "sgd"
   c.momentum = 0.85

@@ -12,7 +12,7 @@ from input_pipeline.augment import apply_ops
 from input_pipeline.augment import center_crop
 from input_pipeline.augment import color_jitter
 from input_pipeline.augment import distort
-from input_pipeline.augment import flip_views
+from input_pipeline.augment import flip_translate_views, flip_views
 from input_pipeline.augment import lighting
 from input_pipeline.augment import mixup_cutmix
 from input_pipeline.augment import normalize
@@ -53,6 +53,7 @@ __all__ = [
     "lighting",
     "epoch_permutation",
     "eval_batch",
+    "flip_translate_views",
     "flip_views",
     "load_dataset",
     "mixup_cutmix",

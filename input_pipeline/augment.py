@@ -664,13 +664,24 @@ def flip_views(images: jax.Array) -> jax.Array:
   return jnp.stack([images, images[:, :, ::-1]], axis=1)
 
 
+def flip_translate_views(images: jax.Array) -> jax.Array:
+  """Six views as a view axis, (B, H, W, C) -> (B, 6, H, W, C): the image, the image
+  shifted one pixel down-right and one pixel up-left (reflect padding fills the edge),
+  then the mirror of each (airbench's test-time augmentation, ``tta_level=2``)."""
+  padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+  h, w = images.shape[1:3]
+  views = [images, padded[:, :h, :w], padded[:, 2:, 2:]]
+  return jnp.stack(views + [v[:, :, ::-1] for v in views], axis=1)
+
+
 def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],
               labels: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
   """Runs a plan's device ops (``recipe.plan``) on a batch, in order.
 
   Each op draws from ``fold_in(key, its index)``. ``mixup_cutmix`` turns ``labels``
   into soft targets; otherwise the labels come back unchanged. Evaluation chains
-  (``key`` None) are deterministic; ``ten_crop`` and ``flip_views`` add a view axis
+  (``key`` None) are deterministic; ``ten_crop``, ``flip_views`` and ``flip_translate_views`` add a
+  view axis
   after the batch.
 
   Returns:
@@ -722,6 +733,8 @@ def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],
       images = ten_crop(images, kw["size"])
     elif op == "flip_views":
       images = flip_views(images)
+    elif op == "flip_translate_views":
+      images = flip_translate_views(images)
     else:
       raise ValueError(f"{op!r} is not a device op")
     i += 1

@@ -53,7 +53,7 @@ IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
 CROP_MODES = ("constant", "reflect", "edge", "wrap")
 RESIZE_METHODS = ("bilinear", "bicubic")
 ERASE_MODES = ("uniform", "pixel")
-EVAL_MODES = ("center", "flip", "ten_crop", "dense")
+EVAL_MODES = ("center", "flip", "flip_translate", "ten_crop", "dense")
 
 
 # Where each op can run. host: per image, on the CPUs of a streamed dataset (images of
@@ -76,6 +76,7 @@ PLACEMENT = {
     "resize_square": ("device",),
     "ten_crop": ("device",),
     "flip_views": ("device",),
+    "flip_translate_views": ("device",),
     "dense": ("device",),  # runs the model
 }
 
@@ -130,6 +131,11 @@ class Recipe:
   #   center:   the central image_size crop [crop_pct];
   #   flip:     that crop and its mirror image, softmax averaged (test-time flip
   #             averaging, as airbench and most speedruns evaluate);
+  #   flip_translate: six views, softmax averaged: the crop, the crop shifted one pixel
+  #             down-right and one pixel up-left (reflect-padded), and the mirror of each
+  #             (airbench's tta_level=2 views; airbench weights the logits 1/4 for the
+  #             first two and 1/8 for the shifted ones, we average the softmax evenly as
+  #             the other modes do);
   #   ten_crop: AlexNet's 4 corner + centre crops and their flips, softmax averaged;
   #   dense:    VGG's fully convolutional net over the whole (square) image at each
   #             of eval_scales (shorter side, in pixels) and its flip, softmax averaged.
@@ -418,9 +424,9 @@ def plan(recipe: Recipe, *, source: str, image_size: int, channels: int,
     eval_host.append(op("decode"))
     eval_host.append(op("resize_shorter", sides=(resized, resized), method=r.resize_method))
     # The host ships the centre square the device's views are taken from.
-    eval_host.append(op("center_crop", size=size if r.eval_mode in ("center", "flip")
+    eval_host.append(op("center_crop", size=size if r.eval_mode in ("center", "flip", "flip_translate")
                         else resized))
-  elif r.eval_mode in ("center", "flip"):
+  elif r.eval_mode in ("center", "flip", "flip_translate"):
     if r.eval_crop_pct and resized != size:
       eval_device.append(op("center_crop", size=size, crop_pct=float(r.eval_crop_pct),
                             method=r.resize_method))
@@ -430,6 +436,8 @@ def plan(recipe: Recipe, *, source: str, image_size: int, channels: int,
     eval_device.append(op("ten_crop", size=size))
   if r.eval_mode == "flip":
     eval_device.append(op("flip_views"))
+  if r.eval_mode == "flip_translate":
+    eval_device.append(op("flip_translate_views"))
   eval_device.append(op("normalize", mean=tuple(mean), std=tuple(std)))
   if r.eval_mode == "dense":
     eval_device.append(op("dense", scales=tuple(int(s) for s in r.eval_scales),

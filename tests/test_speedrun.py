@@ -28,12 +28,27 @@ def test_flip_views_stack_the_image_and_its_mirror():
   np.testing.assert_array_equal(v[:, 1], np.asarray(x)[:, :, ::-1])
 
 
-def test_flip_eval_averages_the_softmax_of_the_image_and_its_mirror():
+def test_flip_translate_views_are_the_image_shifted_and_mirrored():
+  x = jnp.arange(2 * 4 * 5 * 1, dtype=jnp.float32).reshape(2, 4, 5, 1)
+  v = np.asarray(input_pipeline.flip_translate_views(x))
+  assert v.shape == (2, 6, 4, 5, 1)
+  xn = np.asarray(x)
+  np.testing.assert_array_equal(v[:, 0], xn)
+  np.testing.assert_array_equal(v[:, 1, 1:, 1:], xn[:, :-1, :-1])  # one pixel down-right
+  np.testing.assert_array_equal(v[:, 1, 0, 1:], xn[:, 1, :-1])  # the edge is reflected
+  np.testing.assert_array_equal(v[:, 2, :-1, :-1], xn[:, 1:, 1:])  # one pixel up-left
+  for i in range(3):
+    np.testing.assert_array_equal(v[:, 3 + i], v[:, i, :, ::-1])
+
+
+@pytest.mark.parametrize("mode,views_op", [("flip", "flip_views"),
+                                            ("flip_translate", "flip_translate_views")])
+def test_multi_view_eval_averages_the_softmax_of_the_views(mode, views_op):
   c = common.base()
-  c.augment.eval_mode = "flip"
+  c.augment.eval_mode = mode
   plan = recipe.plan(recipe.Recipe.from_config(c.augment), source="device", image_size=12,
                      channels=1, stored_size=12, mean=(0.5,), std=(0.25,))
-  assert [o.name for o in plan.eval_device] == ["flip_views", "normalize"]
+  assert [o.name for o in plan.eval_device] == [views_op, "normalize"]
   model = models.create_model("airbench94", num_classes=10, widths=(4, 8, 8))
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (6, 12, 12, 1)), jnp.uint8)
@@ -45,25 +60,26 @@ def test_flip_eval_averages_the_softmax_of_the_image_and_its_mirror():
   m = step(state, steps_lib.zero_metrics(steps_lib.EVAL_METRICS), images, labels,
            jnp.ones(6, bool))
   x = input_pipeline.normalize(images, (0.5,), (0.25,))
-  probs = sum(np.asarray(jax.nn.softmax(model.apply(variables, v, train=False), -1))
-              for v in (x, x[:, :, ::-1])) / 2
+  views = getattr(input_pipeline, views_op)(x)
+  probs = sum(np.asarray(jax.nn.softmax(model.apply(variables, views[:, i], train=False), -1))
+              for i in range(views.shape[1])) / views.shape[1]
   np.testing.assert_allclose(m["loss"], -np.log(probs[np.arange(6), labels]).sum(), rtol=1e-5)
   assert float(m["top1"]) == float((probs.argmax(-1) == np.asarray(labels)).sum())
-  # The mirror counts: averaging differs from the image alone.
+  # The other views count: averaging differs from the image alone.
   alone = np.asarray(jax.nn.softmax(model.apply(variables, x, train=False), -1))
   assert not np.allclose(alone, probs, atol=1e-4)
 
 
 def test_speedrun_configs_hold_the_recipe():
-  for arg, side, batch, widths in (("", 28, 256, (64, 128, 256)),
-                                   ("gpu", 32, 1024, (64, 256, 256))):
+  for arg, side, batch, widths, views in (("", 28, 256, (64, 128, 256), "flip_translate"),
+                                          ("gpu", 32, 1024, (64, 256, 256), "flip")):
     checked = config_lib.check(f"{CONFIG}:{arg}")
     c = checked.config
     assert checked.image_shape == (side, side, 1)
     assert c.batch_size == batch
     assert tuple(checked.model.widths) == widths
     assert (c.optimizer, c.momentum, c.nesterov, c.label_smoothing) == ("sgd", 0.85, True, 0.2)
-    assert (c.augment.flip, c.augment.crop_padding, c.augment.eval_mode) == (True, 2, "flip")
+    assert (c.augment.flip, c.augment.crop_padding, c.augment.eval_mode) == (True, 2, views)
     # airbench's peak lr 1.5 at batch 1024, scaled; its triangle ends at 0.07 of the peak.
     assert c.learning_rate * batch / c.lr_base_batch_size == pytest.approx(1.5 * batch / 1024)
     assert c.min_learning_rate == pytest.approx(0.07 * 1.5 * batch / 1024)
