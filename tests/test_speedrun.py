@@ -99,8 +99,8 @@ def test_warmup_and_final_rate_follow_overrides_of_epochs_and_batch():
   c = config_lib.apply_overrides(config_lib.load_config(CONFIG),
                                  [("warmup_epochs", "1.0"), ("num_epochs", "16")])
   assert (c.warmup_epochs, c.num_epochs) == (1.0, 16)
-  c = config_lib.apply_overrides(config_lib.load_config(os.path.join(os.path.dirname(CONFIG), "convnext_t.py")),
-                                 [("num_epochs", "30")])
+  convnext = os.path.join(os.path.dirname(CONFIG), "convnext_t.py")
+  c = config_lib.apply_overrides(config_lib.load_config(convnext), [("num_epochs", "30")])
   assert c.warmup_epochs == pytest.approx(2.0)  # ConvNeXt's 20 of 300 epochs
 
 

@@ -1,0 +1,56 @@
+"""tools/evaluate.py: a trained run evaluated again gives the run's own figure under the
+run's own protocol, and other protocols through the same step."""
+
+import json
+import os
+
+import pytest
+
+import train
+from tools import evaluate
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs",
+                      "speedrun_fashion_mnist.py")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run") / "sr")
+  # The tiny speedrun: 2 epochs of 256 synthetic images, evaluated with six views.
+  assert train.main(["--config", f"{CONFIG}:tiny", "--workdir", workdir]) == 0
+  with open(os.path.join(workdir, "summary.json")) as f:
+    return workdir, json.load(f)
+
+
+def test_the_runs_own_protocol_gives_the_runs_own_figure(trained, tmp_path, capsys):
+  workdir, summary = trained
+  out = str(tmp_path / "rows.json")
+  assert evaluate.main([workdir, "--eval_modes", "flip_translate,center,flip",
+                        "--output", out]) == 0
+  with open(out) as f:
+    rows = {r["eval_mode"]: r for r in json.load(f)}
+  assert rows["flip_translate"]["eval_count"] == 100  # the tiny config's test images
+  assert rows["flip_translate"]["eval_top1"] == pytest.approx(summary["eval_top1"], abs=1e-6)
+  assert rows["flip_translate"]["eval_loss"] == pytest.approx(summary["eval_loss"], rel=1e-4)
+  # Other protocols see other views of the same weights.
+  assert rows["center"]["eval_loss"] != pytest.approx(rows["flip_translate"]["eval_loss"],
+                                                      rel=1e-4)
+  assert rows["flip"]["eval_loss"] != pytest.approx(rows["center"]["eval_loss"], rel=1e-4)
+  assert "| flip_translate | top-1" in capsys.readouterr().out
+
+
+def test_an_unknown_mode_is_one_line(trained, capsys):
+  with pytest.raises(SystemExit) as e:
+    evaluate.main([trained[0], "--eval_modes", "mirror"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "'mirror' is not an eval mode" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where,message", [("run", "has no checkpoint of step 12345"),
+                                           ("empty", "error:")])
+def test_a_missing_checkpoint_is_one_line(trained, where, message, tmp_path, capsys):
+  args = [trained[0], "--step", "12345"] if where == "run" else [str(tmp_path)]
+  assert evaluate.main(args) == 2
+  err = capsys.readouterr().err
+  assert message in err and len(err.strip().splitlines()) == 1
