@@ -49,11 +49,23 @@ Fashion-MNIST with the backward pass; at the ~100 TFLOP/s that plain Flax reache
 ConvNeXt-T at 224 on one H100 (REFERENCE.md), a few seconds per epoch in bfloat16
 (``--config.dtype=bfloat16``), so minutes per row and well under an hour for the sweep;
 small maps use the GPU less well than 56x56 ones, so expect more. Rows range from 0.19
-(depthwise) to 0.43 GMACs (width 96) per image. A 2-core CPU needs the ``tiny`` variant.
+(depthwise) to 0.43 GMACs (width 96) per image.
+
+``cpu``: the whole table in minutes on a 2-core CPU (experiments/roadmap.py's cpu
+budget): each row's own width and depths scaled down (widths 8 -> 12 for 64 -> 96, depths
+(1, 1, 2, 1) -> (1, 1, 3, 1) for (3, 4, 6, 3) -> (3, 3, 9, 3)), the paper's stride-4
+stems on the 32x32 images, 4,000 training images (class-balanced) for 2 epochs at batch
+64, AdamW at 2e-3 (the ResNet-50 row: SGD 0.1 x 64 / 256), and 2-pixel translations and
+flips for every row instead of the recipe's augmentation (``_cpu_augmentation`` says
+why). One row: 34 s and 72.7% for kernel 7 (2026-12-04, a 2-core CPU shared with other
+jobs), so roughly 6-8 minutes for the 17 rows:
+
+  python launch/sweep.py --config configs/convnext_roadmap.py:cpu --sweep_dir runs/rm_cpu
 
 Arguments (comma-separated): ``step=NAME`` (a row of Table 10: ``models.roadmap.STEPS``,
 default ``downsample`` = ConvNeXt-T), ``res=32|64``, ``cifar10``, ``epochs=N`` (default
-30), ``batch=N`` (the learning rate follows), ``tiny``.
+30; ``cpu``: 2), ``batch=N`` (the learning rate follows, except with ``cpu``), ``cpu``,
+``tiny``.
 """
 
 from __future__ import annotations
@@ -61,12 +73,20 @@ from __future__ import annotations
 from typing import Any
 
 from configs import common
-from models.roadmap import STEPS
+from models.roadmap import STEP_KWARGS, STEPS
 
 STEP_NAMES = tuple(step.name for step in STEPS)
 NUM_EPOCHS = 30
 # The words get_config and get_sweep take.
-ARGS = dict(step=STEP_NAMES, res=(32, 64), cifar10=bool, epochs=int, batch=int, tiny=bool)
+ARGS = dict(step=STEP_NAMES, res=(32, 64), cifar10=bool, epochs=int, batch=int, cpu=bool,
+            tiny=bool)
+# ``cpu``: each row's own width and depths, scaled down. Widths keep the paper's 64 -> 96
+# step (8 -> 12); depths keep ResNet-50's and the stage-ratio step's proportions as far as
+# one to three blocks per stage can: (3, 4, 6, 3) -> (1, 1, 2, 1), (3, 3, 9, 3) -> (1, 1, 3, 1).
+CPU_WIDTH = 8  # per 64 of the paper's width
+CPU_DEPTHS = {(3, 4, 6, 3): (1, 1, 2, 1), (3, 3, 9, 3): (1, 1, 3, 1)}
+CPU_TRAIN_EXAMPLES = 4000
+CPU_EPOCHS = 2
 
 
 def _classic_recipe(c) -> None:
@@ -106,6 +126,11 @@ def get_config(arg=None):
                          num_epochs=args.get("epochs", NUM_EPOCHS))
   c.ema_decay = 0.0  # Table 10 reports the raw weights
   c.checkpoint_every_epochs = 5
+  if args.get("cpu"):
+    if args.get("tiny") or args.get("cifar10") or res != 32:
+      raise common.ConfigError("config argument cpu is Fashion-MNIST at 32x32: it does not "
+                               "go with tiny, cifar10 or res=64")
+    _cpu_scale(c, step, args)
   if args.get("tiny"):
     common.use_tiny_data(c, shape=(32, 32, 3), num_epochs=args.get("epochs", 2))
     c.model_kwargs.stem_stride = 2
@@ -118,7 +143,42 @@ def get_config(arg=None):
     c.min_learning_rate = 0.0
   if step == "resnet50":
     _classic_recipe(c)
+  if args.get("cpu"):
+    _cpu_augmentation(c)
   return c
+
+
+def _cpu_scale(c, step: str, args: dict[str, Any]) -> None:
+  """The ``cpu`` variant: row ``step`` at a few minutes for all 17 rows on a 2-core CPU."""
+  row = STEP_KWARGS[step]
+  c.model_kwargs.width = CPU_WIDTH * row.get("width", 64) // 64
+  c.model_kwargs.depths = CPU_DEPTHS[tuple(row.get("depths", (3, 4, 6, 3)))]
+  # The paper's stride-4 stems on the 32x32 images: stages at 8, 4, 2 and 1 pixels, a
+  # quarter of the default's cost (large depthwise kernels are slow on XLA:CPU).
+  c.model_kwargs.stem_stride = 4
+  c.num_train_examples = CPU_TRAIN_EXAMPLES
+  c.num_epochs = args.get("epochs", CPU_EPOCHS)
+  c.batch_size = args.get("batch", 64)
+  # 4e-3 per 4096 images is for 94k steps; ~125 steps want a larger rate at this batch:
+  # 2e-3, not scaled (ours). The ResNet-50 row's SGD keeps 0.1 x batch / 256.
+  c.learning_rate = 2e-3
+  c.lr_base_batch_size = 0
+  c.eval_every_epochs = c.num_epochs  # one evaluation, at the end
+  c.checkpoint_every_epochs = c.num_epochs
+
+
+def _cpu_augmentation(c) -> None:
+  """The ``cpu`` variant's augmentation, the same for every row: 2-pixel translations
+  and flips. The recipe's random-resized crops, RandAugment, Mixup / CutMix and erasing
+  are for 300 epochs; over a few epochs of a few thousand images they left the nets near
+  chance (kernel 11: 10% after one epoch of 5,000), and they made a row's compilation and
+  steps several times slower on the CPU. Evaluation on the whole image (no centre crop),
+  as the training crops are translations. The recipe rows keep the rest of the recipe:
+  AdamW, warm-up and cosine, label smoothing, stochastic depth, layer scale and
+  trunc-normal init."""
+  c.augment.update(dict(inception_crop=False, crop_padding=2, flip=True, rand_augment="",
+                        color_jitter=0.0, random_erasing=0.0, mixup=0.0, cutmix=0.0,
+                        eval_crop_pct=0.0, resize_method="bilinear"))
 
 
 def _flatten(c, prefix: str = "") -> dict[str, Any]:

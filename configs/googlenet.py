@@ -28,6 +28,9 @@ to 256. ImageNet (TFDS ``imagenet2012``) streams through the host pipeline.
   # Any dataset: the paper's network needs inputs of 80x80 or more, torchvision's 15x15.
   python train.py --config configs/googlenet.py:torchvision --config.dataset=cifar10 \
       --config.image_size=32 --config.batch_size=128 --workdir runs/googlenet_c10
+  # Figure 2(a)'s naive modules, without the 1x1 reductions (experiments/googlenet.py):
+  python train.py --config configs/googlenet.py --config.model_kwargs.towers=naive \
+      --workdir runs/googlenet_naive
   # A few minutes on a CPU: synthetic 80x80 images, one epoch (compilation dominates).
   python train.py --config configs/googlenet.py:tiny --workdir /tmp/googlenet_tiny
 

@@ -11,8 +11,13 @@ with random crops and horizontal flips. The paper reports 8.75% test error.
   python train.py --config configs/resnet20_cifar.py:fashion_mnist,short --workdir runs/r20_fm15
   # Seconds on a CPU: a narrow network on synthetic data (used by the tests).
   python train.py --config configs/resnet20_cifar.py:tiny --workdir /tmp/r20_tiny
+  # The other depths of Sec. 4.2, and their plain twins (no shortcuts; Fig. 6 left):
+  python train.py --config configs/resnet20_cifar.py:depth=56,plain --workdir runs/plain56
 
-Arguments (comma-separated): ``fashion_mnist``, ``short``, ``recipe``, ``tiny``.
+Arguments (comma-separated): ``fashion_mnist``, ``short``, ``recipe``, ``tiny``,
+``depth=20|32|44|56|110`` (default 20: ``resnet{depth}``), ``plain`` (the plain net of
+that depth, ``model_kwargs.shortcut='plain'``; the degradation experiment,
+``experiments/degradation.py``).
 
 ``recipe`` adds the regularisers of ConvNeXt's recipe (REFERENCE.md) on top of the
 chosen schedule: RandAugment rand-m9-mstd0.5-inc1, Mixup 0.8 / CutMix 1.0 (switch 0.5),
@@ -40,11 +45,16 @@ import os
 
 from configs import common
 
+DEPTHS = (20, 32, 44, 56, 110)  # 6n + 2, the CIFAR nets of Sec. 4.2 (models/resnet.py)
+
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, fashion_mnist=bool, short=bool, recipe=bool, tiny=bool)
+  args = common.parse_arg(arg, fashion_mnist=bool, short=bool, recipe=bool, tiny=bool,
+                          depth=DEPTHS, plain=bool)
   c = common.base()
-  c.model = "resnet20"
+  c.model = f"resnet{args.get('depth', 20)}"
+  if args.get("plain"):
+    c.model_kwargs.shortcut = "plain"
   c.dataset = "cifar10"
   c.augment.crop_padding = 4
   c.augment.flip = True

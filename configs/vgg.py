@@ -28,6 +28,9 @@ host pipeline.
       --config.image_size=32 --config.batch_size=128 --workdir runs/vgg11_bn_c10
   python train.py --config configs/vgg.py --config.dataset=digits --config.image_size=32 \
       --config.augment.flip=false --workdir runs/vgg11_digits
+  # Sec. 4.1's shallow net: B with each pair of 3x3 convs as one 5x5 (experiments/vgg.py):
+  python train.py --config configs/vgg.py:depth=13 --config.model_kwargs.stack=single \
+      --workdir runs/vgg13_5x5
   # Seconds on a CPU: VGG-11 at 1/8 width, 32x32 synthetic data.
   python train.py --config configs/vgg.py:tiny --workdir /tmp/vgg_tiny
   python train.py --config configs/vgg.py:dense,tiny --workdir /tmp/vgg_dense_tiny

@@ -11,11 +11,30 @@ sweeps testing it, measures, and gives a verdict by a rule written before the ru
 from __future__ import annotations
 
 from experiments.entry import BUDGETS, Entry, Result, Sweep  # noqa: F401
+from experiments.alexnet import AlexNetReLU, DropoutLRN
+from experiments.batchnorm import BatchNorm
 from experiments.cost_vs_resolution import CostVsResolution
+from experiments.data_scaling import ViTData
+from experiments.degradation import Degradation
+from experiments.densenet_se import DenseNetSE
+from experiments.googlenet import GoogLeNetReductions
 from experiments.lecun1989 import LeCun1989
+from experiments.mobilenet import MobileNetSeparable, MobileNetV2Linear
+from experiments.roadmap import ConvNeXtRoadmap
+from experiments.vgg import VGGStacks
 
 # In the story's order.
-ENTRIES: tuple[Entry, ...] = (LeCun1989(), CostVsResolution())
+ENTRIES: tuple[Entry, ...] = (
+    LeCun1989(),  # 1989
+    AlexNetReLU(), DropoutLRN(),  # 2012
+    VGGStacks(), GoogLeNetReductions(),  # 2014
+    BatchNorm(),  # 2015
+    Degradation(),  # 2016
+    DenseNetSE(),  # 2017-2018
+    MobileNetSeparable(), MobileNetV2Linear(),  # 2017-2018
+    ViTData(), CostVsResolution(),  # 2021
+    ConvNeXtRoadmap(),  # 2022
+)
 
 
 def get(entry_id: str) -> Entry:

@@ -64,6 +64,15 @@ Choices where the paper is ambiguous, and why:
   "remaining layers"). ``weight_init='torchvision'`` is PyTorch's default:
   U(+-1/sqrt(fan_in)) weights (variance 1/(3 fan_in)); biases start at 0 here rather than
   PyTorch's uniform, which needs the fan-in inside the bias init.
+* Input scale (``input_scale``, default 1: the input as the trainer gives it). The paper
+  fed raw pixels less the mean image, values of tens to 255, and LRN's k=2, alpha=1e-4
+  were chosen on activations of that size. The trainer divides by the pixel std, which
+  shrinks every activation about 255 x std times (58 on ImageNet, 90 on Fashion-MNIST);
+  there ``alpha * sum a^2`` is negligible beside k and LRN is nearly the constant factor
+  k^-beta. ``input_scale`` multiplies the normalised input back to the paper's scale
+  (255 x the pixel std in [0, 1] units); with the paper's N(0, 0.01) init, conv1's outputs
+  then have the paper's size too. Nothing else changes (ReLU nets are otherwise
+  scale-equivariant up to the biases).
 * Not modelled: the PCA colour augmentation and the mean-image subtraction (the trainer
   normalises by the per-channel mean and std), and the test-time 10-crop averaging.
 
@@ -123,6 +132,7 @@ class AlexNet(nn.Module):
   dropout_at: Sequence[str] = ("fc7", "fc8")  # layers whose inputs are dropped
   weight_init: str = "paper"  # paper | torchvision (not `init`: Module.init)
   width: float = 1.0  # multiplies the filters and hidden units (tests use 1/8)
+  input_scale: float = 1.0  # x the normalised input: 255 x pixel std = the paper's scale
   dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
@@ -140,6 +150,7 @@ class AlexNet(nn.Module):
                  tuple(self.dropout_at), f"subsets of {_FC_LAYERS}")
     check_choice(self, "weight_init", self.weight_init, INITS)
     check_positive(self, "width", self.width)
+    check_positive(self, "input_scale", self.input_scale)
 
   def _inits(self, name: str) -> dict[str, Initializer]:
     if self.weight_init == "paper":
@@ -155,6 +166,8 @@ class AlexNet(nn.Module):
   def __call__(self, x: Array, train: bool) -> Array:
     common = dict(dtype=self.dtype, param_dtype=jnp.float32)
     x = x.astype(self.dtype)
+    if self.input_scale != 1.0:
+      x = x * self.input_scale
 
     for i in range(5):
       name = f"conv{i + 1}"

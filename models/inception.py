@@ -78,6 +78,16 @@ train_val.prototxt, the public implementation of Table 1):
   filter counts (e.g. 3a: 159K listed, 163K from its columns); our count is that of the
   layers Table 1 and the Caffe model list.
 
+The 1x1 reductions (Sec. 4, Figure 2): ``towers='naive'`` is Figure 2(a), the module
+"in naive form": the 1x1, 3x3 and 5x5 convs all read the module's input and the 3x3
+max-pool's output is concatenated as it is, so a module's output has
+``n1x1 + n3x3 + n5x5 + input channels`` channels and the widths grow from module to
+module, the "computational blow up" the reductions (Figure 2(b), ``'reduced'``, the
+default and every registered net) avoid. The naive towers keep Table 1's #1x1, #3x3 and
+#5x5 (our choice: the paper never builds the naive network). ``width`` scales every
+conv's filters and the auxiliary heads' widths (``max(1, round(n * width))``; 1.0 is the
+paper's); the experiments train GoogLeNet at 1/4 width on a CPU.
+
 Both: the final 7x7/1 average pool is a global average (identical at 224, and any input
 size works). The auxiliary classifiers follow the project convention: with
 ``train=True`` the model returns ``(logits, (aux1, aux2))``, with ``train=False`` the
@@ -125,6 +135,9 @@ caffe_xavier = nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 INITS = ("torchvision", "caffe")
 AUX_POOLS = ("adaptive", "5x5_s3")
+# Figure 2: (b) "with dimension reductions" (1x1 convs before the 3x3 and 5x5, after the
+# pool) or (a) "naive" (none).
+TOWERS = ("reduced", "naive")
 
 
 class ModuleSpec(NamedTuple):
@@ -210,31 +223,43 @@ class Inception(nn.Module):
 
   GoogLeNet's towers: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max-pool -> 1x1. With
   ``double_3x3`` (BN-Inception) the 5x5 conv becomes two 3x3 convs. With ``strides=2``
-  the last conv of each tower and the (max-)pool have stride 2.
+  the last conv of each tower and the (max-)pool have stride 2. With ``towers='naive'``
+  (Figure 2(a)) the reduce convs and the pool projection are left out: the 3x3 and 5x5
+  convs read the input, and the pooled input is concatenated as it is.
   """
 
   spec: ModuleSpec
   conv: ModuleDef  # a ConvBlock partial: conv(features, kernel, strides, padding)
   kernel_5x5: int = 5
   double_3x3: bool = False
+  towers: str = "reduced"  # reduced (Figure 2(b)) | naive (Figure 2(a))
+
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    check_choice(self, "towers", self.towers, TOWERS)
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     s = self.spec
+    naive = self.towers == "naive"
+
+    def reduce(features, name):  # the 1x1 "reduce" conv in front of a tower
+      return x if naive else self.conv(features, 1, name=name)(x, train)
+
     towers = []
     if s.n1x1:
       towers.append(self.conv(s.n1x1, 1, name="branch1x1")(x, train))
 
-    y = self.conv(s.n3x3_reduce, 1, name="branch3x3_reduce")(x, train)
+    y = reduce(s.n3x3_reduce, "branch3x3_reduce")
     towers.append(self.conv(s.n3x3, 3, s.strides, 1, name="branch3x3")(y, train))
 
     if self.double_3x3:
-      y = self.conv(s.n5x5_reduce, 1, name="double3x3_reduce")(x, train)
+      y = reduce(s.n5x5_reduce, "double3x3_reduce")
       y = self.conv(s.n5x5, 3, 1, 1, name="double3x3_1")(y, train)
       towers.append(self.conv(s.n5x5, 3, s.strides, 1, name="double3x3_2")(y, train))
     else:
       k = self.kernel_5x5
-      y = self.conv(s.n5x5_reduce, 1, name="branch5x5_reduce")(x, train)
+      y = reduce(s.n5x5_reduce, "branch5x5_reduce")
       towers.append(self.conv(s.n5x5, k, s.strides, k // 2, name="branch5x5")(y, train))
 
     if s.pool not in ("max", "avg") or (s.strides > 1 and s.pool != "max"):
@@ -244,7 +269,7 @@ class Inception(nn.Module):
       y = max_pool(x, 3, s.strides, ceil_mode=True)
     else:
       y = max_pool(x, 3, 1, pad=1) if s.pool == "max" else avg_pool(x, 3, 1, pad=1)
-    if s.pool_proj:
+    if s.pool_proj and not naive:
       y = self.conv(s.pool_proj, 1, name="pool_proj")(y, train)
     towers.append(y)
 
@@ -265,6 +290,8 @@ class AuxClassifier(nn.Module):
   dropout: float = 0.7
   dense_init: Any = nn.initializers.normal(0.01)
   fc1_bias_init: Any = nn.initializers.zeros
+  conv_features: int = 128
+  hidden: int = 1024
   dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
@@ -280,11 +307,11 @@ class AuxClassifier(nn.Module):
         raise ValueError(f"the paper's 5x5/3 auxiliary pool needs a map of at least 5x5, "
                          f"got {x.shape[1:3]}; use inputs of 79x79 or more")
       x = avg_pool(x, 5, 3)
-    x = self.conv(128, 1, name="conv")(x, train)
+    x = self.conv(self.conv_features, 1, name="conv")(x, train)
     x = x.reshape(x.shape[0], -1)
     dense = functools.partial(nn.Dense, kernel_init=self.dense_init, dtype=self.dtype,
                               param_dtype=jnp.float32)
-    x = nn.relu(dense(1024, bias_init=self.fc1_bias_init, name="fc1")(x))
+    x = nn.relu(dense(self.hidden, bias_init=self.fc1_bias_init, name="fc1")(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return dense(self.num_classes, name="fc2")(x)
 
@@ -303,10 +330,14 @@ class GoogLeNet(nn.Module):
   aux_pool: str = "adaptive"  # torchvision; the paper: "5x5_s3"
   aux_dropout: float = 0.7
   weight_init: str = "torchvision"  # or "caffe"
+  towers: str = "reduced"  # Figure 2: reduced (b) | naive (a), every module
+  width: float = 1.0  # multiplies every conv's filters and the aux heads' widths
   dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
     super().__post_init__()
+    check_choice(self, "towers", self.towers, TOWERS)
+    check_positive(self, "width", self.width)
     check_option(self.kernel_5x5 > 0 and self.kernel_5x5 % 2 == 1, self, "kernel_5x5",
                  self.kernel_5x5, "odd sizes > 0 (the paper 5, torchvision 3)")
     check_positive(self, "pool4_window", self.pool4_window)
@@ -326,22 +357,27 @@ class GoogLeNet(nn.Module):
     lrn = functools.partial(local_response_norm, size=5, k=1.0, alpha=1e-4, beta=0.75,
                             alpha_per_size=True)
 
+    scaled = lambda n: max(1, int(round(n * self.width))) if n else 0
+
     def inception(name, x):
-      return Inception(GOOGLENET_MODULES[name], conv, kernel_5x5=self.kernel_5x5,
+      spec = GOOGLENET_MODULES[name]
+      spec = spec._replace(**{f: scaled(getattr(spec, f)) for f in spec._fields[:6]})
+      return Inception(spec, conv, kernel_5x5=self.kernel_5x5, towers=self.towers,
                        name=f"inception{name}")(x, train)
 
     def aux_head(name, x):
       return AuxClassifier(self.num_classes, conv, pool=self.aux_pool,
                            dropout=self.aux_dropout, dense_init=kernel_init,
-                           fc1_bias_init=bias_init, dtype=self.dtype, name=name)(x, train)
+                           fc1_bias_init=bias_init, conv_features=scaled(128),
+                           hidden=scaled(1024), dtype=self.dtype, name=name)(x, train)
 
     x = x.astype(self.dtype)
-    x = conv(64, 7, 2, 3, name="conv1")(x, train)
+    x = conv(scaled(64), 7, 2, 3, name="conv1")(x, train)
     x = max_pool(x, 3, 2, ceil_mode=True)
     if self.lrn:
       x = lrn(x)
-    x = conv(64, 1, name="conv2_reduce")(x, train)
-    x = conv(192, 3, 1, 1, name="conv2")(x, train)
+    x = conv(scaled(64), 1, name="conv2_reduce")(x, train)
+    x = conv(scaled(192), 3, 1, 1, name="conv2")(x, train)
     if self.lrn:
       x = lrn(x)
     x = max_pool(x, 3, 2, ceil_mode=True)
@@ -431,10 +467,11 @@ def convert_torchvision_googlenet(sd: tc.StateDict, model=None) -> dict:
   if model is not None and not (isinstance(model, GoogLeNet) and model.batch_norm
                                 and not model.conv_bias and model.kernel_5x5 == 3
                                 and model.pool4_window == 2 and not model.lrn
-                                and model.aux_pool == "adaptive"):
+                                and model.aux_pool == "adaptive"
+                                and model.towers == "reduced" and model.width == 1.0):
     raise tc.ConversionError("torchvision's GoogLeNet converts into create_model("
-                             "'googlenet') (BatchNorm, 3x3 '5x5' tower, no LRN), not "
-                             "into a model with other options")
+                             "'googlenet') (BatchNorm, 3x3 '5x5' tower, no LRN, reduced "
+                             "towers, width 1), not into a model with other options")
   with_aux = ("aux1.fc1.weight" in sd) if model is None else model.aux_logits
   params: dict[str, Any] = {}
   stats: dict[str, Any] = {}

@@ -465,7 +465,9 @@ class LeNet5(nn.Module):
   conv 20@5x5, 2x2 max-pool, conv 50@5x5, 2x2 max-pool, fc 500, ReLU, fc 10:
   520 + 25,050 + 400,500 + 5,010 = 431,080 params. Caffe's example has no activation
   after the convolutions; we put a ReLU after each (``modern_conv_activation='relu'``,
-  the common modern reading); ``'identity'`` gives Caffe's network exactly.
+  the common modern reading); ``'identity'`` gives Caffe's network exactly. fc 500 is
+  followed by a ReLU (``modern_fc_activation``; ``'tanh'`` with a tanh
+  ``modern_conv_activation`` gives the all-tanh twin of Krizhevsky et al.'s Fig. 1).
 
   Both are fully convolutional, as the LeNet papers' sliding-window (SDNN) demos: C5 and
   fc 500 are convolutions whose kernel covers the whole map at the training size, and
@@ -479,6 +481,7 @@ class LeNet5(nn.Module):
   variant: str = "1998"  # "1998" | "modern"
   weight_init: str = "fan_in"  # 1998 variant: "fan_in" (paper) | "sqrt_fan_in"
   modern_conv_activation: str = "relu"
+  modern_fc_activation: str = "relu"  # after fc 500
   dropout: float = 0.0  # modern variant: before the last layer (not in either original)
   dtype: Any = jnp.float32
 
@@ -487,6 +490,7 @@ class LeNet5(nn.Module):
     check_choice(self, "variant", self.variant, ("1998", "modern"))
     check_choice(self, "weight_init", self.weight_init, WEIGHT_INITS)
     check_choice(self, "modern_conv_activation", self.modern_conv_activation, ACTIVATIONS)
+    check_choice(self, "modern_fc_activation", self.modern_fc_activation, ACTIVATIONS)
     check_dropout(self, "dropout", self.dropout)
 
   @nn.compact
@@ -525,7 +529,8 @@ class LeNet5(nn.Module):
     pool = lambda x: nn.max_pool(x, (2, 2), (2, 2))
     x = pool(act(conv(20, 5, "conv1")(x)))
     x = pool(act(conv(50, 5, "conv2")(x)))
-    x = nn.relu(WindowDense(500, (4, 4), dtype=self.dtype, name="fc1")(x))  # 4x4x50 -> 500
+    fc_act = get_activation(self.modern_fc_activation)
+    x = fc_act(WindowDense(500, (4, 4), dtype=self.dtype, name="fc1")(x))  # 4x4x50 -> 500
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
                     name="fc2")(x)

@@ -13,6 +13,11 @@ size (224, 192, 160, 128).
   pw 1x1) with outputs 64, 128/2, 128, 256/2, 256, 512/2, 5 x 512, 1024/2, 1024 (/2: the
   depthwise conv has stride 2) -> global average pool (7x7) -> dropout -> fc -> softmax.
 
+  Table 4 compares it with "Conv MobileNet", the same network with full convolutions:
+  70.6% against 71.7% top-1 for 569M against 4866M multiply-adds and 4.2M against 29.3M
+  parameters. ``separable=False`` is that network: each depthwise-separable block becomes
+  one 3x3 convolution (same stride and output width) + BN + activation (Fig. 3, left).
+
 MobileNetV2: Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear Bottlenecks"
 (CVPR 2018, arXiv 1801.04381). Its block is an *inverted residual*: a 1x1 conv expands a
 thin input t-fold (expansion t = 6), a 3x3 depthwise conv filters the wide tensor, and a
@@ -56,6 +61,16 @@ Choices:
   as timm's ``make_divisible`` at the registered widths). Table 1 lists the 13th
   depthwise conv as "s2", a misprint: its input and output are both 7x7, so stride 1 (as
   in TF-slim). The stem is thinned with alpha too.
+* Conv MobileNet (``separable=False``, Table 4): the paper does not describe its layers
+  beyond "full convolutions"; we replace each block's depthwise 3x3 and pointwise 1x1
+  (with their two BNs and activations) by one 3x3 convolution from the block's input
+  width to its output width, with the depthwise conv's stride, one BN and one
+  activation, under the block's own name (``dsconv{i}/full``). The stem and classifier
+  are unchanged. At 224x224 and alpha 1 this is 4,867M multiply-adds (paper 4866M)
+  and 29,294,088 parameters (paper 29.3M; the separable net: 569M, 4,231,976).
+* Non-linear bottlenecks (``linear_bottleneck=False``, Fig. 6a's "ReLU6 in
+  bottleneck"): ReLU6 after the projection conv's BN in every one of the 17 blocks, the
+  first (t = 1) included, before the shortcut addition; the parameters are unchanged.
 * MobileNetV2 width: every channel count ``make_divisible(alpha * c, 8)``
   (models.layers.make_divisible, as torchvision and timm); the last conv's 1280 is scaled
   only when alpha > 1; the hidden width of a block is ``round(t * in)``. Dropout 0.2
@@ -103,6 +118,7 @@ ModuleDef = Any
 # He et al. 2015, fan-out mode: torchvision's MobileNetV2 init for every conv.
 he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 classifier_init = nn.initializers.normal(0.01)
+BOOLS = (True, False)  # the valid values of an on/off field
 
 
 class ConvBN(nn.Module):
@@ -161,16 +177,22 @@ MOBILENET_V1_BODY = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
 
 
 class DepthwiseSeparable(nn.Module):
-  """3x3 depthwise conv + BN + act, then 1x1 pointwise conv + BN + act (Fig. 3, right)."""
+  """3x3 depthwise conv + BN + act, then 1x1 pointwise conv + BN + act (Fig. 3, right);
+  with ``separable=False`` one full 3x3 conv + BN + act instead (Fig. 3, left: Table 4's
+  "Conv MobileNet")."""
 
   features: int
   conv: ModuleDef
   norm: ModuleDef
   act: Callable[[Array], Array]
   strides: int = 1
+  separable: bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
+    if not self.separable:
+      return ConvBN(self.features, 3, self.conv, self.norm, self.strides, act=self.act,
+                    name="full")(x)
     channels = x.shape[-1]
     x = ConvBN(channels, 3, self.conv, self.norm, self.strides, groups=channels,
                act=self.act, name="depthwise")(x)
@@ -186,6 +208,7 @@ class MobileNetV1(nn.Module):
   activation: str = "relu6"  # the paper's text: "relu"; its code and weights: relu6
   dropout: float = 0.001  # TF-slim: dropout_keep_prob 0.999
   bn_epsilon: float = 1e-5
+  separable: bool = True  # False: full 3x3 convs, Table 4's "Conv MobileNet"
   dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
@@ -193,6 +216,7 @@ class MobileNetV1(nn.Module):
     _check_common(self)
     check_positive(self, "min_depth", self.min_depth)
     check_choice(self, "activation", self.activation, ACTIVATIONS)
+    check_choice(self, "separable", self.separable, BOOLS)
 
   def channels(self, c: int) -> int:
     return max(int(c * self.width_multiplier), self.min_depth)
@@ -204,7 +228,8 @@ class MobileNetV1(nn.Module):
     x = x.astype(self.dtype)
     x = ConvBN(self.channels(32), 3, conv, norm, strides=2, act=act, name="conv1")(x)
     for i, (c, s) in enumerate(MOBILENET_V1_BODY):
-      x = DepthwiseSeparable(self.channels(c), conv, norm, act, s, name=f"dsconv{i + 1}")(x)
+      x = DepthwiseSeparable(self.channels(c), conv, norm, act, s, self.separable,
+                             name=f"dsconv{i + 1}")(x)
     return _classifier(x, self.num_classes, self.dropout, train, self.dtype)
 
 
@@ -248,8 +273,9 @@ def mobilenet_v2_plan(width_multiplier: float = 1.0, divisor: int = 8
 
 
 class InvertedResidual(nn.Module):
-  """Expand (1x1, ReLU6; absent for t = 1), depthwise 3x3 (ReLU6), project (1x1, linear),
-  plus the input where stride is 1 and the widths agree (Table 1 of the V2 paper)."""
+  """Expand (1x1, ReLU6; absent for t = 1), depthwise 3x3 (ReLU6), project (1x1, linear;
+  ``linear=False``: ReLU6 too, Fig. 6a's ablation), plus the input where stride is 1 and
+  the widths agree (Table 1 of the V2 paper)."""
 
   features: int
   expansion: int
@@ -257,6 +283,7 @@ class InvertedResidual(nn.Module):
   norm: ModuleDef
   strides: int = 1
   act: Callable[[Array], Array] = jax.nn.relu6
+  linear: bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -267,7 +294,8 @@ class InvertedResidual(nn.Module):
       y = ConvBN(hidden, 1, self.conv, self.norm, act=self.act, name="expand")(y)
     y = ConvBN(hidden, 3, self.conv, self.norm, self.strides, groups=hidden, act=self.act,
                name="depthwise")(y)
-    y = ConvBN(self.features, 1, self.conv, self.norm, act=None, name="project")(y)
+    y = ConvBN(self.features, 1, self.conv, self.norm, act=None if self.linear else self.act,
+               name="project")(y)
     if self.strides == 1 and c_in == self.features:
       y = y + x
     return y
@@ -280,11 +308,13 @@ class MobileNetV2(nn.Module):
   width_multiplier: float = 1.0
   dropout: float = 0.2  # torchvision
   bn_epsilon: float = 1e-5
+  linear_bottleneck: bool = True  # False: ReLU6 after each projection (Fig. 6a)
   dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
     super().__post_init__()
     _check_common(self)
+    check_choice(self, "linear_bottleneck", self.linear_bottleneck, BOOLS)
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
@@ -295,7 +325,7 @@ class MobileNetV2(nn.Module):
     x = ConvBN(stem, 3, conv, norm, strides=2, act=act, name="conv1")(x)
     for b in blocks:
       x = InvertedResidual(b.out_channels, b.expansion, conv, norm, b.strides, act,
-                           name=b.name)(x)
+                           self.linear_bottleneck, name=b.name)(x)
     x = ConvBN(last, 1, conv, norm, act=act, name="conv2")(x)
     return _classifier(x, self.num_classes, self.dropout, train, self.dtype)
 
@@ -342,12 +372,16 @@ def _check_model(model, cls: type, name: str) -> None:
     return
   ok = isinstance(model, cls) and model.bn_epsilon == 1e-5
   if cls is MobileNetV1:
-    ok = ok and model.activation == "relu6"
+    ok = ok and model.activation == "relu6" and model.separable is True
+    required = ", activation='relu6' and separable=True"
+  else:
+    ok = ok and model.linear_bottleneck is True
+    required = " and linear_bottleneck=True"
   if not ok:
     raise tc.ConversionError(
         f"PyTorch {name} weights convert into a {cls.__name__} (create_model('{name}*')) "
-        "with bn_epsilon=1e-5" + (" and activation='relu6'" if cls is MobileNetV1 else "")
-        + f", not into a {type(model).__name__} with other options")
+        f"with bn_epsilon=1e-5{required}, not into a {type(model).__name__} with other "
+        "options")
 
 
 def _variables(params: dict, stats: dict) -> dict:

@@ -20,6 +20,8 @@ classifier: 6n + 2 weighted layers. Every conv is followed by BatchNorm, then Re
 | resnet56  | 9  | 853,018             | 0.85M | 855,770    | 6.97%                  |
 | resnet110 | 18 | 1,727,962           | 1.7M  | 1,730,714  | 6.43%                  |
 
+The plain nets (``shortcut='plain'``) have option A's counts (plain-20: 269,722).
+
 ImageNet ResNets (Table 1, ``ResNet``): a 7x7/2 conv with 64 filters (``conv1``), BN,
 ReLU and a 3x3/2 max pool (224 -> 56), then four stages (the paper's conv2_x .. conv5_x,
 here ``stage1`` .. ``stage4``) on 56, 28, 14 and 7 maps, stride 2 in the first block of
@@ -71,7 +73,11 @@ Choices:
   adding no parameters. We append the zero channels after the identity ones (the paper
   does not say where; any placement is the same network up to a channel permutation).
   Option B (a 1x1 conv + BN projection where the shape changes) is ``shortcut='B'``,
-  which the ImageNet nets use (the paper's choice after Table 3).
+  which the ImageNet nets use (the paper's choice after Table 3). ``shortcut='plain'``
+  removes the shortcuts: the paper's "plain" networks (Sec. 4.1-4.2, Fig. 6 left), the
+  same stack of conv-BN-ReLU layers, y = relu(F(x)), with exactly the parameters of
+  option A (which adds none); the degradation experiment compares plain-20/56 with
+  ResNet-20/56 (``experiments/degradation.py``).
 * Padding. 3x3 convs pad by 1 on each side, also at stride 2 (as in the original
   Torch/Caffe code), not Flax's asymmetric 'SAME'; the stem conv pads 3 and the max
   pool 1 with PyTorch's semantics (``layers.max_pool``: padding never wins).
@@ -111,8 +117,9 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (STAGE_BLOCK, SqueezeExcite, check_choice, check_positive,
-                           check_positive_entries, layer_ids_in_block_order, max_pool)
+from models.layers import (STAGE_BLOCK, SqueezeExcite, check_choice, check_option,
+                           check_positive, check_positive_entries,
+                           layer_ids_in_block_order, max_pool)
 
 Array = jax.Array
 ModuleDef = Any
@@ -121,7 +128,9 @@ ModuleDef = Any
 he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 _PAD_1 = ((1, 1), (1, 1))
-SHORTCUTS = ("A", "B")
+# "plain": no shortcuts (the paper's plain nets). Not "none", which the command line
+# (--config.model_kwargs.shortcut=none) reads as None.
+SHORTCUTS = ("A", "B", "plain")
 VERSIONS = ("v1", "v1.5", "v2")
 BLOCKS = ("basic", "bottleneck")
 # Table 1: blocks per stage (conv2_x .. conv5_x) and block type of each depth.
@@ -151,7 +160,8 @@ def squeeze_excite(channels: int, *, reduction: int, divisor: int, dtype: Any,
 
 def residual_unit(block: nn.Module, x: Array, branch: Sequence[tuple[int, int, int]]) -> Array:
   """y = F(x) + shortcut(x) for ``block``, whose branch F is the convolutions ``branch``
-  ((kernel size, features, stride) each) named conv1, conv2, ...
+  ((kernel size, features, stride) each) named conv1, conv2, ...; y = F(x) alone when
+  ``block.shortcut`` is 'plain' (a plain network's two layers).
 
   Post-activation (He et al. 2015; ``block.preact`` False): conv-BN-ReLU each, no ReLU
   after the last BN, ReLU after the addition. Pre-activation (He et al. 2016): BN-ReLU
@@ -183,6 +193,8 @@ def residual_unit(block: nn.Module, x: Array, branch: Sequence[tuple[int, int, i
         y = block.act(y)
   if block.se is not None:
     y = block.se(features, name="se")(y)
+  if block.shortcut == "plain":  # plain: no addition; the ReLU of the branch's last layer
+    return y if block.preact else block.act(y)
   if project:
     if block.shortcut == "A":
       shortcut = shortcut_a(shortcut, features, block.strides)
@@ -249,12 +261,13 @@ class Bottleneck(nn.Module):
 
 
 class CifarResNet(nn.Module):
-  """The 6n+2-layer CIFAR ResNet of Sec. 4.2 (n = ``blocks_per_stage``)."""
+  """The 6n+2-layer CIFAR ResNet of Sec. 4.2 (n = ``blocks_per_stage``); with
+  ``shortcut='plain'`` the plain 6n+2-layer network of the same section."""
 
   num_classes: int = 10
   blocks_per_stage: int = 3
   width: int = 16  # filters in stage 1; stages 2 and 3 use 2x and 4x.
-  shortcut: str = "A"
+  shortcut: str = "A"  # A | B | plain (no shortcuts)
   zero_init_residual: bool = False
   dtype: Any = jnp.float32
 
@@ -263,6 +276,11 @@ class CifarResNet(nn.Module):
     check_positive(self, "blocks_per_stage", self.blocks_per_stage)
     check_positive(self, "width", self.width)
     check_choice(self, "shortcut", self.shortcut, SHORTCUTS)
+    # A plain block whose last BN starts at zero outputs relu(0) = 0, with no gradient:
+    # the network would never train.
+    check_option(not (self.zero_init_residual and self.shortcut == "plain"), self,
+                 "zero_init_residual", self.zero_init_residual,
+                 "False when shortcut='plain' (a plain block has no shortcut to start as)")
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:

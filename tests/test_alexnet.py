@@ -196,23 +196,53 @@ def test_train_steps_lower_loss_on_fixed_batch(trained):
   assert all(jax.tree.leaves(changed))
 
 
+def test_input_scale_multiplies_the_input_and_adds_no_parameters():
+  plain = create_model("alexnet", num_classes=10, width=WIDTH, dropout_rate=0.0)
+  scaled = create_model("alexnet", num_classes=10, width=WIDTH, dropout_rate=0.0,
+                        input_scale=90.0)
+  v = _abstract_init(scaled, (1, 63, 63, 1))
+  assert _count(v["params"]) == _count(_abstract_init(plain, (1, 63, 63, 1))["params"])
+  # conv1 sees 90 x the input: same output shape as the plain net given 90 x x.
+  x = jax.ShapeDtypeStruct((2, 63, 63, 1), jnp.float32)
+  out = jax.eval_shape(lambda v, x: scaled.apply(v, x, train=False), v, x)
+  assert out.shape == (2, 10)
+  variables = plain.init(_key(0), jnp.zeros((1, 63, 63, 1)), train=False)
+  x = jax.random.normal(_key(1), (2, 63, 63, 1))
+  np.testing.assert_allclose(scaled.apply(variables, x, train=False),
+                             plain.apply(variables, 90.0 * x, train=False), rtol=1e-5,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="input_scale > 0"):
+    _abstract_init(create_model("alexnet", num_classes=10, width=WIDTH, input_scale=0.0),
+                   TINY)
+
+
 # ----------------------------------------------------------------------------- configs
 
 
 @pytest.mark.parametrize("arg,model", [
     (None, "alexnet"), ("torchvision", "alexnet_torchvision"), ("bn", "alexnet_bn"),
-    ("tiny", "alexnet"), ("tiny,bn", "alexnet_bn")])
+    ("tiny", "alexnet"), ("tiny,bn", "alexnet_bn"), ("fashion_mnist", "alexnet")])
 def test_configs(arg, model):
   c = alexnet_config.get_config(arg)
   config_lib.validate(c)
   assert c.model == model
   if arg and "tiny" in arg:
     assert c.dataset == "synthetic" and tuple(c.synthetic.shape) == TINY[1:]
+  elif arg == "fashion_mnist":
+    assert c.dataset.endswith("fashion_mnist/fashion_mnist.npz") and c.image_size == 63
+    assert (c.model_kwargs.width, c.model_kwargs.input_scale) == (0.125, 90.0)
+    assert not c.augment.flip and tuple(c.augment.scale_jitter) == (0, 0)
   else:
     assert (c.dataset, c.image_size, c.batch_size, c.num_epochs) == ("imagenet2012", 224,
                                                                       128, 90)
     assert (c.learning_rate, c.momentum, c.weight_decay) == (0.01, 0.9, 5e-4)
     assert tuple(c.decay_epochs) == (30, 60, 80)
+
+
+def test_fashion_mnist_tiny_config_has_grey_63x63_images():
+  c = alexnet_config.get_config("fashion_mnist,tiny")
+  config_lib.validate(c)
+  assert tuple(c.synthetic.shape) == (63, 63, 1) and c.schedule == "cosine"
 
 
 # -------------------------------------------------------------------------- converter

@@ -17,7 +17,7 @@ import pytest
 
 from configs import common
 from models import create_model, torch_convert
-from models.inception import avg_pool
+from models.inception import GOOGLENET_MODULES, avg_pool
 from tests.torch_reference import (import_torchvision, max_relative_error,
                                    randomize_batch_norm, state_dict_numpy, torch_logits)
 from training import optim
@@ -127,6 +127,54 @@ def test_googlenet_variant_layers():
   assert set(paper["params"]["conv1"]["conv"]) == {"kernel", "bias"}
   # The paper's 5x5/3 aux pool gives 4x4x128 = 2048 inputs at 224, like torchvision's.
   assert paper["params"]["aux1"]["fc1"]["kernel"].shape == (2048, 1024)
+
+
+def test_naive_towers_figure_2a():
+  # Figure 2(a): no 1x1 reductions before the 3x3 and 5x5 convs, no pool projection; the
+  # pooled input is concatenated, so every module adds its input's width.
+  model = create_model("googlenet_paper", num_classes=1000, aux_logits=False, towers="naive")
+  p = _abstract_init(model)["params"]
+  assert set(p["inception3a"]) == {"branch1x1", "branch3x3", "branch5x5"}
+  assert p["inception3a"]["branch5x5"]["conv"]["kernel"].shape == (5, 5, 192, 32)
+  # 3a on conv2's 192 channels, with biases: 1x1 64, 3x3 128, 5x5 32.
+  assert _count(p["inception3a"]) == (192 * 64 + 64) + (9 * 192 * 128 + 128) + (
+      25 * 192 * 32 + 32)
+  c = 192
+  for name, spec in GOOGLENET_MODULES.items():
+    assert p[f"inception{name}"]["branch1x1"]["conv"]["kernel"].shape[2] == c
+    c += spec.n1x1 + spec.n3x3 + spec.n5x5
+  assert p["fc"]["kernel"].shape == (c, 1000) and c == 4944
+  assert _count(p) == 97_526_008  # against 6,998,552 reduced
+  out = _abstract_apply(model, _abstract_init(model), (2, 64, 64, 3), train=False)
+  assert out.shape == (2, 1000)
+  # The reduced default is unchanged, and the aux heads take the naive widths.
+  with_aux = create_model("googlenet", num_classes=10, towers="naive")
+  aux = _abstract_init(with_aux, SMALL)["params"]["aux1"]["conv"]["conv"]["kernel"]
+  assert aux.shape == (1, 1, 1280, 128)  # 4a's naive output
+
+
+def test_width_scales_every_conv():
+  model = create_model("googlenet", num_classes=10, width=0.25)
+  p = _abstract_init(model, SMALL)["params"]
+  assert p["conv1"]["conv"]["kernel"].shape == (7, 7, 3, 16)
+  assert p["conv2"]["conv"]["kernel"].shape == (3, 3, 16, 48)
+  assert p["inception3a"]["branch5x5_reduce"]["conv"]["kernel"].shape == (1, 1, 48, 4)
+  assert p["inception5b"]["branch1x1"]["conv"]["kernel"].shape == (1, 1, 208, 96)
+  assert p["aux2"]["conv"]["conv"]["kernel"].shape == (1, 1, 132, 32)
+  assert p["aux2"]["fc1"]["kernel"].shape == (16 * 32, 256)
+  assert p["fc"]["kernel"].shape == (256, 10)
+  out = _abstract_apply(model, _abstract_init(model, SMALL), SMALL, train=True)
+  assert out[0].shape == (2, 10) and [a.shape for a in out[1]] == [(2, 10), (2, 10)]
+
+
+def test_towers_and_width_reject_bad_values():
+  with pytest.raises(ValueError, match="towers.*'reduced', 'naive'"):
+    create_model("googlenet", num_classes=10, towers="reduce")
+  with pytest.raises(ValueError, match="width"):
+    create_model("googlenet", num_classes=10, width=0.0)
+  with pytest.raises(torch_convert.ConversionError, match="reduced"):
+    torch_convert.convert("googlenet", {}, model=create_model("googlenet", num_classes=10,
+                                                                towers="naive"))
 
 
 # ------------------------------------------------------------------ outputs

@@ -31,6 +31,24 @@ def test_modern_lenet5_count():
   assert _count(params) == 431_080
 
 
+def test_modern_fc_activation_is_an_option_with_the_same_parameters():
+  x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
+  relu = create_model("lenet5_modern", num_classes=10)
+  tanh = create_model("lenet5_modern", num_classes=10, modern_conv_activation="tanh",
+                      modern_fc_activation="tanh")
+  v = _abstract(tanh, (1, 28, 28, 1))
+  assert _count(v["params"]) == 431_080
+  assert jax.eval_shape(lambda v, x: tanh.apply(v, x, train=False), v, x).shape == (2, 10)
+  # Only fc 500's activation differs (the convs keep ReLU): the outputs must differ.
+  fc_tanh = create_model("lenet5_modern", num_classes=10, modern_fc_activation="tanh")
+  variables = relu.init(jax.random.key(1), x, train=False)
+  assert not np.allclose(fc_tanh.apply(variables, x, train=False),
+                         relu.apply(variables, x, train=False), atol=1e-3)
+  with pytest.raises(ValueError, match="modern_fc_activation.*relu"):
+    _abstract(create_model("lenet5_modern", num_classes=10, modern_fc_activation="rleu"),
+              (1, 28, 28, 1))
+
+
 def test_c3_table_is_the_papers_table_one():
   sizes = [len(m) for m in C3_TABLE]
   assert sizes == [3] * 6 + [4] * 9 + [6]

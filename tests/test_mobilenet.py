@@ -171,6 +171,64 @@ def test_paper_activation_option():
   assert create_model("mobilenet_v2", num_classes=10).dropout == 0.2
 
 
+def test_conv_mobilenet_option_is_table_4s_full_convolution_net():
+  """separable=False: each block one 3x3 conv (block's input -> output width, its stride)
+  + BN; Table 4: 29.3M parameters and 4866M multiply-adds against 4.2M and 569M."""
+  import analysis
+  sep = create_model("mobilenet_v1", num_classes=1000)
+  full = create_model("mobilenet_v1", num_classes=1000, separable=False)
+  assert sep.separable is True
+  assert count_params(abstract_init(full, IMAGENET)["params"]) == 29_294_088
+  sep_macs, full_macs = analysis.count_macs(sep, IMAGENET), analysis.count_macs(full, IMAGENET)
+  assert round(sep_macs / 1e6) == 569 and round(full_macs / 1e6) == 4867
+  assert 8.5 < full_macs / sep_macs < 8.6  # the paper's 4866 / 569 = 8.55
+  v = abstract_init(create_model("mobilenet_v1_025", num_classes=10, separable=False),
+                    (1, 32, 32, 3))
+  assert _depthwise_kernels(v["params"]) == []
+  c_in = 8
+  for i, (c, _) in enumerate(MOBILENET_V1_BODY, start=1):
+    block = v["params"][f"dsconv{i}"]
+    assert set(block) == {"full"} and set(block["full"]) == {"conv", "bn"}
+    assert block["full"]["conv"]["kernel"].shape == (3, 3, c_in, max(c // 4, 8))
+    c_in = max(c // 4, 8)
+  # Same stem, strides and classifier: the same output shape at any input size.
+  y = jax.eval_shape(lambda v, x: create_model("mobilenet_v1_025", num_classes=10,
+                                               separable=False).apply(v, x, train=False),
+                     v, jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
+  assert y.shape == (2, 10)
+
+
+def test_linear_bottleneck_option_adds_relu6_after_the_projection():
+  model = create_model("mobilenet_v2", num_classes=10, linear_bottleneck=False)
+  assert create_model("mobilenet_v2", num_classes=10).linear_bottleneck is True
+  v = abstract_init(model, (1, 32, 32, 3))  # an activation has no parameters
+  ref = abstract_init(create_model("mobilenet_v2", num_classes=10), (1, 32, 32, 3))
+  assert jax.tree.structure(v) == jax.tree.structure(ref)
+  assert count_params(v["params"]) == count_params(ref["params"]) == 2_236_682
+  # One block without a shortcut: the projection's output is clipped to [0, 6] only
+  # when it is not linear.
+  conv, norm = models.mobilenet.layer_factories(jnp.float32, False, 1e-5)
+  x = 3 * jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
+  outs = {}
+  for linear in (True, False):
+    block = InvertedResidual(16, 6, conv, norm, linear=linear)
+    variables = block.init(jax.random.key(1), x)
+    bn = variables["params"]["project"]["bn"]  # a wide output: beyond 0 and 6 both
+    variables["params"]["project"]["bn"] = {**bn, "scale": 20 * bn["scale"]}
+    outs[linear] = np.asarray(jax.jit(block.apply)(variables, x))
+  assert outs[True].min() < 0 and outs[True].max() > 6
+  assert outs[False].min() >= 0 and outs[False].max() <= 6
+  np.testing.assert_allclose(outs[False], np.clip(outs[True], 0, 6), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,field", [("mobilenet_v1", "separable"),
+                                        ("mobilenet_v2", "linear_bottleneck")])
+def test_invalid_on_off_options_name_the_valid_values(name, field):
+  with pytest.raises(models.ModelOptionError, match=f"{field} 'yes'; valid values: True, "
+                     "False"):
+    create_model(name, num_classes=10, **{field: "yes"})
+
+
 # ------------------------------------------------------------------ training
 
 
@@ -218,6 +276,12 @@ def test_converters_reject_other_models_without_torch():
   with pytest.raises(torch_convert.ConversionError, match="eps"):
     torch_convert.convert("mobilenet_v2", {},
                           model=create_model("mobilenet_v2", num_classes=10, bn_epsilon=1e-3))
+  with pytest.raises(torch_convert.ConversionError, match="separable=True"):
+    torch_convert.convert("mobilenet_v1", {},
+                          model=create_model("mobilenet_v1", num_classes=10, separable=False))
+  with pytest.raises(torch_convert.ConversionError, match="linear_bottleneck=True"):
+    torch_convert.convert("mobilenet_v2", {}, model=create_model(
+        "mobilenet_v2", num_classes=10, linear_bottleneck=False))
   with pytest.raises(torch_convert.ConversionError, match="cannot tell"):
     torch_convert.convert("mobilenet_v2", {"fc.weight": np.zeros((10, 4))})
   for name in ("mobilenet_v1", "mobilenet_v1_025", "mobilenet_v2", "mobilenet_v2_140"):
@@ -281,3 +345,11 @@ def test_configs(config_name):
   assert tiny.model_kwargs.width_multiplier == 0.25
   assert isinstance(create_model(tiny.model, num_classes=10, **tiny.model_kwargs.to_dict()),
                     (MobileNetV1, models.mobilenet.MobileNetV2))
+  fm = config_lib.load_config(f"configs/{config_name}.py:fashion_mnist,width=0.25,epochs=3")
+  config_lib.validate(fm)
+  assert fm.dataset == common.shared_npz("fashion_mnist") and fm.pad == 2
+  assert fm.image_size is None and not fm.augment.inception_crop
+  assert (fm.num_epochs, fm.schedule, fm.decay_epochs, fm.warmup_epochs) == (3, "cosine", (),
+                                                                              0.0)
+  with pytest.raises(ValueError, match="give one of them"):
+    config_lib.load_config(f"configs/{config_name}.py:paper,fashion_mnist")

@@ -1,5 +1,6 @@
 """Tests for the ImageNet ResNets of models/resnet.py (v1, v1.5, v2, SE) and their
-PyTorch converters. The CIFAR ResNets are tested in tests/test_models.py.
+PyTorch converters, and the CIFAR ResNets' plain option (``shortcut='plain'``); the other
+CIFAR ResNet tests are in tests/test_models.py.
 
 Counts, layer shapes and stride placement go through jax.eval_shape (tracing only).
 What executes uses 8 stem filters (1/8 width) on 32x32 inputs and two or three stages
@@ -12,17 +13,19 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import resnet20_cifar as resnet20_config
 from configs import resnet50 as resnet50_config
 from configs import se_resnet50 as se_resnet50_config
 from models import create_model
 from models import torch_convert as tc
 from models.layers import max_pool
-from models.resnet import ResNet, se_channels
+from models.resnet import BasicBlock, ResNet, se_channels
 from tests import model_testing
 from tests import torch_reference as tr
 from training import config as config_lib
@@ -443,3 +446,65 @@ def test_matches_timm(timm_name, name):
 def test_v2_count_equals_timm_resnetv2_50():
   _, ref = _timm("resnetv2_50")
   assert sum(p.numel() for p in ref.parameters()) == COUNTS["resnet50_v2"]
+
+
+# ------------------------------------------------------- CIFAR plain nets (Fig. 6 left)
+
+CIFAR_SHAPE = (1, 32, 32, 3)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet56"])
+def test_plain_cifar_net_has_the_layers_and_params_of_option_a(name):
+  # Option A adds no parameters, so the plain net is the ResNet less its additions:
+  # the same conv/BN/fc tree, shape for shape (plain-20: 269,722 as ResNet-20).
+  model = create_model(name, num_classes=10, shortcut="plain")
+  res = model_testing.abstract_init(create_model(name, num_classes=10), CIFAR_SHAPE)
+  plain = model_testing.abstract_init(model, CIFAR_SHAPE)
+  assert jax.tree.map(lambda a: a.shape, plain) == jax.tree.map(lambda a: a.shape, res)
+  assert _count(plain["params"]) == {"resnet20": 269_722, "resnet56": 853_018}[name]
+  assert not any("proj_conv" in v for v in plain["params"].values())
+  x = jax.ShapeDtypeStruct(CIFAR_SHAPE, jnp.float32)
+  assert jax.eval_shape(lambda v, x: model.apply(v, x, train=False), plain, x).shape == (1, 10)
+
+
+def _block(shortcut, strides=1, features=4):
+  conv = functools.partial(nn.Conv, use_bias=False)
+  norm = functools.partial(nn.BatchNorm, use_running_average=True)
+  return BasicBlock(features=features, conv=conv, norm=norm, strides=strides,
+                    shortcut=shortcut)
+
+
+@pytest.mark.parametrize("strides,features", [(1, 4), (2, 8)])
+def test_plain_block_is_its_branch_without_the_shortcut(strides, features):
+  # Eager, 4x4 maps: with the last BN's scale and bias at zero the branch outputs 0, so a
+  # plain block gives relu(0) = 0 where an option-A block gives relu(shortcut(x)).
+  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 4))
+  plain, res = _block("plain", strides, features), _block("A", strides, features)
+  v = plain.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, res.init(jax.random.key(1), x))
+  y_plain, y_res = plain.apply(v, x), res.apply(v, x)
+  # Otherwise the two differ exactly by the shortcut, inside the final ReLU.
+  assert not np.allclose(y_plain, y_res)
+  v["params"]["bn2"] = jax.tree.map(jnp.zeros_like, v["params"]["bn2"])
+  assert float(jnp.abs(plain.apply(v, x)).max()) == 0.0
+  shortcut = x[:, ::strides, ::strides, :]
+  shortcut = jnp.pad(shortcut, ((0, 0),) * 3 + ((0, features - 4),))
+  np.testing.assert_allclose(res.apply(v, x), jax.nn.relu(shortcut), rtol=1e-6)
+
+
+def test_plain_option_errors_name_the_valid_values():
+  with pytest.raises(ValueError, match="shortcut 'none'; valid values: 'A', 'B', 'plain'"):
+    create_model("resnet20", num_classes=10, shortcut="none")
+  # A plain block whose last BN starts at zero would output 0 forever.
+  with pytest.raises(ValueError, match="zero_init_residual True; valid values: False when "
+                     "shortcut='plain'"):
+    create_model("resnet56", num_classes=10, shortcut="plain", zero_init_residual=True)
+
+
+def test_config_depth_and_plain_words():
+  c = resnet20_config.get_config("depth=56,plain,tiny")
+  assert c.model == "resnet56" and c.model_kwargs.shortcut == "plain"
+  assert resnet20_config.get_config().model == "resnet20"
+  assert "shortcut" not in resnet20_config.get_config("depth=110").model_kwargs
+  with pytest.raises(config_lib.ConfigError, match="depth is one of 20, 32, 44, 56, 110"):
+    resnet20_config.get_config("depth=50")

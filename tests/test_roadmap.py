@@ -309,6 +309,43 @@ def test_sweep_has_one_run_per_step_that_applies(arg):
   assert all(set(run) == {"name", "model"} for run in sweep[1:])
 
 
+def test_cpu_variant_scales_each_rows_own_width_and_depths():
+  sweep = roadmap_config.get_sweep("cpu")
+  assert [run["name"] for run in sweep] == [f"{i:02d}_{s.name}" for i, s in enumerate(STEPS)]
+  for run, step in zip(sweep, STEPS):
+    config = config_lib.apply_overrides(
+        roadmap_config.get_config("cpu"), [(k, str(v)) for k, v in run.items() if k != "name"])
+    config_lib.validate(config)
+    assert config.to_dict() == roadmap_config.get_config(f"cpu,step={step.name}").to_dict()
+    kw, row = config.model_kwargs, STEP_KWARGS[step.name]
+    # The paper's widths 64 / 96 and depths (3, 4, 6, 3) / (3, 3, 9, 3), scaled.
+    assert kw.width == (12 if row.get("width") == 96 else 8)
+    assert tuple(kw.depths) == ((1, 1, 3, 1) if row.get("depths") == (3, 3, 9, 3)
+                                else (1, 1, 2, 1))
+    assert (kw.stem_stride, config.pad, config.num_train_examples) == (4, 2, 4000)
+    assert config.augment.rand_augment == "" and config.augment.mixup == 0
+    assert config.optimizer == ("sgd" if step.name == "resnet50" else "adamw")
+  # The two steps that change width and depth still change them at this scale.
+  by_name = {run["name"][3:]: run for run in sweep}
+  assert by_name["depthwise"]["model_kwargs.width"] == 8 and "model_kwargs.width" not in \
+      by_name["width"]  # the base row (ConvNeXt-T) is at 12 already
+  assert by_name["recipe"]["model_kwargs.depths"] == (1, 1, 2, 1)
+  assert "model_kwargs.depths" not in by_name["stage_ratio"]
+  for bad in ("cpu,tiny", "cpu,res=64", "cpu,cifar10"):
+    with pytest.raises(ValueError, match="cpu is Fashion-MNIST at 32x32"):
+      roadmap_config.get_config(bad)
+
+
+def test_cpu_variant_builds_at_32_pixels():
+  for name in ("resnet50", "depthwise", "kernel11", "downsample"):
+    c = roadmap_config.get_config(f"cpu,step={name}")
+    model = create_model(c.model, num_classes=10, **c.model_kwargs)
+    variables = abstract_init(model, (2, 32, 32, 1))
+    y = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables,
+                       jax.ShapeDtypeStruct((2, 32, 32, 1), jnp.float32))
+    assert y.shape == (2, 10)
+
+
 def test_config_step_and_resolution():
   c = roadmap_config.get_config("step=kernel7,res=64")
   assert (c.model, c.image_size, c.model_kwargs.stem_stride) == ("roadmap_kernel7", 64, 4)

@@ -81,6 +81,56 @@ def test_smaller_than_32_is_rejected():
     _abstract_init(create_model("vgg11", num_classes=10), (1, 31, 31, 3))
 
 
+@pytest.mark.parametrize("name", ["vgg13", "vgg16_bn"])
+def test_stack_single_is_one_conv_of_the_same_field_per_stage(name):
+  # Sec. 4.1: net B with each pair of 3x3 convs as one 5x5 (a stage of three: one 7x7).
+  model = create_model(name, num_classes=1000, stack="single")
+  v = _abstract_init(model, (1, 32, 32, 3))
+  p = v["params"]
+  cfg = CFGS[DEPTHS[int(name[3:5])]]
+  stages, n = [], 0
+  for x in cfg:
+    if x == "M":
+      stages.append(n)
+      n = 0
+    else:
+      n, width = n + 1, x
+  assert sorted(k for k in p if k.startswith("conv")) == [f"conv{s}_1" for s in range(1, 6)]
+  widths = [w for i, w in enumerate(cfg) if w != "M" and cfg[i + 1] == "M"]
+  expected, c_in = 0, 3
+  for s, (n, c) in enumerate(zip(stages, widths), start=1):
+    k = 2 * n + 1
+    assert p[f"conv{s}_1"]["kernel"].shape == (k, k, c_in, c)
+    expected += k * k * c_in * c + c + (2 * c if name.endswith("_bn") else 0)
+    c_in = c
+  fc = sum(_count(p[f]) for f in ("fc6", "fc7", "fc8"))
+  assert _count(p) == expected + fc
+  if name == "vgg13":
+    assert _count(p) == 134_503_528  # 1,455,680 more than B's 133,047,848
+    three = _abstract_init(create_model(name, num_classes=1000), (1, 32, 32, 3))["params"]
+    # Stage 5 (512 -> 512): 18C^2 against 25C^2 weights.
+    assert _count(three["conv5_1"]) + _count(three["conv5_2"]) == 2 * (9 * 512**2 + 512)
+    assert _count(p["conv5_1"]) == 25 * 512**2 + 512
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), v,
+                       jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
+  assert out.shape == (2, 1000)
+
+
+def test_stack_single_keeps_the_receptive_fields():
+  import analysis  # pylint: disable=g-import-not-at-top
+  fields = {}
+  for stack in ("3x3", "single"):
+    r = analysis.analyze(create_model("vgg16", num_classes=10, width=WIDTH, stack=stack),
+                         (1, 64, 64, 3))
+    fields[stack] = [l.field.size for l in r.layers if l.op.startswith("max_pool")]
+  assert fields["3x3"] == fields["single"] and fields["3x3"][-1] == (212, 212)
+
+
+def test_stack_rejects_unknown_values():
+  with pytest.raises(ValueError, match="stack.*'3x3', 'single'"):
+    create_model("vgg11", num_classes=10, stack="5x5")
+
+
 # ------------------------------------------------------------- dense evaluation (Sec. 3.2)
 
 
