@@ -69,10 +69,6 @@ ACTIVATIONS = ("relu", "tanh")
 VERDICT_ORDER = ("does not hold", "holds in direction only", "holds")  # weakest first
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-  return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def _seed(name: str) -> int:
   return int(name.rsplit("seed", 1)[1])
 
@@ -83,11 +79,6 @@ def _finished(rows: list[dict[str, Any]], sweep_dir: str, entry_id: str) -> list
     bad = [r["name"] for r in rows if r["status"] != "finished"]
     raise RuntimeError(f"{entry_id}: runs not finished in {sweep_dir}: {bad or 'none ran'}")
   return done
-
-
-def _dataset_name(dataset: str) -> str:
-  """``npz:<path>/usps.npz`` -> ``usps``; a TFDS name as it is."""
-  return os.path.basename(dataset).removesuffix(".npz") or dataset
 
 
 # ----------------------------------------------------------------- claim 2: ReLU vs tanh
@@ -194,7 +185,7 @@ class AlexNetReLU(entry.Entry):
       if not per[act]:
         raise RuntimeError(f"{self.id}: no {act} run in {sweep_dir}")
       for lr, runs in sorted(per[act].items()):
-        mean, std = _mean_std([s for s, *_ in runs])
+        mean, std = entry.mean_std([s for s, *_ in runs])
         table.append({"activation": act, "learning_rate": lr, "seeds": len(runs),
                       "steps_to_threshold (mean)": mean, "std": std,
                       "reached": f"{sum(x for _, x, *_ in runs)}/{len(runs)}",
@@ -210,7 +201,7 @@ class AlexNetReLU(entry.Entry):
              for a in ACTIVATIONS}
     ratio = statistics.fmean(s for s, _ in steps["tanh"]) / statistics.fmean(
         s for s, _ in steps["relu"])
-    dataset = _dataset_name(rows[0]["dataset"])
+    dataset = entry.dataset_name(rows[0]["dataset"])
     m = {"steps": steps, "best_lr": best, "ratio": ratio, "threshold": threshold,
          "tanh_censored": not all(x for _, x in steps["tanh"]),
          "seeds": min(len(v) for a in ACTIVATIONS for v in per[a].values()),
@@ -379,12 +370,12 @@ class DropoutLRN(entry.Entry):
     missing = [net for net, v in per.items() if not v]
     if missing:
       raise RuntimeError(f"{self.id}: no finished run of {missing} in {sweep_dir}")
-    gap = {net: _mean_std([p["train"] - p["test"] for p in v]) for net, v in per.items()}
-    test_error = {net: _mean_std([100 - p["test"] for p in v]) for net, v in per.items()}
-    dataset = _dataset_name(rows[0]["dataset"])
+    gap = {net: entry.mean_std([p["train"] - p["test"] for p in v]) for net, v in per.items()}
+    test_error = {net: entry.mean_std([100 - p["test"] for p in v]) for net, v in per.items()}
+    dataset = entry.dataset_name(rows[0]["dataset"])
     m = {"gap": gap, "test_error": test_error, "seeds": min(len(v) for v in per.values()),
          "dataset": dataset,
-         "train_accuracy": {net: _mean_std([p["train"] for p in v]) for net, v in per.items()},
+         "train_accuracy": {net: entry.mean_std([p["train"] for p in v]) for net, v in per.items()},
          "verdicts": {}}
     m["verdicts"] = {"dropout": self.judge_dropout(m), "lrn": self.judge_lrn(m)}
     verdict = self.judge(m)

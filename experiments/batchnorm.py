@@ -127,7 +127,7 @@ class BatchNorm(entry.Entry):
                   if steps["vgg_bn", lr] is not None]
       per_seed.append({"seed": s, "target": target, "steps": steps,
                        "speedup": steps["vgg", base] / min(bn_steps) if bn_steps else 0.0})
-    stat = lambda v: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+    stat = entry.mean_std
     final = {k: stat([curves[s][k][-1][1] for s in seeds]) for k in keys}
     dataset = rows[0]["dataset"]
     m = {"speedup": statistics.median(p["speedup"] for p in per_seed),
@@ -135,7 +135,7 @@ class BatchNorm(entry.Entry):
          "high_lr": {net: final[net, high] for net in MODELS},
          "final": {f"{net}_lr{lr}": final[net, lr] for net, lr in keys},
          "seeds": len(seeds), "rates": (base, high),
-         "dataset": os.path.basename(dataset).removesuffix(".npz") or dataset}
+         "dataset": entry.dataset_name(dataset)}
     verdict = self.judge(m)
     table = [{"net": f"{'VGG-11-BN' if net == 'vgg_bn' else 'VGG-11'}",
               "lr": lr, "seeds": len(seeds),

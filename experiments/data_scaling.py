@@ -161,9 +161,7 @@ class ViTData(entry.Entry):
            for label in (VIT, *CNNS)}
     lead = {n: mean([acc[c][n] for c in CNNS]) - acc[VIT][n] for n in sizes}
     seeds = min(len(v) for v in runs.values())
-    dataset = rows[0]["dataset"]
-    dataset = os.path.basename(dataset).removesuffix(".npz") if dataset.startswith("npz:") \
-        else dataset
+    dataset = entry.dataset_name(rows[0]["dataset"])
     m = {"accuracy": acc, "cnn_lead": lead, "seeds": seeds, "dataset": dataset,
          "models": info}
     verdict = self.judge(m)
@@ -175,7 +173,7 @@ class ViTData(entry.Entry):
         table.append({
             "model": label, "train images": n,
             "epochs": BUDGET_SETTINGS[budget]["images"] // n,
-            "test acc %": mean(test), "std": statistics.stdev(test) if len(test) > 1 else 0.0,
+            "test acc %": mean(test), "std": entry.mean_std(test)[1],
             "train acc % (last log)": mean([v["train"] for v in vals]),
             "train - test": mean([v["train"] - v["test"] for v in vals]),
             "CNNs' lead over ViT": lead[n] if label == VIT else "",

@@ -115,14 +115,14 @@ class Degradation(entry.Entry):
     if len(depths) != 2 or missing:
       raise RuntimeError(f"{self.id}: need finished plain and resnet runs at two depths in "
                          f"{sweep_dirs['nets']}; have {sorted(runs)}")
-    stat = lambda v: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+    stat = entry.mean_std
     err = {k: {d: stat([s["final"] for s in runs[k, d]]) for d in depths} for k in KINDS}
     seeds = min(len(v) for v in runs.values())
     dataset = rows[0]["dataset"]
     m = {"train_error": err, "seeds": seeds,
          "test_error": {k: {d: stat([s["test"] for s in runs[k, d]]) for d in depths}
                         for k in KINDS},
-         "dataset": os.path.basename(dataset).removesuffix(".npz") or dataset}
+         "dataset": entry.dataset_name(dataset)}
     verdict = self.judge(m)
     table = [{"net": f"{k}-{d}", "shortcuts": "none" if k == "plain" else "A",
               "params": runs[k, d][0]["params"], "seeds": len(runs[k, d]),

@@ -83,6 +83,19 @@ class Entry:
     return f"claim: {self.claim} ({self.source}) | measured: {result.ours} | {result.verdict}"
 
 
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+  """The mean and the sample standard deviation (0 for a single value) of ``values``."""
+  import statistics  # pylint: disable=g-import-not-at-top
+  values = list(values)
+  return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def dataset_name(dataset: str) -> str:
+  """A run's dataset as a table names it: ``npz:<path>/usps.npz`` -> ``usps``; a TFDS
+  name as it is."""
+  return os.path.basename(dataset).removesuffix(".npz") or dataset
+
+
 def write_table(out_dir: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
                 title: str = "") -> list[str]:
   """``results.md`` and ``results.csv`` of ``rows`` in ``out_dir``; their file names."""

@@ -24,7 +24,6 @@ one seed per module.
 from __future__ import annotations
 
 import os
-import statistics
 from typing import Any
 
 from experiments import entry
@@ -101,12 +100,11 @@ class GoogLeNetReductions(entry.Entry):
     if missing:
       raise RuntimeError(f"{self.id}: no finished run of towers {missing} in "
                          f"{sweep_dirs['towers']}")
-    accuracy = {t: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
-                for t, v in per_towers.items()}
+    accuracy = {t: entry.mean_std(v) for t, v in per_towers.items()}
     cost = paper_net_costs()
     dataset = rows[0]["dataset"]
     m = {"accuracy": accuracy, "seeds": min(len(v) for v in per_towers.values()),
-         "dataset": os.path.basename(dataset).removesuffix(".npz") or dataset,
+         "dataset": entry.dataset_name(dataset),
          "mac_ratio": cost["naive"]["macs"] / cost["reduced"]["macs"],
          "param_ratio": cost["naive"]["params"] / cost["reduced"]["params"],
          "paper_net": cost, "trained": trained}

@@ -11,7 +11,6 @@ gives the recipe and how it was chosen on validation).
 from __future__ import annotations
 
 import os
-import statistics
 from typing import Any
 
 from experiments import entry
@@ -57,11 +56,10 @@ class LeCun1989(entry.Entry):
     if missing:
       raise RuntimeError(f"{self.id}: no finished run of net(s) {missing} in "
                          f"{sweep_dirs['nets']}")
-    errors = {n: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
-              for n, v in sorted(per_net.items())}
+    errors = {n: entry.mean_std(v) for n, v in sorted(per_net.items())}
     dataset = rows[0]["dataset"]  # "npz:<path>/usps.npz" -> "usps"
     m = {"errors": errors, "seeds": min(len(v) for v in per_net.values()),
-         "dataset": os.path.basename(dataset).removesuffix(".npz") or dataset}
+         "dataset": entry.dataset_name(dataset)}
     verdict = self.judge(m)
     table = [{"net": f"net-{n}", "test error % (mean)": mean, "std": std,
               "seeds": len(per_net[n]), "paper %": PAPER_ERROR[n]}

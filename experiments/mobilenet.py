@@ -25,7 +25,6 @@ for v1, 6,000 for V2), test on all 10,000, ``CPU_SEEDS`` seeds per net. ``full``
 from __future__ import annotations
 
 import os
-import statistics
 from typing import Any
 
 from experiments import entry
@@ -74,9 +73,8 @@ def arm_stats(rows: list[dict[str, Any]], arms: Any, where: str) -> dict[str, di
     if not done:
       raise RuntimeError(f"no finished run of {arm!r} in {where}")
     acc = [100 * r["accuracy"] for r in done]
-    out[arm] = {"mean": statistics.fmean(acc),
-                "std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
-                "seeds": len(acc), "accuracies": acc, "params": done[0]["params"],
+    mean, std = entry.mean_std(acc)
+    out[arm] = {"mean": mean, "std": std, "seeds": len(acc), "accuracies": acc, "params": done[0]["params"],
                 "macs": done[0]["macs"]}
   return out
 

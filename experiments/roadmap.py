@@ -95,9 +95,7 @@ class ConvNeXtRoadmap(entry.Entry):
     steps = [{"step": name, "from": base, "paper_delta": paper[name] - paper[base],
               "our_delta": ours[name] - ours[base]} for name, base in parents().items()]
     first, last = STEPS[0].name, STEPS[-1].name
-    dataset = rows[0]["dataset"]
-    dataset = os.path.basename(dataset).removesuffix(".npz") if dataset.startswith("npz:") \
-        else dataset
+    dataset = entry.dataset_name(rows[0]["dataset"])
     m = {"accuracy": ours, "steps": steps, "end_to_end": ours[last] - ours[first],
          "agree": sum(agrees(s["paper_delta"], s["our_delta"]) for s in steps),
          "dataset": dataset}

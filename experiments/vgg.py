@@ -20,7 +20,6 @@ augmentation, all 10,000 test images, 3 seeds per net. ``full`` is the paper's s
 from __future__ import annotations
 
 import os
-import statistics
 from typing import Any
 
 from experiments import entry
@@ -94,12 +93,11 @@ class VGGStacks(entry.Entry):
     if missing:
       raise RuntimeError(f"{self.id}: no finished run of stack(s) {missing} in "
                          f"{sweep_dirs['stacks']}")
-    errors = {s: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
-              for s, v in per_stack.items()}
+    errors = {s: entry.mean_std(v) for s, v in per_stack.items()}
     cost = paper_net_costs()
     dataset = rows[0]["dataset"]
     m = {"errors": errors, "seeds": min(len(v) for v in per_stack.values()),
-         "dataset": os.path.basename(dataset).removesuffix(".npz") or dataset,
+         "dataset": entry.dataset_name(dataset),
          "rf_equal": cost["3x3"]["pool_fields"] == cost["single"]["pool_fields"],
          "pool_fields": {s: cost[s]["pool_fields"] for s in STACKS},
          "conv_params": {s: cost[s]["conv_params"] for s in STACKS},
