@@ -91,7 +91,8 @@ def get_config(arg=None):
     c.learning_rate = 3e-3
     c.weight_decay = 0.3
     c.grad_clip_norm = 1.0
-    c.warmup_epochs = 10_000 * c.batch_size / IMAGENET_TRAIN
+    # 10k warm-up steps as a reference: a --config.batch_size override keeps 10k steps.
+    c.warmup_epochs = c.get_ref("batch_size").to_float() * (10_000 / IMAGENET_TRAIN)
     c.model_kwargs.dropout = 0.1
     c.model_kwargs.representation_size = 768
   if args.get("tiny"):

@@ -420,3 +420,5 @@ def test_config(arg):
     assert (c.batch_size, c.learning_rate, c.weight_decay) == (4096, 3e-3, 0.3)
     assert c.model_kwargs.dropout == 0.1 and c.model_kwargs.representation_size == 768
     assert round(c.warmup_epochs * 1_281_167 / 4096) == 10_000
+    c.batch_size = 1024  # as --config.batch_size=1024 sets it: still 10k steps
+    assert round(c.warmup_epochs * 1_281_167 / 1024) == 10_000
