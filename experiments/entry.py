@@ -96,6 +96,21 @@ def dataset_name(dataset: str) -> str:
   return os.path.basename(dataset).removesuffix(".npz") or dataset
 
 
+def finished_by(rows: Sequence[dict[str, Any]], field: str, expected: Sequence[str],
+                where: str) -> dict[str, list[dict[str, Any]]]:
+  """The finished runs of a collected sweep (``launch/collect.py`` rows), grouped by the
+  value of the override ``field``; a RuntimeError naming ``where`` if a value of
+  ``expected`` has none."""
+  groups: dict[str, list[dict[str, Any]]] = {}
+  for r in rows:
+    if r["status"] == "finished":
+      groups.setdefault(r["overrides"][field], []).append(r)
+  missing = [v for v in expected if v not in groups]
+  if missing:
+    raise RuntimeError(f"no finished run of {field}={missing} in {where}")
+  return groups
+
+
 def write_table(out_dir: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
                 title: str = "") -> list[str]:
   """``results.md`` and ``results.csv`` of ``rows`` in ``out_dir``; their file names."""

@@ -89,17 +89,11 @@ class GoogLeNetReductions(entry.Entry):
   def analyze(self, budget: str, sweep_dirs: dict[str, str], out_dir: str) -> entry.Result:
     from launch import collect  # pylint: disable=g-import-not-at-top
     rows = collect.collect(sweep_dirs["towers"], quiet=True)
-    per_towers: dict[str, list[float]] = {}
-    trained: dict[str, dict[str, Any]] = {}
-    for r in rows:
-      if r["status"] == "finished":
-        towers = r["overrides"]["model_kwargs.towers"]
-        per_towers.setdefault(towers, []).append(100 * r["accuracy"])
-        trained[towers] = {"params": r["params"], "macs": r["macs"]}
-    missing = [t for t in TOWERS if t not in per_towers]
-    if missing:
-      raise RuntimeError(f"{self.id}: no finished run of towers {missing} in "
-                         f"{sweep_dirs['towers']}")
+    groups = entry.finished_by(rows, "model_kwargs.towers", TOWERS,
+                               f"{self.id}'s {sweep_dirs['towers']}")
+    per_towers = {t: [100 * r["accuracy"] for r in g] for t, g in groups.items()}
+    trained = {t: {"params": g[-1]["params"], "macs": g[-1]["macs"]}
+               for t, g in groups.items()}
     accuracy = {t: entry.mean_std(v) for t, v in per_towers.items()}
     cost = paper_net_costs()
     dataset = rows[0]["dataset"]

@@ -84,15 +84,9 @@ class VGGStacks(entry.Entry):
   def analyze(self, budget: str, sweep_dirs: dict[str, str], out_dir: str) -> entry.Result:
     from launch import collect  # pylint: disable=g-import-not-at-top
     rows = collect.collect(sweep_dirs["stacks"], quiet=True)
-    per_stack: dict[str, list[float]] = {}
-    for r in rows:
-      if r["status"] == "finished":
-        per_stack.setdefault(r["overrides"]["model_kwargs.stack"], []).append(
-            100 * (1 - r["accuracy"]))
-    missing = [s for s in STACKS if s not in per_stack]
-    if missing:
-      raise RuntimeError(f"{self.id}: no finished run of stack(s) {missing} in "
-                         f"{sweep_dirs['stacks']}")
+    groups = entry.finished_by(rows, "model_kwargs.stack", STACKS,
+                               f"{self.id}'s {sweep_dirs['stacks']}")
+    per_stack = {s: [100 * (1 - r["accuracy"]) for r in g] for s, g in groups.items()}
     errors = {s: entry.mean_std(v) for s, v in per_stack.items()}
     cost = paper_net_costs()
     dataset = rows[0]["dataset"]
