@@ -4,17 +4,9 @@ them near the end while the other sits idle."""
 
 import os
 
-# Tests compile hundreds of tiny programs and run each a few steps: XLA:CPU's backend
-# without LLVM's optimisations compiles them about a third faster (the suite's time,
-# README), and the subprocesses the tests start inherit it (test_train.cpu_env adds to
-# it). Numbers are checked against tolerances or against the same program, never
-# against an optimised build.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+import jax
 
-import jax  # pylint: disable=g-import-not-at-top
-
-import train  # pylint: disable=g-import-not-at-top
+import train
 
 # One persistent compilation cache for the suite, the same that train.py uses by
 # default (tests that run train.py share it too): the many tests that compile the same

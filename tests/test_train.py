@@ -22,10 +22,9 @@ TINY_BN = ["--config", "configs/resnet20_cifar.py:tiny", "--config.num_epochs=1"
 def cpu_env(devices: int) -> dict[str, str]:
   """``devices`` simulated CPU devices. On a busy 2-core machine a device thread can wait
   past XLA:CPU's 40 s collective timeout (which aborts the process), so it is raised."""
-  flags = (f"{os.environ.get('XLA_FLAGS', '')} "  # the suite's (conftest.py)
-           f"--xla_force_host_platform_device_count={devices} "
+  flags = (f"--xla_force_host_platform_device_count={devices} "
            "--xla_cpu_collective_call_terminate_timeout_seconds=900")
-  return dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
 
 
 # train.py, and then a check that TensorFlow was never imported: the GPU machines have
