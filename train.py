@@ -23,11 +23,12 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
@@ -120,16 +121,35 @@ def batch_constraint(mesh) -> Any:
       lambda x: jax.lax.with_sharding_constraint(x, parallel.batch_sharding(mesh)), tree)
 
 
+def jit_with_key(name: str, make: Callable[[jax.Array], Callable], key: jax.Array, mesh, *,
+                 donate_argnums: tuple[int, ...] = (), static_argnums: tuple[int, ...] = (),
+                 out_shardings: Any = None) -> Callable:
+  """``jax.jit(make(key))`` with ``key`` an argument of the compiled program instead of a
+  constant inside it: runs that differ only in their seed compile one program, so the
+  persistent compilation cache serves a sweep's second seed without compiling."""
+  shift = lambda argnums: tuple(i + 1 for i in argnums)
+  impl = jax.random.key_impl(key)
+
+  def program(key_data, *args):
+    return make(jax.random.wrap_key_data(key_data, impl=impl))(*args)
+  program.__name__ = name  # the program's name in compile logs and profiles
+  jitted = jax.jit(program, donate_argnums=shift(donate_argnums),
+                   static_argnums=shift(static_argnums), out_shardings=out_shardings)
+  # Placed from the host's copy: every process holds the same key (one seed).
+  key_data = jax.device_put(np.asarray(jax.random.key_data(key)), parallel.replicated(mesh))
+  return functools.partial(jitted, key_data)
+
+
 def compile_train(model, tx, step_cfg: steps_lib.StepConfig, step_rng: jax.Array, source,
                   mesh, state_sharding) -> Any:
   """The run's training function, jitted: ``source``'s loop around the train step, the
   state and metrics donated (updated in place on the device). Called by ``source.train``.
   benchmarks/throughput.py times this very function."""
-  train_step = steps_lib.make_train_step(model, tx, step_cfg, step_rng,
-                                         batch_constraint(mesh), mesh)
-  return jax.jit(source.train_loop(train_step), donate_argnums=(0, 1),
-                 static_argnums=source.train_static_argnums,
-                 out_shardings=(state_sharding, parallel.replicated(mesh)))
+  make = lambda rng: source.train_loop(steps_lib.make_train_step(
+      model, tx, step_cfg, rng, batch_constraint(mesh), mesh))
+  return jit_with_key("train", make, step_rng, mesh, donate_argnums=(0, 1),
+                      static_argnums=source.train_static_argnums,
+                      out_shardings=(state_sharding, parallel.replicated(mesh)))
 
 
 def fresh_metrics(mesh) -> dict[str, jax.Array]:
@@ -288,10 +308,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if n > num_train:
       raise TrainingError(f"config.sdlm.num_samples={n} is more than the {num_train} "
                           f"training examples of {ds.name}; lower it")
-    curvature_step = sdlm.make_curvature_step(model, config.loss, step_cfg.train_ops,
-                                              jax.random.fold_in(step_rng, 1))
-    curvature_fn = jax.jit(source.pass_start_loop(curvature_step, n), donate_argnums=(0,),
-                           out_shardings=state_sharding)
+    curvature_fn = jit_with_key(
+        "curvature", lambda rng: source.pass_start_loop(sdlm.make_curvature_step(
+            model, config.loss, step_cfg.train_ops, rng), n),
+        jax.random.fold_in(step_rng, 1), mesh, donate_argnums=(0,),
+        out_shardings=state_sharding)
   source.start(plan, start_step)
 
   def evaluate(state) -> dict[str, float]:

@@ -573,3 +573,23 @@ def test_compilation_cache_directory_and_switch(tmp_path, monkeypatch):
   finally:
     jax.config.update("jax_enable_compilation_cache", before[0])
     jax.config.update("jax_compilation_cache_dir", before[1])
+
+
+def test_the_seed_is_an_argument_of_the_compiled_step_not_a_constant_in_it():
+  """Two seeds, one program (so the compilation cache serves a sweep's second seed), and
+  still two different random streams."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import train  # pylint: disable=g-import-not-at-top
+  from training import parallel  # pylint: disable=g-import-not-at-top
+  mesh = parallel.create_mesh(1)
+  make = lambda key: (lambda x, n: x + jax.random.normal(key, (n,)))
+  fns = [train.jit_with_key("noisy", make, jax.random.key(seed), mesh, static_argnums=(1,))
+         for seed in (0, 1)]
+  x = jnp.zeros(3)
+  texts = [f.func.lower(*f.args, x, 3).as_text() for f in fns]
+  assert texts[0] == texts[1] and "noisy" in texts[0]
+  assert not jnp.allclose(fns[0](x, 3), fns[1](x, 3))
+  # A key closed over instead is a constant: the programs differ.
+  closed = [jax.jit(make(jax.random.key(seed)), static_argnums=(1,)) for seed in (0, 1)]
+  assert closed[0].lower(x, 3).as_text() != closed[1].lower(x, 3).as_text()
