@@ -11,6 +11,8 @@ r"""Sweeps: one config, many runs, each in its own workdir, then one table and t
       --run "loss=cross_entropy" --run "loss=mse learning_rate=0.03"
   # One run per GPU in parallel, or a SLURM array; --dry-run prints and writes nothing:
   python launch/sweep.py ... --runner gpus [--gpus 8] [--gpus_per_run 1]
+  # N runs at once on this machine's CPU (short runs whose time is start-up and compiling):
+  python launch/sweep.py ... --runner processes --parallel 2
   python launch/sweep.py ... --runner slurm --sbatch partition=gpu --sbatch time=4:00:00
   # The table and plots again (e.g. after a SLURM array, or while runs are going):
   python launch/sweep.py collect --sweep_dir runs/lecun1989
@@ -575,12 +577,13 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[tuple[str,
                       help="ignore the config's get_sweep() (sweep only --grid)")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="the same as --config.KEY=VALUE: a field fixed for every run")
-  parser.add_argument("--runner", choices=("sequential", "gpus", "slurm"),
+  parser.add_argument("--runner", choices=("sequential", "processes", "gpus", "slurm"),
                       default="sequential")
   parser.add_argument("--gpus", type=int, help="gpus runner: how many (default: all found)")
   parser.add_argument("--gpus_per_run", type=int, default=1, help="gpus and slurm runners")
   parser.add_argument("--parallel", type=int, default=0,
-                      help="slurm runner: at most this many array tasks at once (0: any)")
+                      help="slurm runner: at most this many array tasks at once (0: any); "
+                           "processes runner: this many runs at once (2 or more)")
   parser.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
                       help="slurm runner: an #SBATCH option, e.g. partition=gpu (repeat)")
   parser.add_argument("--slurm_setup", action="append", default=[], metavar="LINE",
@@ -632,6 +635,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = {r.name: run_status(r, configs[r.name]) for r in runs}
     if args.runner == "gpus":
       slots = gpu_slots(args.gpus, args.gpus_per_run)
+    elif args.runner == "processes":
+      if args.parallel < 2:
+        raise SweepError(f"--runner processes runs --parallel N at once, N >= 2 (got "
+                         f"{args.parallel}); pass --parallel 2, or use --runner sequential")
+      slots = [None] * args.parallel
     elif args.runner == "slurm" and args.gpus_per_run < 1:
       raise SweepError("--gpus_per_run must be >= 1")
   except (SweepError, config_lib.ConfigError) as e:
@@ -680,6 +688,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.runner == "gpus":
       print(f"# {len(slots)} at a time, each run on the next free slot "
             f"(CUDA_VISIBLE_DEVICES = {' | '.join(slots)}); in order:")
+    elif args.runner == "processes":
+      print(f"# {len(slots)} at a time, each run as soon as one ends; in order:")
     for k, (position, run) in enumerate(todo):
       env = f"CUDA_VISIBLE_DEVICES={slots[k % len(slots)]} " if args.runner == "gpus" else ""
       print(f"{env}{run.shell()}")

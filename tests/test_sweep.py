@@ -217,6 +217,22 @@ def test_local_runner_fills_every_slot_and_reports_failures(tmp_path, capsys):
   assert "error: boom" in (tmp_path / "x" / "log.txt").read_text()
 
 
+def test_processes_runner_runs_that_many_at_once(tmp_path, capsys):
+  """Slots without a GPU (the processes runner): runs overlap, two at a time."""
+  ok = ("import json, os, sys, time; d = sys.argv[1]; t = time.time(); time.sleep(1.0); "
+        "json.dump({'start': t, 'end': time.time(), 'eval_top1': 0.5, 'step': 1, "
+        "'total_steps': 1}, open(os.path.join(d, 'summary.json'), 'w'))")
+  runs = [_fake_run(tmp_path, f"r{i}", ok) for i in range(3)]
+  assert sweep.run_local(list(enumerate(runs, 1)), 3, [None, None]) == 0
+  spans = [json.load(open(tmp_path / f"r{i}" / "summary.json")) for i in range(3)]
+  assert spans[1]["start"] < spans[0]["end"]  # the first two ran together
+  assert spans[2]["start"] >= min(spans[0]["end"], spans[1]["end"])  # the third waited
+  assert "run 3/3: r2 done 50.00%" in capsys.readouterr().out
+  rc, out, _ = main(capsys, "--config", TINY, "--sweep_dir", str(tmp_path / "s"),
+                    "--runner", "processes", "--parallel", "2", "--dry-run")
+  assert rc == 0 and out.splitlines()[1] == "# 2 at a time, each run as soon as one ends; in order:"
+
+
 # ---------------------------------------------------------------------------- validation
 
 
@@ -231,6 +247,7 @@ def test_local_runner_fills_every_slot_and_reports_failures(tmp_path, capsys):
     (["--run", "learning_rate"], "is not KEY=VALUE"),
     (["--run", "seed=1", "--config.seed=2", "--run", "seed=3"], "the sweep varies seed"),
     (["--run", "dataset=npz:/nowhere.npz"], "npz file not found: /nowhere.npz"),
+    (["--runner", "processes"], "--runner processes runs --parallel N at once, N >= 2 (got 0)"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, args, message):
   rc, out, err = main(capsys, "--config", TINY, "--sweep_dir", str(tmp_path / "s"), *args)

@@ -558,11 +558,18 @@ def test_compilation_cache_directory_and_switch(tmp_path, monkeypatch):
   import jax  # pylint: disable=g-import-not-at-top
   import train  # pylint: disable=g-import-not-at-top
   from training import config as config_lib  # pylint: disable=g-import-not-at-top
-  before = (jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir)
+  before = (jax.config.jax_enable_compilation_cache, jax.config.jax_compilation_cache_dir,
+            jax.config.jax_persistent_cache_min_compile_time_secs)
   try:
+    monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
     assert train.use_compilation_cache(str(tmp_path / "c")) == str(tmp_path / "c")
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
     assert os.path.isdir(tmp_path / "c")
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0  # every program
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    train.use_compilation_cache(str(tmp_path / "c"))
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.5  # JAX's own switch
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "env"))
     assert train.use_compilation_cache(None) == str(tmp_path / "env")
     assert train.use_compilation_cache("off") is None
@@ -573,6 +580,7 @@ def test_compilation_cache_directory_and_switch(tmp_path, monkeypatch):
   finally:
     jax.config.update("jax_enable_compilation_cache", before[0])
     jax.config.update("jax_compilation_cache_dir", before[1])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", before[2])
 
 
 def test_the_seed_is_an_argument_of_the_compiled_step_not_a_constant_in_it():
