@@ -36,10 +36,15 @@ class Sweep:
   config: str  # configs/x.py[:arg]; its get_sweep() is used when ``runs`` is empty
   runs: tuple[dict[str, str], ...] = ()
   fixed: tuple[tuple[str, str], ...] = ()
+  # Runs at once on this machine (sweep.py's processes runner): for many short runs whose
+  # time goes mostly to start-up and compiling, which one process leaves a core idle in.
+  parallel: int = 1
 
   def command(self, sweep_dir: str) -> list[str]:
     """The arguments of ``launch/sweep.py`` that run this sweep into ``sweep_dir``."""
     args = ["--config", self.config, "--sweep_dir", sweep_dir]
+    if self.parallel > 1:
+      args += ["--runner", "processes", "--parallel", str(self.parallel)]
     for run in self.runs:
       args += ["--run", " ".join(f"{k}={v}" for k, v in run.items())]
     args += [f"--config.{k}={v}" for k, v in self.fixed]

@@ -13,10 +13,13 @@ and GELU on kernel 7), as ``models.roadmap.STEP_KWARGS`` builds them.
 At the cpu budget (``configs/convnext_roadmap.py:cpu``) the nets are a sketch of the
 paper's: widths 8 -> 12 for 64 -> 96, depths (1, 1, 2, 1) -> (1, 1, 3, 1) for
 (3, 4, 6, 3) -> (3, 3, 9, 3), the paper's stride-4 stems on 32x32 Fashion-MNIST, 4,000
-training images for 2 epochs, one seed, and the recipe without its data augmentation (the
-config's docstring says why). Steps whose paper effect is a few tenths of a point are
-within one seed's noise here, so the verdict is about direction at this scale, by a rule
-on how many steps agree in sign.
+training images for 2 epochs, three seeds (each row's accuracy is the mean over them), and
+the recipe without its data augmentation (the config's docstring says why). Steps whose
+paper effect is a few tenths of a point are within the seeds' noise here, so the verdict
+is about direction at this scale, by a rule on how many steps agree in sign. The 51 cpu
+runs are short (a few seconds of training each, the rest start-up and compiling), so they
+run two at a time (``launch/sweep.py --runner processes``), seed after seed: every row's
+first seed compiles its programs and the compilation cache serves the other two.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from experiments import entry
 ZERO_BAND = 0.5  # points: a step the paper measures as 0.00 agrees when |ours| <= this
 HOLDS_AGREE = 12  # of the 16 steps
 DIRECTION_AGREE = 8
+SEEDS = {"tiny": (0,), "cpu": (0, 1, 2), "full": (0,)}
+PARALLEL = {"cpu": 2}  # runs at once
 
 
 def parents() -> dict[str, str]:
@@ -67,8 +72,15 @@ class ConvNeXtRoadmap(entry.Entry):
           "otherwise")
 
   def sweeps(self, budget: str):
+    from configs import convnext_roadmap  # pylint: disable=g-import-not-at-top
+    from launch import sweep  # pylint: disable=g-import-not-at-top
     arg = {"tiny": "tiny,epochs=1", "cpu": "cpu", "full": "cifar10"}[budget]
-    return (entry.Sweep("rows", f"configs/convnext_roadmap.py:{arg}"),)
+    # The config's own table (one run per row), seed after seed (see the docstring).
+    runs = tuple({**{k: sweep.format_value(v) for k, v in row.items() if k != "name"},
+                  "seed": str(seed), "name": f"{row['name']}_seed{seed}"}
+                 for seed in SEEDS[budget] for row in convnext_roadmap.get_sweep(arg))
+    return (entry.Sweep("rows", f"configs/convnext_roadmap.py:{arg}", runs,
+                        parallel=PARALLEL.get(budget, 1)),)
 
   def judge(self, m: dict[str, Any]) -> str:
     agree = sum(agrees(s["paper_delta"], s["our_delta"]) for s in m["steps"])
@@ -82,15 +94,18 @@ class ConvNeXtRoadmap(entry.Entry):
     from launch import collect  # pylint: disable=g-import-not-at-top
     from models.roadmap import STEPS  # pylint: disable=g-import-not-at-top
     rows = collect.collect(sweep_dirs["rows"], quiet=True)
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, list[dict[str, Any]]] = {}  # row -> its finished runs (one per seed)
     for r in rows:
       if r["status"] == "finished":
-        found[r["model"].removeprefix("roadmap_")] = r
+        found.setdefault(r["model"].removeprefix("roadmap_"), []).append(r)
     missing = [s.name for s in STEPS if s.name not in found]
     if missing:
       raise RuntimeError(f"{self.id}: no finished run of row(s) {', '.join(missing)} in "
                          f"{sweep_dirs['rows']}")
-    ours = {name: 100 * r["accuracy"] for name, r in found.items()}
+    spread = {name: entry.mean_std([100 * r["accuracy"] for r in runs])
+              for name, runs in found.items()}
+    ours = {name: mean for name, (mean, _) in spread.items()}
+    seeds = min(len(runs) for runs in found.values())
     paper = {s.name: s.top1 for s in STEPS}
     steps = [{"step": name, "from": base, "paper_delta": paper[name] - paper[base],
               "our_delta": ours[name] - ours[base]} for name, base in parents().items()]
@@ -98,7 +113,7 @@ class ConvNeXtRoadmap(entry.Entry):
     dataset = entry.dataset_name(rows[0]["dataset"])
     m = {"accuracy": ours, "steps": steps, "end_to_end": ours[last] - ours[first],
          "agree": sum(agrees(s["paper_delta"], s["our_delta"]) for s in steps),
-         "dataset": dataset}
+         "dataset": dataset, "seeds": seeds}
     verdict = self.judge(m)
     by_step = {s["step"]: s for s in steps}
     table = []
@@ -107,13 +122,15 @@ class ConvNeXtRoadmap(entry.Entry):
       table.append({
           "row": s.name, "change": s.label, "from": d["from"] if d else "",
           "paper top-1 %": s.top1, "paper delta": d["paper_delta"] if d else "",
-          "ours top-1 %": ours[s.name], "our delta": d["our_delta"] if d else "",
+          "ours top-1 %": ours[s.name], "std": spread[s.name][1],
+          "seeds": len(found[s.name]), "our delta": d["our_delta"] if d else "",
           "agree": ("yes" if agrees(d["paper_delta"], d["our_delta"]) else "no") if d else "",
-          "params": found[s.name]["params"], "MACs": found[s.name]["macs"]})
+          "params": found[s.name][0]["params"], "MACs": found[s.name][0]["macs"]})
     files = entry.write_table(out_dir, table, list(table[0]), self.title)
     files.append(_plot(table, os.path.join(out_dir, "roadmap.png"), dataset))
     our_line = (f"{m['agree']}/{len(steps)} steps agree in sign; ResNet-50 -> ConvNeXt-T "
-                f"{ours[first]:.1f} -> {ours[last]:.1f}% (1 seed, {dataset}"
+                f"{ours[first]:.1f} -> {ours[last]:.1f}% "
+                f"({f'mean of {seeds} seeds' if seeds > 1 else '1 seed'}, {dataset}"
                 + (", 4k images x 2 epochs, widths 8-12" if budget == "cpu" else "") + ")")
     return entry.Result(m, verdict, our_line, files)
 
@@ -122,7 +139,8 @@ def _plot(table: list[dict[str, Any]], path: str, dataset: str) -> str:
   fig, (ax, ax2) = entry.figure(nrows=2, figsize=(10, 7))
   x = list(range(len(table)))
   names = [r["row"] for r in table]
-  ax.plot(x, [r["ours top-1 %"] for r in table], "o-", label=f"ours ({dataset})")
+  ax.errorbar(x, [r["ours top-1 %"] for r in table], yerr=[r["std"] for r in table],
+              fmt="o-", capsize=3, label=f"ours ({dataset}, mean and std over seeds)")
   ax.set_ylabel("ours: test accuracy (%)")
   twin = ax.twinx()
   twin.plot(x, [r["paper top-1 %"] for r in table], "s--", color="C1",

@@ -55,6 +55,10 @@ def test_every_run_sees_the_same_images_with_one_recipe(budget):
   assert dict(sweep.fixed)["batch_size"] == str(s["batch"])
   assert set(ds.RECIPE) <= set(sweep.fixed)
   assert len({r["name"] for r in sweep.runs}) == len(sweep.runs)
+  # Seed after seed (each program compiles at its first seed); 3 seeds at cpu and full.
+  seeds = [int(r["seed"]) for r in sweep.runs]
+  assert seeds == sorted(seeds) and (len(set(seeds)) >= 3) == (budget != "tiny")
+  assert sweep.parallel == (2 if budget == "cpu" else 1)
 
 
 def test_cpu_models_cost_about_the_same():

@@ -60,13 +60,21 @@ def test_rule():
 
 
 @pytest.mark.parametrize("budget", ["tiny", "cpu", "full"])
-def test_sweeps_run_the_configs_table(budget, monkeypatch):
+def test_sweeps_run_the_configs_table_seed_after_seed(budget, monkeypatch):
   from launch import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   monkeypatch.chdir(ROOT)
   (sweep,) = roadmap.ConvNeXtRoadmap().sweeps(budget)
-  assert sweep.config.startswith("configs/convnext_roadmap.py:") and not sweep.runs
-  runs = sweep_lib.config_sweep(sweep.config)
-  assert [r["model"] for r in runs] == [f"roadmap_{s.name}" for s in STEPS]
+  assert sweep.config.startswith("configs/convnext_roadmap.py:")
+  table = sweep_lib.config_sweep(sweep.config)
+  assert [r["model"] for r in table] == [f"roadmap_{s.name}" for s in STEPS]
+  seeds = roadmap.SEEDS[budget]
+  assert len(sweep.runs) == len(STEPS) * len(seeds) and (len(seeds) >= 3) == (budget == "cpu")
+  # Every row of the config's table, the same overrides, once per seed; the seeds in turn.
+  for i, run in enumerate(sweep.runs):
+    seed, row = seeds[i // len(STEPS)], table[i % len(STEPS)]
+    assert run == {**{k: v for k, v in row.items() if k != "name"}, "seed": str(seed),
+                   "name": f"{row['name']}_seed{seed}"}
+  assert ("--runner" in sweep.command("d")) == (budget == "cpu")
 
 
 FASHION = "npz:/x/fashion_mnist/fashion_mnist.npz"
@@ -100,9 +108,14 @@ def _fake_run(sweep_dir, name, accuracy, finished=True, suffix=""):
           "overrides": {"model": f"roadmap_{name}"}}
 
 
+# Three seeds: the row's accuracy +- SPREAD around it, whose mean is the row's.
+SPREAD = (-0.4, 0.0, 0.4)
+
+
 def _fake_sweep(tmp_path, skip=()):
   sweep_dir = str(tmp_path / "rows")
-  runs = [_fake_run(sweep_dir, s.name, _ours(s.name)) for s in STEPS if s.name not in skip]
+  runs = [_fake_run(sweep_dir, s.name, _ours(s.name) + d, suffix=f"_seed{i}")
+          for i, d in enumerate(SPREAD) for s in STEPS if s.name not in skip]
   # A second ResNet-50 run cut short (a better accuracy, not final): not counted.
   runs.append(_fake_run(sweep_dir, "resnet50", 99.0, finished=False, suffix="_b"))
   with open(os.path.join(sweep_dir, "sweep.json"), "w") as f:
@@ -133,6 +146,8 @@ def test_analyze_on_hand_made_runs(tmp_path):
   with open(out / "results.csv") as f:
     rows = list(csv.DictReader(f))
   assert [r["row"] for r in rows] == [s.name for s in STEPS]
+  assert {r["seeds"] for r in rows} == {"3"} and m["seeds"] == 3
+  assert {round(float(r["std"]), 6) for r in rows} == {0.4}  # the sample std of SPREAD
   assert rows[0]["from"] == rows[0]["our delta"] == rows[0]["agree"] == ""
   for i, (r, s) in enumerate(zip(rows, STEPS)):
     assert float(r["ours top-1 %"]) == pytest.approx(_ours(s.name))
@@ -143,7 +158,7 @@ def test_analyze_on_hand_made_runs(tmp_path):
       assert float(r["our delta"]) == pytest.approx(by_step[s.name])
       assert r["agree"] == ("no" if s.name in DISAGREE else "yes")
   assert result.ours == ("11/16 steps agree in sign; ResNet-50 -> ConvNeXt-T 46.1 -> 52.0% "
-                         "(1 seed, fashion_mnist, 4k images x 2 epochs, widths 8-12)")
+                         "(mean of 3 seeds, fashion_mnist, 4k images x 2 epochs, widths 8-12)")
   assert (out / "roadmap.png").stat().st_size > 10_000
   assert result.files == ["results.md", "results.csv", "roadmap.png"]
 
