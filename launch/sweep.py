@@ -348,6 +348,27 @@ def check_config(config_spec: str, run: Run) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def check_configs(config_spec: str, runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
+  """``check_config`` of every run, by name. Runs that differ only in their seed share
+  one model build and trace (the seed changes no shape); each is still loaded,
+  overridden and validated on its own."""
+  out, traced = {}, set()
+  for run in runs:
+    key = json.dumps({k: v for k, v in run.overrides.items() if k != "seed"}, sort_keys=True)
+    if key in traced:
+      try:
+        config = config_lib.load_config(config_spec)
+        config_lib.apply_overrides(config, list(run.overrides.items()))
+        config_lib.validate(config)
+      except config_lib.ConfigError as e:
+        raise SweepError(f"run {run.name!r}: {e}") from None
+      out[run.name] = json.loads(config.to_json_best_effort(sort_keys=True))
+    else:
+      out[run.name] = check_config(config_spec, run)
+      traced.add(key)
+  return out
+
+
 def run_status(run: Run, expected: dict[str, Any] | None) -> str:
   """``finished``, ``partial`` (a workdir to resume) or ``new``.
 
@@ -631,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     args, fixed = parse_args(argv)
     runs = plan(args, fixed)
-    configs = {r.name: check_config(args.config, r) for r in runs}
+    configs = check_configs(args.config, runs)
     status = {r.name: run_status(r, configs[r.name]) for r in runs}
     if args.runner == "gpus":
       slots = gpu_slots(args.gpus, args.gpus_per_run)

@@ -25,6 +25,9 @@ SLOW_FIRST = (
     "test_sigterm_to_one_of_two_processes_stops_both_at_one_step",  # ~30
     "test_three_kills_end_bitwise_equal_to_the_uninterrupted_run",  # ~20
     "test_host_pipeline_resumes_with_exactly_the_next_batches",  # ~20
+    # A module fixture (~16): the tests that use it go together, so that it is built on
+    # one worker only.
+    "googlenet_step",
     "test_end_to_end_outputs_and_resume",  # ~12
     "test_two_processes_each_read_their_share",  # ~12
     "test_on_four_devices",  # ~8, its fixture
@@ -44,7 +47,11 @@ def pytest_collection_modifyitems(session, config, items):
   ~150 tests, every slow one among them, to one worker.)"""
   del session, config
   rank = {name: i for i, name in enumerate(SLOW_FIRST)}
-  key = lambda item: rank.get(item.originalname or item.name)
+
+  def key(item):  # the rank of the test's name, or of a fixture it uses
+    names = (item.originalname or item.name, *getattr(item, "fixturenames", ()))
+    return next((rank[n] for n in names if n in rank), None)
+
   rest = [item for item in items if key(item) is None]
   # A test's parametrized cases stay together (test_on_four_devices shares a fixture).
   first = [item for item in items if key(item) is not None and key(item) % 2 == 0]

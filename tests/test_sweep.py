@@ -236,6 +236,26 @@ def test_processes_runner_runs_that_many_at_once(tmp_path, capsys):
 # ---------------------------------------------------------------------------- validation
 
 
+def test_runs_that_differ_only_in_their_seed_are_traced_once(tmp_path, monkeypatch):
+  from training import config as config_lib  # pylint: disable=g-import-not-at-top
+  entries = [{"model": "lecun1989_net1", "seed": "0"}, {"model": "lecun1989_net1", "seed": "1"},
+             {"model": "lecun1989_net2", "seed": "1"}]
+  runs = sweep.build_runs(TINY, str(tmp_path), entries, {}, {"learning_rate": "0.2"})
+  traced = []
+  check = config_lib.check
+  monkeypatch.setattr(config_lib, "check", lambda *a, **k: traced.append(a) or check(*a, **k))
+  configs = sweep.check_configs(TINY, runs)
+  assert len(traced) == 2  # net1 (seed 0 stands for seed 1) and net2
+  # Each config is the one the full check gives it, seed included.
+  for run in runs:
+    assert configs[run.name] == sweep.check_config(TINY, run)
+  assert [configs[r.name]["seed"] for r in runs] == [0, 1, 1]
+  bad = sweep.build_runs(TINY, str(tmp_path), [{"seed": "0"}, {"seed": "x"}], {}, {})
+  with pytest.raises(sweep.SweepError, match="config.seed is an int; got 'x'"):
+    sweep.check_configs(TINY, bad)
+
+
+
 @pytest.mark.parametrize("args,message", [
     (["--grid", "sed=0,1"], "error: run 'net1_seed0,sed=0': unknown config key 'sed'"),
     (["--config.lerning_rate=0.1"], "unknown config key 'lerning_rate'"),
