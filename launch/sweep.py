@@ -324,13 +324,19 @@ def _describe(overrides: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------- validation
 
 
-def check_config(config_spec: str, run: Run) -> dict[str, Any]:
+def check_config(config_spec: str, run: Run, trace: bool = True) -> dict[str, Any]:
   """Loads, overrides and validates ``run``'s config as train.py will, builds its model
-  and traces its initial state (``training.config.check``: no compilation, no data);
-  returns the config as train.py writes it to config.json (a dict)."""
+  and traces its initial state (``training.config.check``: no compilation, no data; with
+  ``trace=False`` only the first three); returns the config as train.py writes it to
+  config.json (a dict)."""
   where = f"run {run.name!r}"
+  overrides = list(run.overrides.items())
   try:
-    config = config_lib.check(config_spec, list(run.overrides.items())).config
+    if trace:
+      config = config_lib.check(config_spec, overrides).config
+    else:
+      config = config_lib.apply_overrides(config_lib.load_config(config_spec), overrides)
+      config_lib.validate(config)
   except config_lib.ConfigError as e:
     raise SweepError(f"{where}: {e}") from None
   from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
@@ -355,17 +361,8 @@ def check_configs(config_spec: str, runs: Sequence[Run]) -> dict[str, dict[str, 
   out, traced = {}, set()
   for run in runs:
     key = json.dumps({k: v for k, v in run.overrides.items() if k != "seed"}, sort_keys=True)
-    if key in traced:
-      try:
-        config = config_lib.load_config(config_spec)
-        config_lib.apply_overrides(config, list(run.overrides.items()))
-        config_lib.validate(config)
-      except config_lib.ConfigError as e:
-        raise SweepError(f"run {run.name!r}: {e}") from None
-      out[run.name] = json.loads(config.to_json_best_effort(sort_keys=True))
-    else:
-      out[run.name] = check_config(config_spec, run)
-      traced.add(key)
+    out[run.name] = check_config(config_spec, run, trace=key not in traced)
+    traced.add(key)
   return out
 
 
