@@ -313,6 +313,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             model, config.loss, step_cfg.train_ops, rng), n),
         jax.random.fold_in(step_rng, 1), mesh, donate_argnums=(0,),
         out_shardings=state_sharding)
+    # The estimate's spread, read at the log point after each pass start (no extra wait).
+    curvature_stats = jax.jit(lambda o: sdlm.curvature_stats(o, config.sdlm.mu),
+                              out_shardings=parallel.replicated(mesh))
+  pending_stats = None
   source.start(plan, start_step)
 
   def evaluate(state) -> dict[str, float]:
@@ -369,6 +373,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         tracing = True
       if curvature_fn is not None and in_epoch == 0:
         state = source.pass_start(curvature_fn, state, epoch)
+        pending_stats = (epoch, float(schedule(step)), curvature_stats(state.opt_state))
       state, acc = source.train(train_fn, state, acc, step, num)
       first_call = step == start_step
       step += num
@@ -396,6 +401,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               f"Lower --config.learning_rate (now {config.learning_rate}) or check the data. "
               + (f"The last good checkpoint, step {kept}, is kept in {checkpointer.directory}."
                  if kept is not None else "No checkpoint was written."))
+        if pending_stats is not None:  # the paper quotes eta/(mu+h) for its first pass
+          row.update(sdlm.rate_range(*pending_stats[1:], config.sdlm.mu))
+          say(f"[sdlm]  pass {pending_stats[0] + 1}/{config.num_epochs} | effective rates "
+              f"eta/(mu+h) {row['sdlm_rate_min']:.2e} .. {row['sdlm_rate_max']:.2e} | "
+              f"h < mu for {100 * row['sdlm_h_below_mu']:.1f}% of the weights")
+          pending_stats = None
         logger.write(row)
         logger.print_train(row, config.num_epochs)
       if epoch_end and ((epoch + 1) % config.eval_every_epochs == 0 or step == total_steps):

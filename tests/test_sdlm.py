@@ -1,5 +1,7 @@
 """Stochastic diagonal Levenberg-Marquardt: the curvature estimate and the optimizer."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,6 +111,13 @@ def test_the_lenets_get_a_positive_estimate_for_every_weight(name, shape, loss):
   assert np.all(np.asarray(jax.tree.leaves(sdlm.get_hessian(state.opt_state))[0]) == 0)
 
 
+def test_a_curvature_of_the_wrong_shape_is_refused():
+  # (4, 1, 3) against (4, 3) would broadcast to (4, 4, 3) and sum across patterns.
+  with pytest.raises(ValueError, match=r"h_out has shape \(4, 3\).*\(4, 1, 3\)"):
+    sdlm.diagonal_gauss_newton(lambda w: jnp.ones((4, 1, 1)) * w, [jnp.ones(3)],
+                               jnp.ones((4, 3)))
+
+
 def test_an_operation_without_a_rule_is_named():
   with pytest.raises(sdlm.UnsupportedPrimitive, match="'cumlogsumexp'"):
     sdlm.diagonal_gauss_newton(lambda x: jax.lax.cumlogsumexp(x), [jnp.ones(3)],
@@ -141,7 +150,18 @@ def test_sdlm_needs_the_data_on_the_device():
                      [("optimizer", "sdlm"), ("input_pipeline", "host")])
 
 
-def test_the_loop_estimates_before_each_pass_and_not_on_resume(tmp_path, monkeypatch):
+def test_the_effective_rates_span_the_estimate():
+  tx = sdlm.sdlm(5e-4, mu=0.02)
+  state = sdlm.set_hessian(tx.init({"a": jnp.zeros(2), "b": jnp.zeros(())}),
+                           {"a": jnp.array([0.0, 0.02]), "b": jnp.array(1.0)})
+  r = sdlm.rate_range(5e-4, sdlm.curvature_stats(state, 0.02), 0.02)
+  assert r["sdlm_rate_max"] == pytest.approx(5e-4 / 0.02)
+  assert r["sdlm_rate_min"] == pytest.approx(5e-4 / 1.02)
+  assert r["sdlm_h_below_mu"] == pytest.approx(1 / 3)  # 0.02 itself is not below mu
+
+
+def test_the_loop_estimates_before_each_pass_and_not_on_resume(tmp_path, monkeypatch,
+                                                                capsys):
   calls = []
   real = data_lib.DeviceSource.pass_start
 
@@ -155,6 +175,16 @@ def test_the_loop_estimates_before_each_pass_and_not_on_resume(tmp_path, monkeyp
           "--config.sdlm.num_samples=64", "--config.num_epochs=2"]
   assert train.main(args + ["--config.stop_after_steps=6"]) == 0
   assert calls == [(0, 0), (1, 4)]  # 4 steps per pass: the second pass starts at step 4
+  out = capsys.readouterr().out
+  assert "[sdlm]  pass 1/2 | effective rates eta/(mu+h)" in out and "[sdlm]  pass 2/2" in out
+  rows = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").open()]
+  rated = [r for r in rows if "sdlm_rate_min" in r]
+  logged = [r["step"] for r in rows if "train_loss" in r]
+  # read at the first log point after each pass start (steps 0 and 4)
+  assert [r["step"] for r in rated] == [min(s for s in logged if s > p) for p in (0, 4)]
+  for r in rated:  # every rate lies between eta / (mu + max h) and eta / mu
+    assert 0 < r["sdlm_rate_min"] <= r["sdlm_rate_max"] <= 0.0005 / 0.02 + 1e-12
+    assert 0 <= r["sdlm_h_below_mu"] <= 1
   calls.clear()
   assert train.main(args) == 0  # resumes at step 6, inside pass 1: its estimate is kept
   assert calls == []

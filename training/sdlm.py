@@ -102,6 +102,26 @@ def get_hessian(opt_state: Any) -> Any:
   return optax.tree_utils.tree_get(opt_state, "hessian")
 
 
+def curvature_stats(opt_state: Any, mu: float) -> dict[str, Array]:
+  """The estimate's smallest and largest ``h`` over all parameters, and the fraction of
+  parameters whose ``h`` is below ``mu`` (their step is about ``eta / mu``, the gradient
+  step, whatever the curvature)."""
+  leaves = jax.tree.leaves(get_hessian(opt_state))
+  size = sum(x.size for x in leaves)
+  return {"h_min": jnp.min(jnp.stack([jnp.min(x) for x in leaves])),
+          "h_max": jnp.max(jnp.stack([jnp.max(x) for x in leaves])),
+          "below_mu": sum(jnp.sum(x < mu) for x in leaves) / size}
+
+
+def rate_range(eta: float, stats: dict[str, Any], mu: float) -> dict[str, float]:
+  """The effective step sizes ``eta / (mu + h)`` of :func:`curvature_stats`' estimate: the
+  paper quotes them for LeNet-5's first pass ("between approximately 7e-5 and 0.016")."""
+  stats = jax.device_get(stats)
+  return {"sdlm_rate_min": eta / (mu + float(stats["h_max"])),
+          "sdlm_rate_max": eta / (mu + float(stats["h_min"])),
+          "sdlm_h_below_mu": float(stats["below_mu"])}
+
+
 # ----------------------------------------------------------------------------
 # The diagonal Gauss-Newton estimate, for any function.
 
@@ -259,6 +279,10 @@ def diagonal_gauss_newton(fn: Callable[..., Array], args: Sequence[Any],
   """
   flat, treedef = jax.tree.flatten(list(args))
   closed = jax.make_jaxpr(lambda *xs: fn(*jax.tree.unflatten(treedef, xs)))(*flat)
+  (out,) = closed.out_avals
+  if jnp.shape(h_out) != out.shape:  # a broadcast here would sum curvatures across patterns
+    raise ValueError(f"diagonal_gauss_newton: h_out has shape {jnp.shape(h_out)}, the "
+                     f"function's output {out.shape}; give one curvature per output element")
   h = _backward_jaxpr(closed, flat, [jnp.asarray(h_out, jnp.result_type(h_out))])
   h = [jnp.zeros_like(x) if c is None else c.astype(jnp.result_type(x))
        for x, c in zip(flat, h)]
