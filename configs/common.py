@@ -46,7 +46,8 @@ def base() -> ml_collections.ConfigDict:
   # to both splits, as LeNet-5's sliding-window training did (input_pipeline/background.py).
   c.background_class = False
   # dataset (its mean/std) | symmetric ([-1, 1]) | unit ([0, 1]) | imagenet (the
-  # ImageNet mean/std that torchvision and timm weights expect)
+  # ImageNet mean/std that torchvision and timm weights expect) | lenet5 (background
+  # -0.1, ink 1.175: LeCun et al. 1998, Sec. III.A)
   c.normalization = "dataset"
   c.synthetic = ml_collections.ConfigDict(dict(
       shape=(32, 32, 3), num_classes=10, num_train=1024, num_test=256, seed=0))

@@ -120,3 +120,18 @@ def test_bf16_compute_keeps_float32_params():
   variables = model.init(jax.random.key(0), x, train=False)
   assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(variables))
   assert model.apply(variables, x, train=False).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("arg", [None, "sgd", "distort"])
+def test_the_faithful_configs_feed_the_papers_input_levels(arg):
+  # Sec. III.A: "the background level (white) corresponds to a value of -0.1 and the
+  # foreground (black) corresponds to 1.175", whatever the dataset's own statistics.
+  from configs import lenet5 as lenet5_config  # pylint: disable=g-import-not-at-top
+  from training import data as data_lib  # pylint: disable=g-import-not-at-top
+  c = lenet5_config.get_config(arg)
+  info = data_lib.DataInfo("mnist", (32, 32, 1), 10, 60000, 10000, False, (0.1,), (0.3,))
+  mean, std = data_lib.normalization_stats(c, info)
+  levels = (np.array([0.0, 1.0]) - mean[0]) / std[0]
+  np.testing.assert_allclose(levels, [-0.1, 1.175], rtol=1e-6)
+  modern = lenet5_config.get_config("modern")
+  assert data_lib.normalization_stats(modern, info) == ((0.1,), (0.3,))

@@ -186,7 +186,7 @@ def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[tuple[str,
 
 CHOICES = {
     "dtype": ("float32", "bfloat16"),
-    "normalization": ("dataset", "symmetric", "unit", "imagenet"),
+    "normalization": ("dataset", "symmetric", "unit", "imagenet", "lenet5"),
     "loss": ("cross_entropy", "mse"),
     "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm"),
     "schedule": ("constant", "step", "cosine", "linear"),
