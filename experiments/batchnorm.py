@@ -25,7 +25,11 @@ there the BN net did not learn at all (15 +- 10% test accuracy at lr 0.01, 9% at
 against 72% for the BN-free net; without dropout the same BN net reads 91% after 60
 steps), a dropout-and-BN interaction at this width rather than the paper's question (its
 BN-x5 removes dropout too). The change was made after that run, to the setup of both
-nets alike, not to the rule.
+nets alike, not to the rule. At lr 0.05 the BN net still stays at chance, and not
+because of BN: its loss jumps to 14 at step 3 and every unit of the un-normalised fc6 is
+dead afterwards (``tools/inside.py dead``; the convolutions and their BN are all alive).
+BN-Inception has no hidden fully connected layers, so that arm tests VGG's head
+(README, The history as experiments).
 
 Budgets. ``cpu``: USPS (7,291 / 2,007 digits of 16x16, from ../shared/data) resized to
 32x32 (VGG's smallest input, five 2x2 pools), a fixed class-balanced 1,280-image

@@ -36,6 +36,16 @@ class ConvStack(nn.Module):
     return x
 
 
+class DeadHead(nn.Module):
+  """Two ReLU layers side by side: biases -100 (never on) and +100 (always on)."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    dead = nn.Dense(5, bias_init=nn.initializers.constant(-100.0), name="fc_dead")(x)
+    live = nn.Dense(5, bias_init=nn.initializers.constant(100.0), name="fc_live")(x)
+    return nn.relu(dead) + nn.relu(live)
+
+
 def _net(model, shape):
   return inside.Net("test", "test", model, inside.init_variables(model, shape), None,
                     shape, False)
@@ -115,6 +125,20 @@ def test_each_column_of_the_strip_is_the_network_on_its_window(l5bg):
                        for k in range(9)])
   expected = jax.nn.softmax(model.apply(l5bg.variables, windows, train=False), -1)
   np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_never_positive_counts_the_channels_no_image_turns_on():
+  y = -np.ones((3, 2, 2, 4), np.float32)
+  y[2, 1, 0, 1] = 0.5  # channel 1: on at one position of one image
+  y[:, :, :, 2] = 1.0  # channel 2: always on; channels 0 and 3 never
+  maps = {"conv": jnp.asarray(y), "fc": jnp.asarray([[0.0, 1.0], [0.0, -1.0]]),
+          "scalar": jnp.zeros(3)}
+  assert inside.never_positive(maps) == {"conv": 0.5, "fc": 0.5}  # 0 is not positive
+  # A layer whose bias holds every pre-activation below 0 (its ReLU all dead), and one
+  # that some input turns on.
+  net = _net(DeadHead(), (7,))
+  x = jax.random.uniform(jax.random.key(1), (16, 7))
+  assert inside.never_positive(inside.capture(net, x)) == {"fc_dead": 1.0, "fc_live": 0.0}
 
 
 def test_compose_strip_places_digits_apart_and_refuses_too_many():
@@ -236,6 +260,10 @@ def test_every_command_on_tiny_configs(l5bg, tmp_path, capsys):
   assert list(shift["cosine"])[-1] == "same class"  # the layers in program order
   assert shift["cosine"]["S2"][0] == pytest.approx(1.0)
   assert shift["cosine"]["same class"][0] == 1.0
+  dead = _command("dead", [l5bg], tmp_path, "--images", "4")[label]
+  assert dead["images"] == 4
+  assert list(dead["never_positive"])[:4] == ["C1", "S2", "C3", "S4"]  # program order
+  assert all(0 <= v <= 1 for v in dead["never_positive"].values())
   strip = _command("strip", [l5bg], tmp_path, "--digits", "1")
   assert len(strip["scores"]) == 9 and (strip["window"], strip["jump"]) == (32, 4)
   # The digit sits on an output column's window centre (pixel 16 of its window).

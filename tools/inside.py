@@ -7,6 +7,7 @@ as JSON.
   python tools/inside.py rf       --checkpoint runs/r20       # trained beside untrained
   python tools/inside.py shift    --checkpoint runs/l89 --checkpoint runs/lenet5 --max_shift 8
   python tools/inside.py strip    --checkpoint runs/lenet5_background --digits 5 --width 128
+  python tools/inside.py dead     --checkpoint runs/vgg_bn --images 500  # never-positive units
   python tools/inside.py timeline                             # ../shared/REFERENCE.md
   python tools/inside.py filters  --config configs/vgg.py:tiny  # at initialisation
   python tools/inside.py filters  --model resnet50             # its canonical input
@@ -41,6 +42,10 @@ The measures are the pure functions below; the CLI only loads, calls and draws:
   shifts and recovers at even ones.
 * ``column_scores``: a fully convolutional network over a strip; column k of its output
   sees the window ``column_window(k)``.
+* ``never_positive``: per layer, the fraction of its units (channels) whose output is
+  <= 0 at every position of every test image. Where a ReLU follows the layer these are
+  dead units: they pass nothing forward and get no gradient, so training cannot revive
+  them. (For a layer without a ReLU after it the number is only a sign statistic.)
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ import analysis  # noqa: E402
 import models  # noqa: E402
 from tools import model_report  # noqa: E402
 
-WHATS = ("filters", "features", "rf", "shift", "strip", "timeline")
+WHATS = ("filters", "features", "rf", "shift", "strip", "timeline", "dead")
 REFERENCE = os.path.join(os.environ.get("SHARED_DIR", os.path.join(ROOT, "..", "shared")),
                          "REFERENCE.md")
 
@@ -359,6 +364,19 @@ def shift_equivariance(features: Callable[[jax.Array], dict[str, jax.Array]],
   rows = [jax.device_get(measure(x, jnp.int32(s))) for s in range(max_shift + 1)]
   names = list(jumps) + ([] if logits is None else ["same class"])  # jit sorts dict keys
   return {name: [float(r[name]) for r in rows] for name in names}
+
+
+def never_positive(maps: dict[str, jax.Array]) -> dict[str, float]:
+  """Per layer (``capture``'s output), the fraction of its channels that are <= 0 at
+  every position of every image: a following ReLU's dead units."""
+  out = {}
+  for name, y in maps.items():
+    y = np.asarray(y)
+    if y.ndim < 2:
+      continue
+    live = np.any(y.reshape(-1, y.shape[-1]) > 0, axis=0)
+    out[name] = float(1.0 - live.mean())
+  return out
 
 
 def column_window(k: int, jump: int, field: int) -> tuple[int, int]:
@@ -784,8 +802,34 @@ def run_timeline(nets: list[Net], args) -> dict:
           "measured": [{"model": m, "dataset": d, "top1": a} for m, d, a in MEASURED]}
 
 
+def run_dead(nets: list[Net], args) -> dict:
+  plt = _plt()
+  out = {}
+  fig, axes = plt.subplots(1, len(nets), figsize=(4.4 * len(nets), 4.8), squeeze=False,
+                           layout="constrained")
+  for ax, net in zip(axes[0], nets):
+    x, _ = test_images(net, args.images, args.dataset, args.image)
+    dead = never_positive(jax.jit(lambda v, net=net: capture(net, v))(jnp.asarray(x)))
+    order = [l.path for l in net.report().layers if l.path in dead]  # program order
+    dead = {n: dead[n] for n in dict.fromkeys(order + list(dead))}
+    names = list(dead)
+    ax.barh(range(len(names)), [100 * dead[n] for n in names], color="tab:red")
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=6)
+    ax.invert_yaxis()  # program order, top down
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"units <= 0 on all {len(x)} test images (%)", fontsize=8)
+    ax.set_title(net.label, fontsize=8)
+    out[net.label] = {"images": len(x), "never_positive": dead}
+    print(f"{net.label}: " + ", ".join(f"{n} {100 * v:.0f}%" for n, v in dead.items()))
+  fig.suptitle("Units never positive (dead, where a ReLU follows)", fontsize=9)
+  _save(fig, args.output)
+  return out
+
+
 COMMANDS = {"filters": run_filters, "features": run_features, "rf": run_rf,
-            "shift": run_shift, "strip": run_strip, "timeline": run_timeline}
+            "shift": run_shift, "strip": run_strip, "timeline": run_timeline,
+            "dead": run_dead}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -803,7 +847,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument("--layer", action="append", help="features: the layer (module path), "
                  "once per network")
   p.add_argument("--image", type=int, default=0, help="the first test image used")
-  p.add_argument("--images", type=int, default=32, help="rf, shift: test images averaged")
+  p.add_argument("--images", type=int, default=32, help="rf, shift, dead: test images used")
   p.add_argument("--max_shift", type=int, default=8, help="shift: largest shift, pixels")
   p.add_argument("--max_layers", type=int, default=6, help="rf: layers shown per network")
   p.add_argument("--max_maps", type=int, default=32, help="features: maps shown")
