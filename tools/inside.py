@@ -235,9 +235,17 @@ def filter_tiles(kernel: np.ndarray) -> np.ndarray:
 
 
 def capture(net: Net, x: jax.Array) -> dict[str, jax.Array]:
-  """Every submodule's output on ``x``, by module path ("stage1_block1/conv1")."""
+  """Every submodule's output on ``x``, by module path ("stage1_block1/conv1"), in the
+  order the modules are called (program order)."""
+  calls = []
+
+  def keep(module, method):
+    if method == "__call__":
+      calls.append("/".join(module.path))
+    return method == "__call__"
+
   _, state = net.model.apply(net.variables, x, train=False, mutable=["intermediates"],
-                             capture_intermediates=lambda m, method: method == "__call__")
+                             capture_intermediates=keep)
   out = {}
   for path, value in jax.tree_util.tree_flatten_with_path(
       state["intermediates"], is_leaf=lambda v: isinstance(v, tuple))[0]:
@@ -245,7 +253,8 @@ def capture(net: Net, x: jax.Array) -> dict[str, jax.Array]:
     if keys[-1] == "__call__" and len(keys) > 1 and isinstance(value, tuple):
       if isinstance(value[-1], jax.Array):
         out["/".join(keys[:-1])] = value[-1]
-  return out
+  order = [c for c in dict.fromkeys(calls) if c in out]
+  return {k: out[k] for k in order + [k for k in out if k not in order]}
 
 
 def spatial_layers(report: analysis.Report) -> dict[str, analysis.Layer]:
@@ -809,9 +818,7 @@ def run_dead(nets: list[Net], args) -> dict:
                            layout="constrained")
   for ax, net in zip(axes[0], nets):
     x, _ = test_images(net, args.images, args.dataset, args.image)
-    dead = never_positive(jax.jit(lambda v, net=net: capture(net, v))(jnp.asarray(x)))
-    order = [l.path for l in net.report().layers if l.path in dead]  # program order
-    dead = {n: dead[n] for n in dict.fromkeys(order + list(dead))}
+    dead = never_positive(capture(net, jnp.asarray(x)))  # in program order
     names = list(dead)
     ax.barh(range(len(names)), [100 * dead[n] for n in names], color="tab:red")
     ax.set_yticks(range(len(names)))
