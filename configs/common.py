@@ -98,8 +98,9 @@ def base() -> ml_collections.ConfigDict:
   c.decay_factors = ()  # or one factor per decay_epochs entry (LeNet-5's schedule)
   # Stochastic diagonal Levenberg-Marquardt (optimizer=sdlm; LeCun et al. 1998, App. C):
   # step learning_rate / (mu + h) per weight, h re-estimated on num_samples patterns
-  # before each pass.
-  c.sdlm = ml_collections.ConfigDict({"mu": 0.02, "num_samples": 500})
+  # before each pass. curvature: "loss" (the training loss's, Gauss-Newton through the whole
+  # network) | "rbf_mle" (LeNet-5: the MLE criterion's, 2 per unit of F6, the RBF's input).
+  c.sdlm = ml_collections.ConfigDict({"mu": 0.02, "num_samples": 500, "curvature": "loss"})
   c.min_learning_rate = 0.0  # where cosine and linear end
 
   # Bookkeeping.

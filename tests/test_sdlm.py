@@ -111,6 +111,32 @@ def test_the_lenets_get_a_positive_estimate_for_every_weight(name, shape, loss):
   assert np.all(np.asarray(jax.tree.leaves(sdlm.get_hessian(state.opt_state))[0]) == 0)
 
 
+def test_the_mle_curvature_gives_f6_twice_its_squared_slope():
+  # rbf_mle: d2(y_D)/dx2 = 2 per unit of F6's state x = f(a), so F6's bias (da/db = 1)
+  # gets the mean over patterns of 2 f'(a)^2, and nothing of the RBF codes or the labels.
+  model = models.create_model("lenet5", num_classes=10, weight_init="sqrt_fan_in")
+  images = jax.random.normal(jax.random.key(0), (8, 32, 32, 1))  # as normalised
+  labels = jnp.arange(8) % 10
+  c = common.base()
+  c.optimizer, c.learning_rate = "sdlm", 5e-4
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 10))
+  state = steps.init_state(model, tx, jax.random.key(1), (32, 32, 1))
+  step = sdlm.make_curvature_step(model, "cross_entropy", (), jax.random.key(2), "rbf_mle")
+  h = sdlm.get_hessian(jax.jit(step)(state, images, labels).opt_state)
+  _, sown = model.apply({"params": state.params}, images, train=False,
+                        capture_intermediates=True, mutable=["intermediates"])
+  a = sown["intermediates"]["F6"]["__call__"][0].reshape(8, 84)
+  slope = 1.7159 * (2 / 3) * (1 - jnp.tanh(2 * a / 3) ** 2)  # the scaled tanh's f'
+  np.testing.assert_allclose(h["F6"]["bias"], jnp.mean(2 * slope ** 2, 0), rtol=1e-5)
+  h_other = sdlm.get_hessian(jax.jit(step)(state, images, (labels + 3) % 10).opt_state)
+  np.testing.assert_allclose(h_other["C1"]["kernel"], h["C1"]["kernel"], rtol=1e-6)
+  with pytest.raises(ValueError, match="needs a network with LeNet-5's RBF output"):
+    modern = models.create_model("lenet5_modern", num_classes=10)
+    m_state = steps.init_state(modern, tx, jax.random.key(1), (28, 28, 1))
+    sdlm.make_curvature_step(modern, "cross_entropy", (), jax.random.key(2), "rbf_mle")(
+        m_state, images[:, :28, :28], labels)
+
+
 def test_a_curvature_of_the_wrong_shape_is_refused():
   # (4, 1, 3) against (4, 3) would broadcast to (4, 4, 3) and sum across patterns.
   with pytest.raises(ValueError, match=r"h_out has shape \(4, 3\).*\(4, 1, 3\)"):
@@ -136,6 +162,10 @@ def test_the_lenet5_schedule_has_one_factor_per_boundary():
 @pytest.mark.parametrize("overrides,message", [
     ([("sdlm.mu", "0.1")], "config.sdlm.mu is set but optimizer=sgd"),
     ([("optimizer", "sdlm"), ("sdlm.mu", "0")], "config.sdlm.mu must be positive"),
+    ([("optimizer", "sdlm"), ("sdlm.curvature", "rbf_mle")],
+     "sdlm.curvature='rbf_mle' is the curvature of LeNet-5's RBF output; model=lenet1989"),
+    ([("optimizer", "sdlm"), ("sdlm.curvature", "mle")],
+     "config.sdlm.curvature='mle' is not one of loss, rbf_mle"),
     ([("decay_epochs", "(2, 5)"), ("decay_factors", "(0.5,)")],
      "decay_factors has 1 factors for 2 decay_epochs"),
 ])

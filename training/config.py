@@ -192,6 +192,7 @@ CHOICES = {
     "schedule": ("constant", "step", "cosine", "linear"),
     "batchnorm_stats": ("global", "per_device"),
     "input_pipeline": ("auto", "device", "host"),
+    "sdlm.curvature": ("loss", "rbf_mle"),
 }
 POSITIVE = ("mesh.fsdp", "num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs",
             "checkpoint_every_epochs", "keep_checkpoints", "grad_accum_steps",
@@ -267,6 +268,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if changed:
       raise ConfigError(f"config.sdlm.{changed[0]} is set but optimizer={config.optimizer}; "
                         "it applies only to --config.optimizer=sdlm")
+  if (config.optimizer == "sdlm" and config.sdlm.curvature == "rbf_mle"
+      and config.model != "lenet5"):
+    raise ConfigError(f"config.sdlm.curvature='rbf_mle' is the curvature of LeNet-5's RBF "
+                      f"output; model={config.model} has none. Use sdlm.curvature='loss'")
 
 
 # ------------------------------------------------------------------------------- check

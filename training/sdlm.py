@@ -289,15 +289,24 @@ def diagonal_gauss_newton(fn: Callable[..., Array], args: Sequence[Any],
   return jax.tree.unflatten(treedef, h)
 
 
-def make_curvature_step(model, loss: str, train_ops: Sequence[Any], base_rng: Array
-                        ) -> Callable:
+def make_curvature_step(model, loss: str, train_ops: Sequence[Any], base_rng: Array,
+                        curvature: str = "loss") -> Callable:
   """Returns ``curvature_step(state, images, labels) -> state``: the SDLM estimate on one
   batch of raw training images (the paper's 500 patterns), stored in the optimizer state.
 
   The images get the run's training augmentation (``train_ops``, drawn from ``base_rng``
   and the step), then the model runs in evaluation mode; the estimate is the mean over
   the batch of each pattern's diagonal Gauss-Newton curvature.
+
+  ``curvature``: ``"loss"``, the training loss's Hessian diagonal at the outputs,
+  propagated back through the whole network; or ``"rbf_mle"`` (LeNet-5 only), the
+  curvature of the paper's MLE criterion ``y_D = sum_j (x_j - w_Dj)^2`` (its eq. 8) with
+  respect to F6's state x, exactly 2 per unit whatever the class, propagated back from
+  F6. The first collapses as the network grows confident (softmax: ``p (1 - p) -> 0``);
+  the second does not.
   """
+  if curvature not in ("loss", "rbf_mle"):
+    raise ValueError(f"sdlm curvature must be 'loss' or 'rbf_mle', got {curvature!r}")
   from input_pipeline import augment  # pylint: disable=g-import-not-at-top
   from training import losses  # pylint: disable=g-import-not-at-top
 
@@ -312,10 +321,22 @@ def make_curvature_step(model, loss: str, train_ops: Sequence[Any], base_rng: Ar
     def outputs_of(params, x):
       return model.apply({"params": params, **stats}, x, train=False).astype(jnp.float32)
 
-    outputs = outputs_of(state.params, x)
-    h_out = jax.vmap(lambda y, t: jnp.maximum(
-        jnp.diagonal(jax.hessian(per_pattern_loss)(y, t)), 0.0))(outputs, labels)
-    h = diagonal_gauss_newton(outputs_of, [state.params, x], h_out)[0]
+    if curvature == "rbf_mle":
+      def rbf_input(params, x):
+        _, sown = model.apply({"params": params, **stats}, x, train=False,
+                              mutable=["intermediates"])
+        if "rbf_input" not in sown.get("intermediates", {}):
+          raise ValueError("sdlm.curvature='rbf_mle' needs a network with LeNet-5's RBF "
+                           "output (model=lenet5); use sdlm.curvature='loss'")
+        return sown["intermediates"]["rbf_input"][0].astype(jnp.float32)
+
+      f6 = rbf_input(state.params, x)
+      h = diagonal_gauss_newton(rbf_input, [state.params, x], jnp.full(f6.shape, 2.0))[0]
+    else:
+      outputs = outputs_of(state.params, x)
+      h_out = jax.vmap(lambda y, t: jnp.maximum(
+          jnp.diagonal(jax.hessian(per_pattern_loss)(y, t)), 0.0))(outputs, labels)
+      h = diagonal_gauss_newton(outputs_of, [state.params, x], h_out)[0]
     n = images.shape[0]
     h = jax.tree.map(lambda a: a / n, h)
     return state.replace(opt_state=set_hessian(state.opt_state, h))
