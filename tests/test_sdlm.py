@@ -150,6 +150,18 @@ def test_an_operation_without_a_rule_is_named():
                                jnp.ones(3))
 
 
+@pytest.mark.parametrize("spec", ["configs/lenet5.py:per_pattern",
+                                  "configs/lenet5.py:distort,per_pattern"])
+def test_per_pattern_lenet5_takes_the_curvature_and_init_that_keep_it_stable(spec):
+  config_lib.check(spec, [])
+  c = config_lib.load_config(spec)
+  assert (c.batch_size, c.sdlm.curvature, c.model_kwargs.weight_init) == (
+      1, "rbf_mle", "sqrt_fan_in")
+  assert c.optimizer == "sdlm" and c.learning_rate == 5e-4  # the paper's eta, per pattern
+  with pytest.raises(config_lib.ConfigError, match="'per_pattern' is the faithful net's"):
+    config_lib.check("configs/lenet5.py:modern,per_pattern", [])
+
+
 def test_the_lenet5_schedule_has_one_factor_per_boundary():
   c = common.base()
   c.schedule, c.learning_rate = "step", 5e-4
