@@ -16,8 +16,9 @@ eta/mu = 0.025 per pattern for nearly every weight (our curvatures are mostly be
 see the README), falls to chance within a quarter pass; batches of 8 do worse than 16
 (1.18%), batches of 32 underfit (1.14% after 20 passes), and twice the eta at 32 diverges
 in the first pass (measured with standardised inputs). Test error over seeds 0-2: 1.22%
-mean with the paper's input levels, 0.97% with ``--config.normalization=dataset``. ``:sgd`` is the recipe used before SDLM existed (SGD, Nesterov 0.9, cosine
-from 0.003, batch 32).
+mean with the paper's input levels, 0.97% with ``--config.normalization=dataset``.
+``:sgd`` is the recipe used before SDLM existed (SGD, Nesterov 0.9, cosine from 0.003,
+batch 32).
 
 Modern (``:modern``): conv 20, pool, conv 50, pool, fc 500, fc 10 with ReLU and
 max-pooling on 28x28 input; 431,080 parameters; AdamW, cosine schedule, random
@@ -47,8 +48,8 @@ no h below mu; each alone still diverges (README, Results). Measured (seeds 0-2)
 ``distort``, 0.77, 0.65, 0.61% (the paper: 0.8%); without, 1.14, 1.11, 1.13% (the paper:
 0.95%); about 7 min a run.
 
-Arguments (comma-separated): ``modern``; ``per_pattern``; ``sgd`` (the faithful net with SGD in place of
-SDLM); ``background`` (the 11th class of the paper's sliding-window training, Sec.
+Arguments (comma-separated): ``modern``; ``per_pattern``; ``sgd`` (the faithful net with
+SGD in place of SDLM); ``background`` (the 11th class of the paper's sliding-window training, Sec.
 VII.C: ``background_class``); ``distort`` (the paper's distorted training set, 0.9 of
 the examples; with ``modern`` it replaces the shifts); ``digits`` (offline data);
 ``tiny`` (seconds, synthetic, for tests).

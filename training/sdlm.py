@@ -330,7 +330,7 @@ def make_curvature_step(model, loss: str, train_ops: Sequence[Any], base_rng: Ar
                            "output (model=lenet5); use sdlm.curvature='loss'")
         return sown["intermediates"]["rbf_input"][0].astype(jnp.float32)
 
-      f6 = rbf_input(state.params, x)
+      f6 = jax.eval_shape(rbf_input, state.params, x)  # its shape: d2(y_D)/dx2 = 2
       h = diagonal_gauss_newton(rbf_input, [state.params, x], jnp.full(f6.shape, 2.0))[0]
     else:
       outputs = outputs_of(state.params, x)
