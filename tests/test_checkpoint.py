@@ -307,7 +307,8 @@ def test_a_failed_restore_leaves_only_the_warning_on_stderr(tmp_path):
 def _two_processes(phase, workdir, port):
   """This file as a script, as 2 processes x 1 CPU device; returns their stdouts."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
+             "--xla_force_host_platform_device_count=1")
   procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), phase, str(workdir),
                              str(port), str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True) for i in range(2)]

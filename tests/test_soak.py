@@ -20,7 +20,8 @@ def cpu_env() -> dict[str, str]:
   """One CPU device, as tests/test_train.py runs train.py."""
   flags = ("--xla_force_host_platform_device_count=1 "
            "--xla_cpu_collective_call_terminate_timeout_seconds=900")
-  return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  return dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}",
+              JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
 
 
 def test_three_kills_end_bitwise_equal_to_the_uninterrupted_run(tmp_path, capsys, monkeypatch):

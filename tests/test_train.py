@@ -24,7 +24,8 @@ def cpu_env(devices: int) -> dict[str, str]:
   past XLA:CPU's 40 s collective timeout (which aborts the process), so it is raised."""
   flags = (f"--xla_force_host_platform_device_count={devices} "
            "--xla_cpu_collective_call_terminate_timeout_seconds=900")
-  return dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  return dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}",
+              JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
 
 
 # train.py, and then a check that TensorFlow was never imported: the GPU machines have
