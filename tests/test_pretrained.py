@@ -15,9 +15,9 @@ from training import pretrained
 SHAPE = (16, 16, 3)
 
 
-def _variables(num_classes, width=4, seed=0, name="resnet20"):
+def _variables(num_classes, width=4, seed=0, name="resnet20", **kwargs):
   """A model's variable tree filled with random values: eval_shape, no compilation."""
-  model = models.create_model(name, num_classes=num_classes, width=width)
+  model = models.create_model(name, num_classes=num_classes, width=width, **kwargs)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *SHAPE)),
                                              train=False))
   rng = np.random.default_rng(seed)
@@ -72,7 +72,7 @@ def test_save_load_round_trip_and_no_overwrite(tmp_path):
 def test_train_starts_from_init_from(tmp_path, capsys):
   """With lr 0, the trained parameters are the pretrained ones, except the classifier
   (1000 -> 10 classes), which is new."""
-  theirs = _variables(1000, seed=7)
+  theirs = _variables(1000, seed=7, blocks_per_stage=1)  # TINY_BN's ResNet-8
   pretrained.save_variables(str(tmp_path / "w"), theirs)
   workdir = tmp_path / "run"
   args = test_train.TINY_BN + ["--config.learning_rate=0", "--config.stop_after_steps=1"]
