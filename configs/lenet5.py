@@ -46,7 +46,7 @@ with the paper's stated +-2.4/F the deep activations, and so every curvature, st
 0, and every weight steps by eta/mu). Together the first pass reads 3.1e-6 .. 0.0108 with
 no h below mu; each alone still diverges (README, Results). Measured (seeds 0-2): with
 ``distort``, 0.77, 0.65, 0.61% (the paper: 0.8%); without, 1.14, 1.11, 1.13% (the paper:
-0.95%); about 7 min a run.
+0.95%; with standardised inputs 1.25, 1.18, 0.99%); about 7 min a run.
 
 Arguments (comma-separated): ``modern``; ``per_pattern``; ``sgd`` (the faithful net with
 SGD in place of SDLM); ``background`` (the 11th class of the paper's sliding-window training, Sec.

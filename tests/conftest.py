@@ -11,7 +11,8 @@ import train
 # One persistent compilation cache for the suite, the same that train.py uses by
 # default (tests that run train.py share it too): the many tests that compile the same
 # tiny steps compile them once, and a second run of the suite compiles almost nothing.
-# Programs that compile in under half a second are not worth a file.
+# Programs that compile in under half a second are not worth a file (keeping them too
+# took four test files 142 s against 137 s, with -n 2 and an empty cache).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.expanduser(train.COMPILATION_CACHE))
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
@@ -21,10 +22,12 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 # The tests' programs are small and run a few steps, so compiling them costs more than
 # running them: XLA's backend optimisation level 1 (of 0-3; the default is 2) compiles
 # them faster and still runs them about as fast. Measured on five test files with an
-# empty cache: 59 s at level 2, 47 s at 1, 60 s at 0 (whose code runs several times
-# slower: tests that train for an epoch took 2-5x longer). Set here, before JAX starts its
-# CPU backend, for the tests and (through XLA_FLAGS, which the tests' process helpers
-# extend rather than replace) for the train.py processes they start.
+# empty cache: 59 s at level 2, 47 s at 1, 60 s at 0, whose code runs several times
+# slower (tests that train for an epoch took 2-5x longer). JAX's
+# jax_disable_most_optimizations (level 0 and more) also moved test_parallel's
+# multi-device losses 3e-4 from the one-device run's, past its 1e-5. Set here, before
+# JAX starts its CPU backend, for the tests and (through XLA_FLAGS, which the tests'
+# process helpers extend rather than replace) for the train.py processes they start.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=1"
 if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
