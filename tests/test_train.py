@@ -50,7 +50,7 @@ def run(args, workdir, devices=1, check=True, no_tensorflow=False):
 
 def run_here(args, workdir, capsys, check=True):
   """``train.main`` in this process: what ``run`` checks, without a new interpreter's
-  imports (jax, sklearn, tensorboardX's torch: seconds per run). Same return shape."""
+  imports (jax, sklearn: seconds per run). Same return shape."""
   import train  # pylint: disable=g-import-not-at-top
   capsys.readouterr()
   argv = [*args, "--workdir", str(workdir)]
