@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+import test_train
 from tools import soak
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,18 +17,11 @@ DIGITS = ["--config", "configs/lenet1989.py", "--config.num_epochs=2",
           "--config.log_every_steps=10"]
 
 
-def cpu_env() -> dict[str, str]:
-  """One CPU device, as tests/test_train.py runs train.py."""
-  flags = ("--xla_force_host_platform_device_count=1 "
-           "--xla_cpu_collective_call_terminate_timeout_seconds=900")
-  return dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}",
-              JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-
-
 def test_three_kills_end_bitwise_equal_to_the_uninterrupted_run(tmp_path, capsys, monkeypatch):
   w = tmp_path / "soak"
-  # The soak in this process (its train.py runs are subprocesses, with cpu_env).
-  for k, v in cpu_env().items():
+  # The soak in this process; its train.py runs are subprocesses, on one CPU device as
+  # test_train's.
+  for k, v in test_train.cpu_env(1).items():
     monkeypatch.setenv(k, v)
   monkeypatch.chdir(ROOT)
   # Seed 1 aims the third kill at a checkpoint save (the first two are timed).
@@ -122,7 +116,7 @@ def test_a_workdir_in_use_and_a_failing_reference_are_one_line(tmp_path, capsys,
   assert len(err.strip().splitlines()) == 1 and "is not an empty directory" in err, err
 
   # A config train.py refuses: its own one-line error, from the reference run.
-  for k, v in cpu_env().items():
+  for k, v in test_train.cpu_env(1).items():
     monkeypatch.setenv(k, v)
   assert soak.main(DIGITS + ["--config.nokey=1", "--workdir", str(tmp_path / "w")]) == 2
   err = capsys.readouterr().err
