@@ -49,8 +49,8 @@ no h below mu; each alone still diverges (README, Results). Measured (seeds 0-2)
 0.95%; with standardised inputs 1.25, 1.18, 0.99%); about 7 min a run.
 
 Arguments (comma-separated): ``modern``; ``per_pattern``; ``sgd`` (the faithful net with
-SGD in place of SDLM); ``background`` (the 11th class of the paper's sliding-window training, Sec.
-VII.C: ``background_class``); ``distort`` (the paper's distorted training set, 0.9 of
+SGD in place of SDLM); ``background`` (the 11th class of the paper's sliding-window
+training, Sec. VII.C: ``background_class``); ``distort`` (the paper's distorted training set, 0.9 of
 the examples; with ``modern`` it replaces the shifts); ``digits`` (offline data);
 ``tiny`` (seconds, synthetic, for tests).
 """

@@ -516,7 +516,8 @@ class LeNet5(nn.Module):
     x = act(WindowDense(120, (5, 5), init, self.dtype, name="C5")(x))
     x = act(nn.Dense(84, kernel_init=init, dtype=self.dtype, param_dtype=jnp.float32,
                      name="F6")(x))
-    # F6's state, for SDLM's "rbf_mle" curvature (kept only when asked: mutable intermediates).
+    # F6's state, for SDLM's "rbf_mle" curvature (kept only where the caller makes
+    # "intermediates" mutable).
     self.sow("intermediates", "rbf_input", x)
     # Euclidean RBF output: squared distance to each fixed code, as logits -y.
     codes = rbf_codes(self.num_classes).astype(self.dtype)

@@ -54,6 +54,8 @@ import jax.numpy as jnp
 import optax
 from jax.extend import core as jex_core
 
+from training import config as config_lib
+
 Array = jax.Array
 
 
@@ -305,8 +307,9 @@ def make_curvature_step(model, loss: str, train_ops: Sequence[Any], base_rng: Ar
   F6. The first collapses as the network grows confident (softmax: ``p (1 - p) -> 0``);
   the second does not.
   """
-  if curvature not in ("loss", "rbf_mle"):
-    raise ValueError(f"sdlm curvature must be 'loss' or 'rbf_mle', got {curvature!r}")
+  if curvature not in config_lib.CHOICES["sdlm.curvature"]:
+    raise ValueError(f"sdlm curvature must be one of "
+                     f"{config_lib.CHOICES['sdlm.curvature']}, got {curvature!r}")
   from input_pipeline import augment  # pylint: disable=g-import-not-at-top
   from training import losses  # pylint: disable=g-import-not-at-top
 
