@@ -310,7 +310,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                           f"training examples of {ds.name}; lower it")
     curvature_fn = jit_with_key(
         "curvature", lambda rng: source.pass_start_loop(sdlm.make_curvature_step(
-            model, config.loss, step_cfg.train_ops, rng, config.sdlm.curvature), n),
+            model, config.loss, step_cfg.train_ops, rng, config.sdlm.curvature,
+            config.map_j), n),
         jax.random.fold_in(step_rng, 1), mesh, donate_argnums=(0,),
         out_shardings=state_sharding)
     # The estimate's spread, read at the log point after each pass start (no extra wait).

@@ -73,6 +73,9 @@ def base() -> ml_collections.ConfigDict:
   c.eval_batch_size = 512
   c.loss = "cross_entropy"  # cross_entropy | mse (squared error on +-1 targets)
   c.label_smoothing = 0.0
+  # LeNet-5's MAP criterion (1998, eq. 9): the cross-entropy gets one more, constant logit
+  # -map_j that is never the target (the paper's j; training/losses.py). None: plain.
+  c.map_j = config_dict.placeholder(float)
   c.grad_accum_steps = 1  # run each batch as this many micro-batches (big batches, 1 GPU)
   c.ema_decay = 0.0  # moving average of the weights, evaluated too (ConvNeXt 0.9999); 0: off
   c.ema_warmup = False  # decay min(ema_decay, (1 + step) / (10 + step)) (timm's warm-up)

@@ -88,6 +88,7 @@ def test_file_errors(tmp_path):
     ("batch_size", "0", "must be positive"),
     ("dtype", "float16", "is not one of float32, bfloat16"),
     ("label_smoothing", "0.1", "only applies to loss=cross_entropy"),
+    ("map_j", "5", "map_j is a term of the cross-entropy, but loss=mse"),
 ])
 def test_validate(key, value, match):
   c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")  # loss=mse

@@ -91,6 +91,28 @@ def test_cross_entropy_and_smoothing():
   np.testing.assert_allclose(smooth, -(target * jnp.log(p)).sum(-1), rtol=1e-6)
 
 
+def test_map_criterion_is_the_papers_eq_9():
+  """LeNet-5's MAP criterion, y_D + log(exp(-j) + sum_i exp(-y_i)), on RBF penalties y
+  (logits -y); a very large j is the plain cross-entropy, soft targets work too."""
+  y = jnp.array([[3.0, 40.0, 7.5], [60.0, 70.0, 45.0]])
+  labels = jnp.array([0, 2])
+  for j in (0.0, 5.0, 20.0):
+    want = y[jnp.arange(2), labels] + jnp.log(jnp.exp(-j) + jnp.exp(-y).sum(-1))
+    np.testing.assert_allclose(losses.cross_entropy(-y, labels, map_j=j), want, rtol=1e-5)
+  np.testing.assert_allclose(losses.cross_entropy(-y, labels, map_j=1e4),
+                             losses.cross_entropy(-y, labels), rtol=1e-6)
+  # Far above j, the criterion pulls the right penalty down at rate 1 (the MLE term),
+  # where the cross-entropy has all but stopped.
+  grad = jax.grad(lambda y: losses.cross_entropy(-y, labels, map_j=5.0).sum())(y)
+  assert float(grad[1, 2]) == pytest.approx(1.0, abs=1e-3)
+  assert abs(float(jax.grad(lambda y: losses.cross_entropy(-y, labels).sum())(y)[1, 2])) < 1e-3
+  soft = jax.nn.one_hot(labels, 3)
+  np.testing.assert_allclose(losses.cross_entropy(-y, soft, map_j=5.0),
+                             losses.cross_entropy(-y, labels, map_j=5.0), rtol=1e-6)
+  with pytest.raises(ValueError, match="map_j"):
+    losses.per_example_loss("mse", -y, labels, map_j=5.0)
+
+
 def test_mse_on_pm1_targets():
   out = jnp.array([[1.0, -1.0, -1.0], [0.0, 0.0, 0.0]])
   np.testing.assert_allclose(losses.mse_pm1(out, jnp.array([0, 2])), [0.0, 1.0])

@@ -243,6 +243,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("Mixup / CutMix make soft targets, which need loss=cross_entropy")
   if config.loss == "mse" and config.label_smoothing:
     raise ConfigError("config.label_smoothing only applies to loss=cross_entropy")
+  if config.get("map_j") is not None and config.loss != "cross_entropy":
+    raise ConfigError(f"config.map_j is a term of the cross-entropy, but loss={config.loss}; "
+                      "use --config.loss=cross_entropy or --config.map_j=None")
   in_memory = {"config.background_class adds examples to a dataset held in memory":
                    config.get("background_class"),
                "optimizer=sdlm estimates its curvature on training images held on the "

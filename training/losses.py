@@ -9,18 +9,31 @@ import optax
 LOSSES = ("cross_entropy", "mse")
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array,
-                  label_smoothing: float = 0.0) -> jax.Array:
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0,
+                  map_j: float | None = None) -> jax.Array:
   """Softmax cross-entropy with optional label smoothing; one value per example.
 
   ``labels`` are class indices (B,), or soft targets (B, classes) that Mixup / CutMix
   made (already smoothed there, so ``label_smoothing`` is not applied again).
+
+  ``map_j``: LeNet-5's MAP criterion (LeCun et al. 1998, eq. 9), where the logits are the
+  negative RBF penalties ``-y_i``: ``y_D + log(exp(-j) + sum_i exp(-y_i))``. That is the
+  cross-entropy over the logits and one more, constant logit ``-j`` that is never the
+  target; it stops pushing a wrong class's penalty up once it is well above ``j``, and
+  keeps pulling the right class's penalty down while it is above ``j``. ``None``: plain
+  cross-entropy (``j`` infinite).
   """
   if labels.ndim == logits.ndim:
-    return optax.softmax_cross_entropy(logits, labels.astype(logits.dtype))
-  targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-  if label_smoothing:
-    targets = optax.smooth_labels(targets, label_smoothing)
+    targets = labels.astype(logits.dtype)
+  else:
+    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    if label_smoothing:
+      targets = optax.smooth_labels(targets, label_smoothing)
+  if map_j is not None:
+    logits = jnp.concatenate([logits, jnp.full((*logits.shape[:-1], 1), -map_j,
+                                               logits.dtype)], axis=-1)
+    targets = jnp.concatenate([targets, jnp.zeros((*targets.shape[:-1], 1),
+                                                  targets.dtype)], axis=-1)
   return optax.softmax_cross_entropy(logits, targets)
 
 
@@ -36,11 +49,13 @@ def mse_pm1(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def per_example_loss(name: str, logits: jax.Array, labels: jax.Array,
-                     label_smoothing: float = 0.0) -> jax.Array:
+                     label_smoothing: float = 0.0, map_j: float | None = None) -> jax.Array:
   if name == "cross_entropy":
-    return cross_entropy(logits, labels, label_smoothing)
+    return cross_entropy(logits, labels, label_smoothing, map_j)
   if name == "mse":
     if labels.ndim == logits.ndim:
       raise ValueError("loss='mse' takes class labels; Mixup / CutMix need cross_entropy")
+    if map_j is not None:
+      raise ValueError("map_j is a term of the cross-entropy; loss='mse' has none")
     return mse_pm1(logits, labels)
   raise ValueError(f"unknown loss {name!r}; use one of {LOSSES}")

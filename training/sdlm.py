@@ -292,7 +292,7 @@ def diagonal_gauss_newton(fn: Callable[..., Array], args: Sequence[Any],
 
 
 def make_curvature_step(model, loss: str, train_ops: Sequence[Any], base_rng: Array,
-                        curvature: str = "loss") -> Callable:
+                        curvature: str = "loss", map_j: float | None = None) -> Callable:
   """Returns ``curvature_step(state, images, labels) -> state``: the SDLM estimate on one
   batch of raw training images (the paper's 500 patterns), stored in the optimizer state.
 
@@ -304,7 +304,7 @@ def make_curvature_step(model, loss: str, train_ops: Sequence[Any], base_rng: Ar
   propagated back through the whole network; or ``"rbf_mle"`` (LeNet-5 only), the
   curvature of the paper's MLE criterion ``y_D = sum_j (x_j - w_Dj)^2`` (its eq. 8) with
   respect to F6's state x, exactly 2 per unit whatever the class, propagated back from
-  F6. The first collapses as the network grows confident (softmax: ``p (1 - p) -> 0``);
+  F6 (``map_j``, the MAP criterion's constant, enters the first only). The first collapses as the network grows confident (softmax: ``p (1 - p) -> 0``);
   the second does not.
   """
   if curvature not in config_lib.CHOICES["sdlm.curvature"]:
@@ -314,7 +314,7 @@ def make_curvature_step(model, loss: str, train_ops: Sequence[Any], base_rng: Ar
   from training import losses  # pylint: disable=g-import-not-at-top
 
   def per_pattern_loss(outputs, label):
-    return losses.per_example_loss(loss, outputs[None], label[None])[0]
+    return losses.per_example_loss(loss, outputs[None], label[None], map_j=map_j)[0]
 
   def curvature_step(state, images, labels):
     rng = jax.random.fold_in(base_rng, state.step)

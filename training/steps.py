@@ -54,6 +54,7 @@ class StepConfig:
   eval_ops: tuple[recipe_lib.Op, ...] = dataclasses.field(default_factory=_identity_ops)
   loss: str = "cross_entropy"
   label_smoothing: float = 0.0
+  map_j: float | None = None  # LeNet-5's MAP criterion's constant j (losses.cross_entropy)
   aux_loss_weight: float = 0.3  # for models with auxiliary classifiers (GoogLeNet)
   # BatchNorm batch statistics: "global" (over the whole batch, all devices: synchronised
   # BN) or "per_device" (each device normalises its own share, as the papers' multi-GPU
@@ -144,7 +145,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
                                  mutable=["batch_stats"] if batch_stats else [])
       logits, aux_logits = split_outputs(out)
       loss_of = lambda z: losses.per_example_loss(
-          cfg.loss, z.astype(jnp.float32), targets, cfg.label_smoothing).mean()
+          cfg.loss, z.astype(jnp.float32), targets, cfg.label_smoothing, cfg.map_j).mean()
       loss = loss_of(logits)
       total = loss + cfg.aux_loss_weight * sum(loss_of(z) for z in aux_logits)
       return total, (loss, logits.astype(jnp.float32),
@@ -300,7 +301,7 @@ def make_eval_step(model: nn.Module, cfg: StepConfig,
         logits = outputs.mean(axis=1)
     else:
       logits = outputs
-    loss = losses.per_example_loss(cfg.loss, logits, labels)
+    loss = losses.per_example_loss(cfg.loss, logits, labels, map_j=cfg.map_j)
     k = min(5, logits.shape[-1])
     topk = jax.lax.top_k(logits, k)[1]
     top1 = topk[:, 0] == labels
