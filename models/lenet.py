@@ -452,9 +452,12 @@ class LeNet5(nn.Module):
 
   * Loss. The paper's MAP criterion (eq. 9) is
     ``y_D + log(exp(-j) + sum_i exp(-y_i))``; with logits ``-y`` that is softmax
-    cross-entropy over the ten classes plus one "rubbish" class of constant logit -j.
-    We train with plain cross-entropy on ``-y``, its ``j -> inf`` limit (the paper does
-    not give j).
+    cross-entropy over the ten classes plus one "rubbish" class of constant logit -j:
+    the loss, not the model, adds it (``config.map_j``, training/losses.py), so the
+    model's outputs stay the ten classes' ``-y``. The paper does not give j;
+    configs/lenet5.py:per_pattern takes j = 5, chosen on 10,000 held-out training
+    digits; its batch-16 default trains with plain cross-entropy, the ``j -> inf``
+    limit, which does better there (README, Results).
   * Initialisation: uniform in ``[-2.4/F, 2.4/F]`` with F the fan-in, as in the paper
     (``weight_init='fan_in'``); subsampling coefficients start at 1/4 (an average).
   * RBF codes are fixed (not trainable) and not counted, as in the paper's 60,000.

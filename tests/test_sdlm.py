@@ -155,8 +155,8 @@ def test_an_operation_without_a_rule_is_named():
 def test_per_pattern_lenet5_takes_the_curvature_and_init_that_keep_it_stable(spec):
   config_lib.check(spec, [])
   c = config_lib.load_config(spec)
-  assert (c.batch_size, c.sdlm.curvature, c.model_kwargs.weight_init) == (
-      1, "rbf_mle", "sqrt_fan_in")
+  assert (c.batch_size, c.sdlm.curvature, c.model_kwargs.weight_init, c.map_j) == (
+      1, "rbf_mle", "sqrt_fan_in", 5.0)
   assert c.optimizer == "sdlm" and c.learning_rate == 5e-4  # the paper's eta, per pattern
   with pytest.raises(config_lib.ConfigError, match="'per_pattern' is the faithful net's"):
     config_lib.check("configs/lenet5.py:modern,per_pattern", [])
