@@ -7,9 +7,13 @@ figures. ``:sdlm`` is the paper's own: a "positive, diagonal approximation of th
 Hessian" (stochastic diagonal Levenberg-Marquardt, training/sdlm.py; mu 0.02, the
 diagonal re-estimated on 500 digits before each pass) with the paper's initialisation,
 uniform in +-2.4/F, which is too small for plain SGD to train in 23 passes but not for
-SDLM, whose steps grow where the curvature is small. The paper gives no step size or
-schedule: eta = 2e-3, constant (1e-3 and 3e-3 do worse, and the 1998 paper's decaying
-schedule too).
+SDLM, whose steps grow where the curvature is small, and the paper's "scaled hyperbolic
+tangent" (1.7159 tanh(2x/3) at every layer, so the +-1 targets lie in its quasilinear
+range, as the paper says they should). The paper gives no step size or schedule: eta =
+1e-3, constant, chosen among 1e-3, 2e-3 and 4e-3 on 2,000 held-out USPS training digits
+(README, Results), where the scaled tanh also beat plain tanh at 2e-3 (2.40% against
+2.68%, 2 seeds). USPS test, seeds 0-2: 5.08, 5.28, 5.08% (102, 106, 102 misses; the
+paper: 102); plain tanh at 2e-3 gave 105, 101, 116.
 
   # First run, offline: scikit-learn's digits (8x8 upsampled to 16x16). 2-core CPU: ~9 s, 97.56%.
   python train.py --config configs/lenet1989.py --workdir runs/lenet1989
@@ -75,8 +79,10 @@ def get_config(arg=None):
   c.device_loop = True  # batch 1: one call per log interval, not per example (4x faster)
   if args.get("sdlm"):
     c.optimizer = "sdlm"
-    c.learning_rate = 2e-3
+    c.learning_rate = 1e-3
     c.model_kwargs.weight_init = "fan_in"  # the paper's +-2.4/F
+    c.model_kwargs.activation = "scaled_tanh"  # the paper's; +-1 targets in its linear range
+    c.model_kwargs.output_activation = "scaled_tanh"
   if args.get("tiny"):
     use_tiny_data(c)
     if c.optimizer == "sdlm":
