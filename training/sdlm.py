@@ -304,8 +304,9 @@ def make_curvature_step(model, loss: str, train_ops: Sequence[Any], base_rng: Ar
   propagated back through the whole network; or ``"rbf_mle"`` (LeNet-5 only), the
   curvature of the paper's MLE criterion ``y_D = sum_j (x_j - w_Dj)^2`` (its eq. 8) with
   respect to F6's state x, exactly 2 per unit whatever the class, propagated back from
-  F6 (``map_j``, the MAP criterion's constant, enters the first only). The first collapses as the network grows confident (softmax: ``p (1 - p) -> 0``);
-  the second does not.
+  F6. ``map_j`` (the MAP criterion's constant j) enters the first only. The first
+  collapses as the network grows confident (softmax: ``p (1 - p) -> 0``); the second
+  does not.
   """
   if curvature not in config_lib.CHOICES["sdlm.curvature"]:
     raise ValueError(f"sdlm curvature must be one of "
