@@ -488,7 +488,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     say(f"final test accuracy: {100 * summary['eval_top1']:.2f}% "
           f"(error {100 * (1 - summary['eval_top1']):.2f}%, top-5 "
           f"{100 * summary['eval_top5']:.2f}%) on {int(evals[-1]['eval_count'])} test images "
-          f"after {step / steps_per_epoch:g} epochs; {wall:.1f} s this run ({train_seconds:.2f} "
+          f"after {step / steps_per_epoch:g} epochs"
+          + (f" (EMA weights: {100 * summary['ema_eval_top1']:.2f}%)"
+             if "ema_eval_top1" in summary else "")
+          + f"; {wall:.1f} s this run ({train_seconds:.2f} "
           f"s of training steps after the first), {total_wall:.1f} s in all. "
           f"Curves: {os.path.join(workdir, 'curves.png')}", flush=True)
   return summary

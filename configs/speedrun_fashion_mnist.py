@@ -5,7 +5,10 @@ recipe what the CIFAR-10 speedruns converged on: SGD with Nesterov momentum 0.85
 short triangular ("one-cycle") schedule, label smoothing 0.2, random flips and 2-pixel
 reflect-padded translations, and test-time augmentation: on the CPU airbench's six views
 (``eval_mode=flip_translate``: the image, one-pixel shifts, their mirrors), on the GPU
-flip averaging (``eval_mode=flip``, as measured there).
+flip averaging (``eval_mode=flip``, as measured there). On the CPU the network evaluated
+and reported is a moving average of the weights (``ema_decay=0.99`` per step, a horizon
+of about 100 of the run's 2,340 steps; airbench keeps a similar average, its
+"lookahead"): on the same seed it read 94.34% where the raw weights read 93.65%.
 airbench's learning-rate parameterisation is converted to ours: its lr 11.5 and weight
 decay 0.0153 "per kilostep" at batch 1024 are a peak rate of 1.5 on the mean loss
 (``lr_base_batch_size=1024``: scaled linearly for other batches) and L2 1.33e-3 on the
@@ -19,8 +22,9 @@ kernels; its schedule rises from 0.2 to 1 over the first 23% of the steps and fa
 Arguments (comma-separated):
 
 - (none) or ``cpu``: sized for a 2-core CPU: the native 28x28 images, a narrow net
-  (``widths``), batch 256, evaluation every other epoch (the accuracy-against-time
-  curve), a checkpoint at the end only.
+  (``widths``), batch 256, the weights' moving average, evaluation after epochs 5 and 10
+  (each six-view evaluation of the raw and averaged weights costs about 55 s), a
+  checkpoint at the end only.
 - ``gpu``: airbench94's own widths (64, 256, 256) on the images padded to 32x32 (as the
   airbench Fashion-MNIST anchor in ../shared/REFERENCE.md), batch 1024, evaluation at
   the end only.
@@ -57,6 +61,7 @@ def get_config(arg=None):
     c.model_kwargs.widths = CPU_WIDTHS
     c.batch_size = 256
     num_epochs = CPU_EPOCHS
+    c.ema_decay = 0.99  # the network reported (README, "Speedrun")
   c.num_epochs = args.get("epochs", num_epochs)
   c.eval_batch_size = 1000
   c.augment.flip = True
@@ -78,7 +83,7 @@ def get_config(arg=None):
   c.warmup_epochs = c.get_ref("num_epochs").to_float() * 0.23
   c.min_learning_rate = c.get_ref("batch_size").to_float() * (0.07 * 1.5 / 1024)
   # Evaluate and checkpoint rarely: the clock is running.
-  c.eval_every_epochs = c.num_epochs if gpu else 2
+  c.eval_every_epochs = c.num_epochs if gpu else 5
   c.checkpoint_every_epochs = c.num_epochs
   c.log_every_steps = 0
   if args.get("tiny"):

@@ -71,8 +71,9 @@ def test_multi_view_eval_averages_the_softmax_of_the_views(mode, views_op):
 
 
 def test_speedrun_configs_hold_the_recipe():
-  for arg, side, batch, widths, views in (("", 28, 256, (64, 128, 256), "flip_translate"),
-                                          ("gpu", 32, 1024, (64, 256, 256), "flip")):
+  for arg, side, batch, widths, views, ema in (
+      ("", 28, 256, (64, 128, 256), "flip_translate", 0.99),
+      ("gpu", 32, 1024, (64, 256, 256), "flip", 0.0)):
     checked = config_lib.check(f"{CONFIG}:{arg}")
     c = checked.config
     assert checked.image_shape == (side, side, 1)
@@ -80,6 +81,7 @@ def test_speedrun_configs_hold_the_recipe():
     assert tuple(checked.model.widths) == widths
     assert (c.optimizer, c.momentum, c.nesterov, c.label_smoothing) == ("sgd", 0.85, True, 0.2)
     assert (c.augment.flip, c.augment.crop_padding, c.augment.eval_mode) == (True, 2, views)
+    assert c.ema_decay == ema  # the CPU run reports its weights' moving average
     # airbench's peak lr 1.5 at batch 1024, scaled; its triangle ends at 0.07 of the peak.
     assert c.learning_rate * batch / c.lr_base_batch_size == pytest.approx(1.5 * batch / 1024)
     assert c.min_learning_rate == pytest.approx(0.07 * 1.5 * batch / 1024)
@@ -114,12 +116,15 @@ def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
   with open(os.path.join(workdir, "seed0", "summary.json")) as f:
     summary = json.load(f)
   (run,) = report["runs"]
-  assert run["top1"] == pytest.approx(100 * summary["eval_top1"])
+  # The config keeps a moving average of the weights: that is the network reported.
+  assert run["weights"] == "ema"
+  assert run["top1"] == pytest.approx(100 * summary["ema_eval_top1"])
+  assert run["top1_raw"] == pytest.approx(100 * summary["eval_top1"])
   # Training time: the steps after the first, less evaluation: inside the run's wall time.
   assert 0 < run["train_sec"] < summary["wall_time_this_run_sec"] < run["wall_sec"]
   assert [p["epoch"] for p in run["curve"]] == [1, 2]  # tiny evaluates every epoch
   assert 0 < run["curve"][0]["train_sec"] < run["curve"][1]["train_sec"] <= run["train_sec"]
-  assert f"seed 0: {run['top1']:.2f}%" in out
+  assert f"seed 0: {run['top1']:.2f}% (EMA weights; raw {run['top1_raw']:.2f}%)" in out
   assert os.path.getsize(os.path.join(workdir, "speedrun.png")) > 10_000
   # Seeds added later are reported with the earlier ones.
   with open(os.path.join(workdir, "seed0.json")) as f:
