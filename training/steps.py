@@ -294,14 +294,19 @@ def make_eval_step(model: nn.Module, cfg: StepConfig,
       outputs = apply(x.reshape(b * v, *x.shape[2:])).reshape(b, v, -1)
     else:
       outputs = apply(x)
-    if outputs.ndim == 3:
-      if cfg.loss == "cross_entropy":
-        logits = jnp.log(jnp.mean(jax.nn.softmax(outputs, axis=-1), axis=1) + 1e-30)
-      else:
-        logits = outputs.mean(axis=1)
+    if outputs.ndim == 3 and cfg.loss == "cross_entropy":
+      # The views' probabilities averaged; with the MAP criterion each view's softmax holds
+      # its constant logit -j too, so the loss is the criterion's on the average.
+      n = outputs.shape[-1]
+      if cfg.map_j is not None:
+        outputs = jnp.concatenate(
+            [outputs, jnp.full((*outputs.shape[:-1], 1), -cfg.map_j, outputs.dtype)], -1)
+      log_probs = jnp.log(jnp.mean(jax.nn.softmax(outputs, axis=-1), axis=1) + 1e-30)
+      loss = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+      logits = log_probs[:, :n]
     else:
-      logits = outputs
-    loss = losses.per_example_loss(cfg.loss, logits, labels, map_j=cfg.map_j)
+      logits = outputs.mean(axis=1) if outputs.ndim == 3 else outputs
+      loss = losses.per_example_loss(cfg.loss, logits, labels, map_j=cfg.map_j)
     k = min(5, logits.shape[-1])
     topk = jax.lax.top_k(logits, k)[1]
     top1 = topk[:, 0] == labels
