@@ -30,11 +30,17 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
     if label_smoothing:
       targets = optax.smooth_labels(targets, label_smoothing)
   if map_j is not None:
-    logits = jnp.concatenate([logits, jnp.full((*logits.shape[:-1], 1), -map_j,
-                                               logits.dtype)], axis=-1)
+    logits = with_map_logit(logits, map_j)
     targets = jnp.concatenate([targets, jnp.zeros((*targets.shape[:-1], 1),
                                                   targets.dtype)], axis=-1)
   return optax.softmax_cross_entropy(logits, targets)
+
+
+def with_map_logit(logits: jax.Array, map_j: float) -> jax.Array:
+  """``logits`` with the MAP criterion's constant logit ``-j`` appended as a last class
+  (never a target; see ``cross_entropy``)."""
+  return jnp.concatenate([logits, jnp.full((*logits.shape[:-1], 1), -map_j, logits.dtype)],
+                         axis=-1)
 
 
 def mse_pm1(outputs: jax.Array, labels: jax.Array) -> jax.Array:

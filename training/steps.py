@@ -299,8 +299,7 @@ def make_eval_step(model: nn.Module, cfg: StepConfig,
       # its constant logit -j too, so the loss is the criterion's on the average.
       n = outputs.shape[-1]
       if cfg.map_j is not None:
-        outputs = jnp.concatenate(
-            [outputs, jnp.full((*outputs.shape[:-1], 1), -cfg.map_j, outputs.dtype)], -1)
+        outputs = losses.with_map_logit(outputs, cfg.map_j)
       log_probs = jnp.log(jnp.mean(jax.nn.softmax(outputs, axis=-1), axis=1) + 1e-30)
       loss = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
       logits = log_probs[:, :n]
