@@ -169,11 +169,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   say = print if primary else (lambda *a, **k: None)
   _check_workdir(workdir)
   changes = _check_same_experiment(config, workdir)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-  except OSError as e:
-    raise config_lib.ConfigError(f"cannot create --workdir {workdir}: {e.strerror}; give "
-                                 "a directory you can write") from None
 
   # Devices: a (data, fsdp) mesh over every device of every process. Every batch is
   # split over all devices; parameters over the fsdp axis when mesh.fsdp > 1.
@@ -248,6 +243,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   abstract = jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, state_sharding)
 
+  # Created only now, once the data opened and the model and plan were built, so that a
+  # run that fails before it starts leaves no empty --workdir behind.
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise config_lib.ConfigError(f"cannot create --workdir {workdir}: {e.strerror}; give "
+                                 "a directory you can write") from None
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
   # The newest checkpoint that restores; newer ones that do not are moved aside to
   # checkpoints/corrupt-<step> with a warning (nothing is deleted).

@@ -130,6 +130,8 @@ def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
   err = proc.stderr.strip().splitlines()
   assert err[-1].startswith("error: ") and message in err[-1], proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
+  # A run that never started leaves no (empty) --workdir behind.
+  assert not (tmp_path / "w").exists()
 
 
 def test_bad_config_files_and_workdirs_are_one_line(tmp_path, capsys):
