@@ -12,7 +12,7 @@ from input_pipeline.augment import apply_ops
 from input_pipeline.augment import center_crop
 from input_pipeline.augment import color_jitter
 from input_pipeline.augment import distort
-from input_pipeline.augment import flip_translate_views, flip_views
+from input_pipeline.augment import flip_translate_views, flip_views, translate_views
 from input_pipeline.augment import lighting
 from input_pipeline.augment import mixup_cutmix
 from input_pipeline.augment import normalize
@@ -68,5 +68,6 @@ __all__ = [
     "steps_per_epoch",
     "ten_crop",
     "train_batch",
+    "translate_views",
     "train_subset",
 ]

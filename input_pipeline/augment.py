@@ -674,15 +674,28 @@ def flip_translate_views(images: jax.Array) -> jax.Array:
   return jnp.stack(views + [v[:, :, ::-1] for v in views], axis=1)
 
 
+def translate_views(images: jax.Array, mode: str = "constant") -> jax.Array:
+  """Nine views as a view axis, (B, H, W, C) -> (B, 9, H, W, C): the image shifted by
+  every offset in {-1, 0, 1}^2 (the image itself in the middle, view 4), the uncovered
+  border filled as ``random_crop``'s ``mode`` fills it (the config's ``crop_mode``: zero
+  background, reflect, edge or wrap). Test-time augmentation for what must not be
+  mirrored (digits)."""
+  if mode not in _PAD_MODES:
+    raise ValueError(f"crop mode {mode!r} is not one of {_PAD_MODES}")
+  padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
+  h, w = images.shape[1:3]
+  return jnp.stack([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)],
+                   axis=1)
+
+
 def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],
               labels: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
   """Runs a plan's device ops (``recipe.plan``) on a batch, in order.
 
   Each op draws from ``fold_in(key, its index)``. ``mixup_cutmix`` turns ``labels``
   into soft targets; otherwise the labels come back unchanged. Evaluation chains
-  (``key`` None) are deterministic; ``ten_crop``, ``flip_views`` and ``flip_translate_views`` add a
-  view axis
-  after the batch.
+  (``key`` None) are deterministic; ``ten_crop``, ``flip_views``,
+  ``flip_translate_views`` and ``translate_views`` add a view axis after the batch.
 
   Returns:
     (images, targets).
@@ -735,6 +748,8 @@ def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],
       images = flip_views(images)
     elif op == "flip_translate_views":
       images = flip_translate_views(images)
+    elif op == "translate_views":
+      images = translate_views(images, kw["mode"])
     else:
       raise ValueError(f"{op!r} is not a device op")
     i += 1

@@ -53,7 +53,9 @@ IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
 CROP_MODES = ("constant", "reflect", "edge", "wrap")
 RESIZE_METHODS = ("bilinear", "bicubic")
 ERASE_MODES = ("uniform", "pixel")
-EVAL_MODES = ("center", "flip", "flip_translate", "ten_crop", "dense")
+# The evaluation modes whose views are all taken from the central image_size crop.
+CROP_VIEWS = ("center", "flip", "flip_translate", "translate")
+EVAL_MODES = ("center", "flip", "flip_translate", "translate", "ten_crop", "dense")
 
 
 # Where each op can run. host: per image, on the CPUs of a streamed dataset (images of
@@ -77,6 +79,7 @@ PLACEMENT = {
     "ten_crop": ("device",),
     "flip_views": ("device",),
     "flip_translate_views": ("device",),
+    "translate_views": ("device",),
     "dense": ("device",),  # runs the model
 }
 
@@ -136,6 +139,9 @@ class Recipe:
   #             (airbench's tta_level=2 views; airbench weights the logits 1/4 for the
   #             first two and 1/8 for the shifted ones, we average the softmax evenly as
   #             the other modes do);
+  #   translate: nine views, softmax averaged: the crop shifted by each offset in
+  #             {-1, 0, 1}^2, the border filled as crop_mode fills the training shifts
+  #             (for digits and others that must not be mirrored);
   #   ten_crop: AlexNet's 4 corner + centre crops and their flips, softmax averaged;
   #   dense:    VGG's fully convolutional net over the whole (square) image at each
   #             of eval_scales (shorter side, in pixels) and its flip, softmax averaged.
@@ -424,9 +430,9 @@ def plan(recipe: Recipe, *, source: str, image_size: int, channels: int,
     eval_host.append(op("decode"))
     eval_host.append(op("resize_shorter", sides=(resized, resized), method=r.resize_method))
     # The host ships the centre square the device's views are taken from.
-    eval_host.append(op("center_crop", size=size if r.eval_mode in ("center", "flip", "flip_translate")
+    eval_host.append(op("center_crop", size=size if r.eval_mode in CROP_VIEWS
                         else resized))
-  elif r.eval_mode in ("center", "flip", "flip_translate"):
+  elif r.eval_mode in CROP_VIEWS:
     if r.eval_crop_pct and resized != size:
       eval_device.append(op("center_crop", size=size, crop_pct=float(r.eval_crop_pct),
                             method=r.resize_method))
@@ -438,6 +444,8 @@ def plan(recipe: Recipe, *, source: str, image_size: int, channels: int,
     eval_device.append(op("flip_views"))
   if r.eval_mode == "flip_translate":
     eval_device.append(op("flip_translate_views"))
+  if r.eval_mode == "translate":
+    eval_device.append(op("translate_views", mode=r.crop_mode))
   eval_device.append(op("normalize", mean=tuple(mean), std=tuple(std)))
   if r.eval_mode == "dense":
     eval_device.append(op("dense", scales=tuple(int(s) for s in r.eval_scales),

@@ -41,8 +41,29 @@ def test_flip_translate_views_are_the_image_shifted_and_mirrored():
     np.testing.assert_array_equal(v[:, 3 + i], v[:, i, :, ::-1])
 
 
+def test_translate_views_are_the_nine_one_pixel_shifts():
+  x = jnp.arange(1, 1 + 2 * 4 * 5 * 1, dtype=jnp.float32).reshape(2, 4, 5, 1)
+  xn = np.asarray(x)
+  v = np.asarray(input_pipeline.translate_views(x))  # zero fill (background)
+  assert v.shape == (2, 9, 4, 5, 1)
+  np.testing.assert_array_equal(v[:, 4], xn)
+  for k in range(9):
+    di, dj = k // 3 - 1, k % 3 - 1  # view k shows pixel (i + di, j + dj) at (i, j)
+    rolled = np.roll(xn, (-di, -dj), axis=(1, 2))
+    inside = np.zeros((4, 5), bool)
+    inside[max(0, -di):4 - max(0, di), max(0, -dj):5 - max(0, dj)] = True
+    np.testing.assert_array_equal(v[:, k][:, inside], rolled[:, inside])
+    assert (v[:, k][:, ~inside] == 0).all()
+  # The wrap fill is a circular shift, as the training shifts with crop_mode=wrap.
+  w = np.asarray(input_pipeline.translate_views(x, "wrap"))
+  np.testing.assert_array_equal(w[:, 0], np.roll(xn, (1, 1), axis=(1, 2)))
+  with pytest.raises(ValueError, match="crop mode"):
+    input_pipeline.translate_views(x, "nearest")
+
+
 @pytest.mark.parametrize("mode,views_op,map_j", [("flip", "flip_views", None),
                                                   ("flip_translate", "flip_translate_views", None),
+                                                  ("translate", "translate_views", None),
                                                   ("flip", "flip_views", 0.5)])
 def test_multi_view_eval_averages_the_softmax_of_the_views(mode, views_op, map_j):
   c = common.base()
@@ -62,7 +83,9 @@ def test_multi_view_eval_averages_the_softmax_of_the_views(mode, views_op, map_j
   m = step(state, steps_lib.zero_metrics(steps_lib.EVAL_METRICS), images, labels,
            jnp.ones(6, bool))
   x = input_pipeline.normalize(images, (0.5,), (0.25,))
-  views = getattr(input_pipeline, views_op)(x)
+  # The views are taken before normalisation, as the plan orders them (a zero-filled
+  # border is background).
+  views = input_pipeline.normalize(getattr(input_pipeline, views_op)(images), (0.5,), (0.25,))
   extra = [] if map_j is None else [np.full((6, 1), -map_j, np.float32)]
   softmax = lambda v: np.asarray(jax.nn.softmax(np.concatenate(
       [np.asarray(model.apply(variables, v, train=False))] + extra, -1), -1))
