@@ -126,6 +126,22 @@ def test_parse_arg_types_and_errors():
     common.parse_arg("x", x=list)
 
 
+def test_lenet1989_modern_tuned_is_the_held_out_choice_of_its_data():
+  from configs import lenet1989_modern  # pylint: disable=g-import-not-at-top
+  for data in ("usps", "mnist16"):
+    base, tuned = (lenet1989_modern.get_config(a) for a in (data, f"{data},tuned"))
+    settings = lenet1989_modern.TUNED[data]
+    for key, value in settings.items():
+      group, _, field = key.rpartition(".")
+      get = lambda c: (c[group] if group else c)[field]  # pylint: disable=cell-var-from-loop
+      assert get(tuned) == value and get(base) != value, key
+    # Nothing else moves (the data included).
+    flat = lambda c: {k: v for k, v in config_lib.flatten(c).items() if k not in settings}
+    assert flat(tuned) == flat(base)
+  with pytest.raises(config_lib.ConfigError, match="give one of them too"):
+    lenet1989_modern.get_config("tuned")
+
+
 # -------------------------------------------------------------------------------- check
 
 
