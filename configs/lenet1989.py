@@ -13,7 +13,9 @@ range, as the paper says they should). The paper gives no step size or schedule:
 1e-3, constant, chosen among 1e-3, 2e-3 and 4e-3 on 2,000 held-out USPS training digits
 (README, Results), where the scaled tanh also beat plain tanh at 2e-3 (2.40% against
 2.68%, 2 seeds). USPS test, seeds 0-2: 5.08, 5.28, 5.08% (102, 106, 102 misses; the
-paper: 102); plain tanh at 2e-3 gave 105, 101, 116.
+paper: 102); plain tanh at 2e-3 gave 105, 101, 116. Seeds 3-9: 112, 115, 101, 107, 114,
+106, 114 misses (ten seeds: mean 5.38%, 3 of 10 at the paper's 102 or fewer). mu = 0.002
+(curvature then sets the rate of half the weights) did no better on the held-out digits.
 
   # First run, offline: scikit-learn's digits (8x8 upsampled to 16x16). 2-core CPU: ~9 s, 97.56%.
   python train.py --config configs/lenet1989.py --workdir runs/lenet1989
