@@ -12,6 +12,16 @@ median of ``--repeats`` calls after a warm-up, in milliseconds. PyTorch runs the
 convolution NCHW, channels_last (as ``throughput.py --compare torch``), with
 ``torch.nn.functional.conv2d`` and ``torch.nn.grad``'s input and weight gradients.
 Last: the totals over the network (each shape times its count), ours / torch.
+
+``--formulation`` times the same convolution written another way in JAX, to see whether
+XLA:CPU runs any of them faster than its own convolution: ``shifted_matmul`` (one matrix
+product per kernel tap on a shifted view of the input, summed: what a convolution is
+when no convolution kernel is used) or ``im2col`` (the patches gathered with
+``lax.conv_general_dilated_patches``, then one matrix product); their gradients are
+whatever JAX derives. Each equals the convolution to float32 rounding
+(tests/test_benchmarks.py).
+
+  python benchmarks/conv_layers.py --formulation shifted_matmul
 """
 
 from __future__ import annotations
@@ -80,16 +90,47 @@ def _median_ms(fn: Callable[[], Any], sync: Callable[[Any], Any], repeats: int) 
   return 1e3 * statistics.median(times)
 
 
-def time_jax(conv: dict[str, Any], repeats: int) -> dict[str, float]:
+FORMULATIONS = ("conv", "shifted_matmul", "im2col")
+
+
+def formulated(conv: dict[str, Any], formulation: str = "conv") -> Callable[..., jax.Array]:
+  """``f(x, k)``: ``conv`` (NHWC input, HWIO kernel) as XLA's convolution or, for
+  ``groups == 1``, as matrix products (``FORMULATIONS``)."""
+  strides, padding = conv["strides"], conv["padding"]
+  if formulation == "conv":
+    return lambda x, k: jax.lax.conv_general_dilated(
+        x, k, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=conv["groups"])
+  if formulation not in FORMULATIONS:
+    raise ValueError(f"--formulation {formulation!r} is not one of {', '.join(FORMULATIONS)}")
+  if conv["groups"] != 1:
+    raise ValueError(f"--formulation {formulation} writes groups=1 convolutions only, and "
+                     f"this network has one with groups={conv['groups']}; use conv")
+  if formulation == "im2col":
+    def f(x, k):
+      kh, kw, c, o = k.shape
+      patches = jax.lax.conv_general_dilated_patches(  # features ordered (c, kh, kw)
+          x, (kh, kw), strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      return patches @ jnp.transpose(k, (2, 0, 1, 3)).reshape(c * kh * kw, o)
+    return f
+
+  def f(x, k):  # shifted_matmul
+    kh, kw = k.shape[:2]
+    (sh, sw), (pt, pb), (pl, pr) = strides, *padding
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    oh = (xp.shape[1] - kh) // sh + 1
+    ow = (xp.shape[2] - kw) // sw + 1
+    return sum(xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] @ k[i, j]
+               for i in range(kh) for j in range(kw))
+  return f
+
+
+def time_jax(conv: dict[str, Any], repeats: int, formulation: str = "conv"
+             ) -> dict[str, float]:
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal(conv["input"]), jnp.float32)
   k = jnp.asarray(rng.standard_normal(conv["kernel"]) * 0.1, jnp.float32)
-
-  def f(x, k):
-    return jax.lax.conv_general_dilated(
-        x, k, conv["strides"], conv["padding"], dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=conv["groups"])
-
+  f = formulated(conv, formulation)
   g = jnp.asarray(rng.standard_normal(jax.eval_shape(f, x, k).shape), jnp.float32)
   fwd = jax.jit(f)
   dgrad = jax.jit(lambda x, k, g: jax.vjp(lambda x: f(x, k), x)[1](g)[0])
@@ -129,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--image_shape", default="32,32,3")
   p.add_argument("--repeats", type=int, default=10)
   p.add_argument("--out", help="also write the table to this .md file")
+  p.add_argument("--formulation", default="conv",
+                 help=f"how JAX writes each convolution: {', '.join(FORMULATIONS)}")
   args = p.parse_args(argv)
   try:
     shape = tuple(int(s) for s in args.image_shape.split(","))
@@ -140,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   try:
     convs = conv_shapes(args.model, args.batch, shape)
+    for conv in convs:
+      formulated(conv, args.formulation)
   except (models.UnknownModelError, ValueError) as e:
     print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
     return 2
@@ -151,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   head = ["input NHWC", "kernel", "stride", "count", "ours fwd", "dgrad", "wgrad",
           "torch fwd", "dgrad", "wgrad", "ours / torch"]
   for conv in convs:
-    ours = time_jax(conv, args.repeats)
+    ours = time_jax(conv, args.repeats, args.formulation)
     theirs = time_torch(torch, conv, args.repeats) if torch is not None else {}
     o_sum, t_sum = sum(ours.values()), sum(theirs.values()) if theirs else None
     totals["ours"] += conv["count"] * o_sum
@@ -168,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   lines += ["| " + " | ".join(r) + " |" for r in rows]
   total = (f"Total over {args.model}'s convolutions (ms, forward + both gradients, each shape "
-           f"times its count): ours {totals['ours']:.1f}"
+           f"times its count): ours ({args.formulation}) {totals['ours']:.1f}"
            + (f", torch {totals['torch']:.1f}, ours / torch {totals['ours'] / totals['torch']:.2f}"
               if totals["torch"] else "")
            + f"; load average {os.getloadavg()[0]:.2f}")

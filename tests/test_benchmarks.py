@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 import analysis
@@ -99,9 +100,28 @@ def test_conv_layers_finds_every_convolution_of_resnet20():
   assert by_shape[((2, 8, 8, 64), (3, 3, 64, 64), (1, 1))] == 5
 
 
+@pytest.mark.parametrize("formulation", ["shifted_matmul", "im2col"])
+def test_conv_layers_formulations_equal_the_convolution(formulation):
+  from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for strides, padding, shape in [((1, 1), ((1, 1), (1, 1)), (2, 7, 6, 3)),
+                                  ((2, 2), ((0, 1), (1, 0)), (2, 8, 7, 3))]:
+    conv = {"strides": strides, "padding": padding, "groups": 1}
+    x = rng.standard_normal(shape).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 5)).astype(np.float32)
+    want = conv_layers.formulated(conv)(x, k)
+    got = conv_layers.formulated(conv, formulation)(x, k)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_conv_layers_bad_input_is_one_line(capsys):
   from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
   assert conv_layers.main(["--image_shape", "32,32"]) == 2
   assert conv_layers.main(["--model", "resnet21"]) == 2
+  assert conv_layers.main(["--formulation", "winograd"]) == 2
+  assert conv_layers.main(["--model", "mobilenet_v1", "--image_shape", "32,32,3",
+                           "--formulation", "im2col"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 2 and "H,W,C" in err[0] and "resnet21" in err[1]
+  assert len(err) == 4 and "H,W,C" in err[0] and "resnet21" in err[1], err
+  assert "'winograd' is not one of" in err[2] and "groups=" in err[3], err
