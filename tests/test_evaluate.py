@@ -54,3 +54,19 @@ def test_a_missing_checkpoint_is_one_line(trained, where, message, tmp_path, cap
   assert evaluate.main(args) == 2
   err = capsys.readouterr().err
   assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_default_modes_follow_whether_a_mirror_image_keeps_the_label(trained, tmp_path,
+                                                                      capsys):
+  # The tiny run's synthetic classes are not mirror-symmetric (flip=False): by default
+  # its digits-like data gets the shifted views, not the mirrored ones.
+  out = str(tmp_path / "rows.json")
+  assert evaluate.main([trained[0], trained[0], "--output", out]) == 0
+  with open(out) as f:
+    assert [r["eval_mode"] for r in json.load(f)] == ["center", "translate"] * 2
+  captured = capsys.readouterr()
+  assert "warning" not in captured.err
+  assert "mean over 2 runs |      translate" in captured.out
+  assert evaluate.main([trained[0], "--eval_modes", "center,flip"]) == 0
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("warning: ") and "mirror images" in err[0]

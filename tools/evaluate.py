@@ -2,6 +2,7 @@ r"""Evaluate trained runs again, under other test-time protocols, without retrai
 
   python tools/evaluate.py runs/sr_cpu_a/seed0 runs/sr_cpu_a/seed1 \
       --eval_modes center,flip,flip_translate
+  python tools/evaluate.py runs/l89m_usps_s0 runs/l89m_usps_s1 --ema   # center,translate
   python tools/evaluate.py runs/convnext --ema --eval_modes center,ten_crop \
       --eval_crop_pct 0.875
 
@@ -9,7 +10,10 @@ Each workdir's latest checkpoint (``--ema``: its EMA weights; ``--step``: anothe
 is evaluated on the test split of its own ``config.json`` (data, subset, normalisation,
 recipe), once per ``--eval_modes`` entry (``augment.eval_mode``), through the same
 evaluation step that ``train.py`` compiles (``training/steps.make_eval_step``): a mode
-that the run itself used gives the run's own figure. Prints a table (one row per run
+that the run itself used gives the run's own figure. Without ``--eval_modes``: center,
+flip and flip_translate, or, for data whose labels a mirror image changes (digits:
+``KNOWN_DATASETS``' ``flip``), center and translate; asking for mirrored views of such
+data prints a warning. Prints a table (one row per run
 and mode, then the mean over the runs per mode) and, with ``--output``, writes it as
 JSON.
 
@@ -42,6 +46,12 @@ from training import config as config_lib  # noqa: E402
 from training import data as data_lib  # noqa: E402
 from training import pretrained  # noqa: E402
 from training import steps as steps_lib  # noqa: E402
+
+
+# The modes evaluated when --eval_modes is not given, by whether a mirror image keeps the
+# dataset's labels (``ds.flip``): digits get the shifted views, not the mirrored ones.
+DEFAULT_MODES = {True: ("center", "flip", "flip_translate"), False: ("center", "translate")}
+FLIP_MODES = ("flip", "flip_translate", "ten_crop", "dense")
 
 
 class EvaluateError(ValueError):
@@ -113,16 +123,18 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
   p = _Parser(description=__doc__.split("\n\n")[0].strip())
   p.add_argument("workdirs", nargs="+", help="train.py workdirs")
-  p.add_argument("--eval_modes", default="center,flip,flip_translate",
-                 help=f"comma-separated, of {', '.join(recipe_lib.EVAL_MODES)}")
+  p.add_argument("--eval_modes",
+                 help=f"comma-separated, of {', '.join(recipe_lib.EVAL_MODES)} (default: "
+                      f"{','.join(DEFAULT_MODES[True])}; {','.join(DEFAULT_MODES[False])} "
+                      "for data a mirror image relabels, such as digits)")
   p.add_argument("--eval_crop_pct", type=float, help="augment.eval_crop_pct for every mode")
   p.add_argument("--step", type=int, help="the checkpoint of this step (default: latest)")
   p.add_argument("--ema", action="store_true", help="the EMA weights")
   p.add_argument("--output", help="also write the rows as JSON here")
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
-  modes = [m for m in args.eval_modes.split(",") if m]
-  unknown = [m for m in modes if m not in recipe_lib.EVAL_MODES]
-  if unknown or not modes:
+  modes = None if args.eval_modes is None else [m for m in args.eval_modes.split(",") if m]
+  unknown = [m for m in modes or () if m not in recipe_lib.EVAL_MODES]
+  if unknown or modes == []:
     p.error(f"--eval_modes: {unknown[0] if unknown else 'none'!r} is not an eval mode; "
             f"choose from {', '.join(recipe_lib.EVAL_MODES)}")
   extra = {} if args.eval_crop_pct is None else {"eval_crop_pct": args.eval_crop_pct}
@@ -130,7 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     for workdir in args.workdirs:
       config, ds, model, variables = load_run(workdir, args.step, args.ema)
-      for mode in modes:
+      run_modes = modes or DEFAULT_MODES[ds.flip]
+      if not ds.flip and any(m in FLIP_MODES for m in run_modes):
+        print(f"warning: {workdir}: mirror images do not keep the labels of {ds.name}; "
+              f"its flip views are not a test-time protocol for it", file=sys.stderr)
+      for mode in run_modes:
         row = {"workdir": workdir, "eval_mode": mode,
                **evaluate(config, ds, model, variables, mode, **extra)}
         rows.append(row)
@@ -140,10 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if len(args.workdirs) > 1:
-    for mode in modes:
+    for mode in dict.fromkeys(r["eval_mode"] for r in rows):  # in order, each once
       top1 = [100 * r["eval_top1"] for r in rows if r["eval_mode"] == mode]
+      spread = statistics.stdev(top1) if len(top1) > 1 else 0.0
       print(f"mean over {len(top1)} runs | {mode:>14} | top-1 {statistics.fmean(top1):.2f}"
-            f" +- {statistics.stdev(top1):.2f}% (min {min(top1):.2f}, max {max(top1):.2f})")
+            f" +- {spread:.2f}% (min {min(top1):.2f}, max {max(top1):.2f})")
   if args.output:
     with open(args.output, "w") as f:
       json.dump(rows, f, indent=2)
