@@ -90,9 +90,7 @@ def get_config(arg=None):
     if not data:
       raise common.ConfigError("config argument tuned holds settings chosen for usps or "
                                "mnist16; give one of them too (e.g. usps,tuned)")
-    for key, value in TUNED[data[0]].items():
-      group, _, field = key.rpartition(".")
-      (c[group] if group else c)[field] = value
+    c.update_from_flattened_dict(TUNED[data[0]])
     # Nine views of the raw and the averaged weights cost about 1.5 s an evaluation, as
     # much as a training pass: evaluate every tenth pass (and the last) instead of each.
     c.eval_every_epochs = 10

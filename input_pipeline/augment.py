@@ -664,14 +664,24 @@ def flip_views(images: jax.Array) -> jax.Array:
   return jnp.stack([images, images[:, :, ::-1]], axis=1)
 
 
+def _shifted_views(images: jax.Array, offsets: Sequence[tuple[int, int]],
+                   mode: str) -> jax.Array:
+  """(B, H, W, C) -> (B, len(offsets), H, W, C): the image padded by one pixel on each side
+  (``jnp.pad`` ``mode``), then the H x W window at each (row, column) offset in 0..2; (1, 1)
+  is the image itself, (0, 0) the image shifted one pixel down-right."""
+  if mode not in _PAD_MODES:
+    raise ValueError(f"crop mode {mode!r} is not one of {_PAD_MODES}")
+  padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
+  h, w = images.shape[1:3]
+  return jnp.stack([padded[:, i:i + h, j:j + w] for i, j in offsets], axis=1)
+
+
 def flip_translate_views(images: jax.Array) -> jax.Array:
   """Six views as a view axis, (B, H, W, C) -> (B, 6, H, W, C): the image, the image
   shifted one pixel down-right and one pixel up-left (reflect padding fills the edge),
   then the mirror of each (airbench's test-time augmentation, ``tta_level=2``)."""
-  padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-  h, w = images.shape[1:3]
-  views = [images, padded[:, :h, :w], padded[:, 2:, 2:]]
-  return jnp.stack(views + [v[:, :, ::-1] for v in views], axis=1)
+  views = _shifted_views(images, ((1, 1), (0, 0), (2, 2)), "reflect")
+  return jnp.concatenate([views, views[:, :, :, ::-1]], axis=1)
 
 
 def translate_views(images: jax.Array, mode: str = "constant") -> jax.Array:
@@ -680,12 +690,7 @@ def translate_views(images: jax.Array, mode: str = "constant") -> jax.Array:
   border filled as ``random_crop``'s ``mode`` fills it (the config's ``crop_mode``: zero
   background, reflect, edge or wrap). Test-time augmentation for what must not be
   mirrored (digits)."""
-  if mode not in _PAD_MODES:
-    raise ValueError(f"crop mode {mode!r} is not one of {_PAD_MODES}")
-  padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
-  h, w = images.shape[1:3]
-  return jnp.stack([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)],
-                   axis=1)
+  return _shifted_views(images, [(i, j) for i in range(3) for j in range(3)], mode)
 
 
 def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],

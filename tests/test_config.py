@@ -131,10 +131,9 @@ def test_lenet1989_modern_tuned_is_the_held_out_choice_of_its_data():
   for data in ("usps", "mnist16"):
     base, tuned = (lenet1989_modern.get_config(a) for a in (data, f"{data},tuned"))
     settings = lenet1989_modern.TUNED[data]
+    flat_base, flat_tuned = config_lib.flatten(base), config_lib.flatten(tuned)
     for key, value in settings.items():
-      group, _, field = key.rpartition(".")
-      get = lambda c: (c[group] if group else c)[field]  # pylint: disable=cell-var-from-loop
-      assert get(tuned) == value and get(base) != value, key
+      assert flat_tuned[key] == value and flat_base[key] != value, key
     # Nothing else moves (the data included).
     assert (base.eval_every_epochs, tuned.eval_every_epochs) == (1, 10)  # nine views cost
     flat = lambda c: {k: v for k, v in config_lib.flatten(c).items()
