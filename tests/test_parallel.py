@@ -38,6 +38,42 @@ def test_mesh_errors_name_the_fix():
   assert mesh.axis_names == ("data", "fsdp") and mesh.size == jax.device_count()
 
 
+def test_dispatch_limit_waits_only_on_a_cpu_mesh_of_several_local_devices(monkeypatch):
+  import types  # pylint: disable=g-import-not-at-top
+  me = jax.process_index()
+  mesh = lambda *devs: types.SimpleNamespace(devices=np.asarray(
+      [types.SimpleNamespace(platform=p, process_index=i) for p, i in devs], dtype=object))
+  assert parallel.DispatchLimit(mesh(("cpu", me), ("cpu", me))).limit == 16
+  assert parallel.DispatchLimit(mesh(("cpu", me))).limit == 0  # one device: nothing to wait
+  assert parallel.DispatchLimit(mesh(("gpu", me), ("gpu", me))).limit == 0
+  assert parallel.DispatchLimit(mesh(("cpu", me), ("cpu", me + 1))).limit == 0  # 1 each
+  assert parallel.DispatchLimit(parallel.create_mesh()).limit == (
+      16 if jax.local_device_count() > 1 else 0)  # this process's own devices
+  waited = []
+  monkeypatch.setattr(jax, "block_until_ready", waited.append)
+  limit = parallel.DispatchLimit(mesh(("cpu", me), ("cpu", me)), limit=3)
+  assert [limit(i) for i in range(7)] == list(range(7))  # outputs pass through
+  assert waited == [2, 5]  # after every third program
+
+
+def test_two_cpu_devices_survive_a_host_far_ahead(tmp_path):
+  """Two in-process CPU devices with 200 quick steps between log points, and 128 eval
+  batches: without DispatchLimit XLA:CPU deadlocks on its all-reduce within seconds and,
+  with the collective timeout cut to 10 s here, aborts the run (checked)."""
+  env = test_train.cpu_env(2)
+  env["XLA_FLAGS"] += " --xla_cpu_collective_call_terminate_timeout_seconds=10"
+  args = ["--config", "configs/lenet1989.py", "--config.dataset=synthetic",
+          "--config.synthetic.shape=16,16,1", "--config.synthetic.num_train=6400",
+          "--config.synthetic.num_test=2048", "--config.batch_size=32",
+          "--config.eval_batch_size=16", "--config.log_every_steps=200",
+          "--config.num_epochs=1", "--config.device_loop=false"]
+  proc = subprocess.run([sys.executable, "train.py", *args, "--workdir", str(tmp_path / "w")],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  assert "2 device(s)" in proc.stdout and "2048 examples" in proc.stdout
+  assert "step 200/200" in proc.stdout
+
+
 def test_distributed_setup_from_flags_and_environment(monkeypatch):
   for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
               "SLURM_NTASKS", "SLURM_STEP_ID", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE"):

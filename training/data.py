@@ -106,6 +106,7 @@ class DeviceSource:
     self.description = "device-resident"
     self._ds, self._mesh, self._config, self._data_rng = ds, mesh, config, data_rng
     self._perm, self._perm_epoch = None, None
+    self._limit = parallel.DispatchLimit(mesh)
     self.device_loop = config.device_loop
     self.steps_per_epoch = input_pipeline.steps_per_epoch(self.info.num_train,
                                                          config.batch_size)
@@ -136,12 +137,12 @@ class DeviceSource:
     epoch = step // self.steps_per_epoch
     if epoch != self._perm_epoch:
       self._perm, self._perm_epoch = self._perm_fn(self._data_rng, epoch), epoch
-    return train_fn(state, metrics, self._data, self._perm, num_steps)
+    return self._limit(train_fn(state, metrics, self._data, self._perm, num_steps))
 
   def evaluate(self, eval_fn: Callable, state):
     acc = steps_lib.zero_metrics(steps_lib.EVAL_METRICS)
     for i in range(self._num_eval):
-      acc = eval_fn(state, acc, self._data, i)
+      acc = self._limit(eval_fn(state, acc, self._data, i))
     return acc
 
   def pass_start_loop(self, fn: Callable, num_examples: int) -> Callable:
@@ -187,6 +188,7 @@ class HostSource:
           f"the host pipeline crops {config.dataset} to image_size; set "
           "--config.image_size (e.g. 224)")
     self._host, self._config, self._mesh = host, config, mesh
+    self._limit = parallel.DispatchLimit(mesh)
     self._data_seed = int(jax.random.randint(data_rng, (), 0, 2**31 - 1))
     self._source = host.open_builder(config.dataset, data_dir=config.data_dir,
                                      download=config.download)
@@ -224,7 +226,8 @@ class HostSource:
   def train(self, train_fn: Callable, state, metrics, step: int, num_steps: int):
     for _ in range(num_steps):
       batch = next(self._iterator)
-      state, metrics = train_fn(state, metrics, batch["images"], batch["labels"])
+      state, metrics = self._limit(
+          train_fn(state, metrics, batch["images"], batch["labels"]))
     return state, metrics
 
   def evaluate(self, eval_fn: Callable, state):
@@ -233,7 +236,7 @@ class HostSource:
                                  ops=self._plan.eval_host)
     acc = steps_lib.zero_metrics(steps_lib.EVAL_METRICS)
     for batch in self._host.to_global(ds, self._mesh, prefetch=c.host.prefetch):
-      acc = eval_fn(state, acc, batch["images"], batch["labels"], batch["mask"])
+      acc = self._limit(eval_fn(state, acc, batch["images"], batch["labels"], batch["mask"]))
     return acc
 
   def close(self) -> None:

@@ -12,6 +12,8 @@
   XLA inserts the all-gathers (forward) and reduce-scatters (gradients).
 * ``max_over_processes`` agrees on one small integer across processes (e.g. a stop
   request that reached only some of them).
+* ``DispatchLimit`` keeps the host from running too far ahead of a CPU mesh of several
+  devices in one process, where XLA:CPU would otherwise deadlock (its docstring says how).
 """
 
 from __future__ import annotations
@@ -164,6 +166,43 @@ def process_slice(global_batch_size: int) -> slice:
     raise ParallelError(f"batch_size={global_batch_size} does not divide over {n} processes")
   per = global_batch_size // n
   return slice(jax.process_index() * per, (jax.process_index() + 1) * per)
+
+
+# How many programs the host may dispatch to a CPU mesh of several in-process devices
+# before it waits for them (DispatchLimit). Half of XLA:CPU's queue of 32 per device.
+CPU_MAX_IN_FLIGHT = 16
+
+
+class DispatchLimit:
+  """Waits for the devices after every ``limit`` programs dispatched, where that is needed.
+
+  JAX dispatches asynchronously: the host queues steps and only waits at log points. On a
+  CPU mesh of several devices in one process (``--xla_force_host_platform_device_count``,
+  the README's two-device trick), XLA:CPU's client queues at most 32 programs per device;
+  when the host runs further ahead, the launch of one device's part of a step blocks on
+  that limit while the other device's part waits in the step's all-reduce for it, and
+  XLA aborts the process after its collective timeout (40 s). With jax 0.10.2 a
+  two-device loop of small steps deadlocks within its first thousand steps when it syncs
+  every 48 or more steps, and ran 20,000 steps when it synced every 33 or fewer
+  (README, Training). Every other setup (one device per process, GPUs, TPUs) needs no
+  wait, and ``limit`` is 0 there.
+
+  Call it with a dispatched program's outputs: ``metrics = limit(metrics)``.
+  """
+
+  def __init__(self, mesh: Mesh, limit: int = CPU_MAX_IN_FLIGHT):
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    needed = len(local) > 1 and local[0].platform == "cpu"
+    self.limit = limit if needed else 0
+    self._count = 0
+
+  def __call__(self, outputs: Any) -> Any:
+    if self.limit:
+      self._count += 1
+      if self._count >= self.limit:
+        jax.block_until_ready(outputs)
+        self._count = 0
+    return outputs
 
 
 def max_over_processes(value: int) -> int:
