@@ -125,3 +125,13 @@ def test_conv_layers_bad_input_is_one_line(capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 4 and "H,W,C" in err[0] and "resnet21" in err[1], err
   assert "'winograd' is not one of" in err[2] and "groups=" in err[3], err
+
+
+def test_cpu_dispatch_bad_input_is_one_line(capsys):
+  from benchmarks import cpu_dispatch  # pylint: disable=g-import-not-at-top
+  assert cpu_dispatch.main(["--sync_every", "-1"]) == 2
+  assert "--sync_every must be >= 0" in capsys.readouterr().err
+  # Its devices come from XLA_FLAGS, read when jax starts: here jax has started.
+  assert cpu_dispatch.main(["--steps", "10"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "run it as its own process" in err
