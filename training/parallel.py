@@ -182,10 +182,10 @@ class DispatchLimit:
   when the host runs further ahead, the launch of one device's part of a step blocks on
   that limit while the other device's part waits in the step's all-reduce for it, and
   XLA aborts the process after its collective timeout (40 s). With jax 0.10.2 a
-  two-device loop of small steps deadlocks within its first thousand steps when it syncs
-  every 48 or more steps, and ran 20,000 steps when it synced every 33 or fewer
-  (README, Training). Every other setup (one device per process, GPUs, TPUs) needs no
-  wait, and ``limit`` is 0 there.
+  two-device loop of small steps (``benchmarks/cpu_dispatch.py``) deadlocked within its
+  first thousand steps when it waited every 48 steps or never, once in two runs at 33,
+  and ran 20,000 steps waiting every 32 or fewer (README, Training). Every other setup
+  (one device per process, GPUs, TPUs) needs no wait, and ``limit`` is 0 there.
 
   Call it with a dispatched program's outputs: ``metrics = limit(metrics)``.
   """
