@@ -115,6 +115,21 @@ def _check_same_experiment(config: ml_collections.ConfigDict,
   return changes
 
 
+def data_warnings(config: ml_collections.ConfigDict, ds: data_lib.DataInfo) -> list[str]:
+  """What the config asks of the data that its labels do not allow (printed, not fatal:
+  an ablation may want it): mirror images in training or in the evaluation's views of
+  data whose labels a mirror image changes (digits)."""
+  if ds.flip:
+    return []
+  out = []
+  if config.augment.flip:
+    out.append(f"horizontal flips do not preserve the labels of {ds.name}")
+  if config.augment.eval_mode in recipe_lib.MIRRORED_EVAL_MODES:
+    out.append(f"eval_mode={config.augment.eval_mode} averages mirror images, which do not "
+               f"preserve the labels of {ds.name}; use center or translate")
+  return out
+
+
 def batch_constraint(mesh) -> Any:
   """``tree -> tree`` with every array split over the mesh's batch axes."""
   return lambda tree: jax.tree.map(
@@ -189,8 +204,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if config.batch_size > num_train:
     raise TrainingError(f"batch_size={config.batch_size} is larger than the {num_train} "
                         f"training examples of {ds.name}; lower --config.batch_size")
-  if config.augment.flip and not ds.flip:
-    print(f"warning: horizontal flips do not preserve the labels of {ds.name}", file=sys.stderr)
+  for warning in data_warnings(config, ds):
+    print(f"warning: {warning}", file=sys.stderr)
   steps_per_epoch = input_pipeline.steps_per_epoch(num_train, config.batch_size)
   total_steps = config.num_epochs * steps_per_epoch
   log_every = config.log_every_steps or -(-steps_per_epoch // 4)  # four rows per epoch

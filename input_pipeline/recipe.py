@@ -56,6 +56,9 @@ ERASE_MODES = ("uniform", "pixel")
 # The evaluation modes whose views are all taken from the central image_size crop.
 CROP_VIEWS = ("center", "flip", "flip_translate", "translate")
 EVAL_MODES = ("center", "flip", "flip_translate", "translate", "ten_crop", "dense")
+# The evaluation modes that average mirror images in: not a protocol for data whose labels
+# a mirror image changes (digits; a dataset's ``flip`` is False).
+MIRRORED_EVAL_MODES = ("flip", "flip_translate", "ten_crop", "dense")
 
 
 # Where each op can run. host: per image, on the CPUs of a streamed dataset (images of

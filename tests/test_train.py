@@ -609,3 +609,21 @@ def test_the_seed_is_an_argument_of_the_compiled_step_not_a_constant_in_it():
   # A key closed over instead is a constant: the programs differ.
   closed = [jax.jit(make(jax.random.key(seed)), static_argnums=(1,)) for seed in (0, 1)]
   assert closed[0].lower(x, 3).as_text() != closed[1].lower(x, 3).as_text()
+
+
+def test_data_warnings_name_mirror_images_of_digits():
+  import train  # pylint: disable=g-import-not-at-top
+  from configs import lenet1989  # pylint: disable=g-import-not-at-top
+  from training import data as data_lib  # pylint: disable=g-import-not-at-top
+  info = lambda flip: data_lib.DataInfo(name="usps", image_shape=(16, 16, 1), num_classes=10,
+                                        num_train=8, num_test=8, flip=flip, mean=None, std=None)
+  c = lenet1989.get_config()
+  assert train.data_warnings(c, info(False)) == []  # the paper's protocol
+  c.augment.flip, c.augment.eval_mode = True, "flip_translate"
+  flips, views = train.data_warnings(c, info(False))
+  assert flips == "horizontal flips do not preserve the labels of usps"
+  assert views.startswith("eval_mode=flip_translate averages mirror images") and "translate" in views
+  c.augment.flip, c.augment.eval_mode = False, "translate"  # shifted views are fine
+  assert train.data_warnings(c, info(False)) == []
+  c.augment.flip, c.augment.eval_mode = True, "ten_crop"
+  assert train.data_warnings(c, info(True)) == []  # a mirror image keeps these labels

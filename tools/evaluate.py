@@ -51,7 +51,6 @@ from training import steps as steps_lib  # noqa: E402
 # The modes evaluated when --eval_modes is not given, by whether a mirror image keeps the
 # dataset's labels (``ds.flip``): digits get the shifted views, not the mirrored ones.
 DEFAULT_MODES = {True: ("center", "flip", "flip_translate"), False: ("center", "translate")}
-FLIP_MODES = ("flip", "flip_translate", "ten_crop", "dense")
 
 
 class EvaluateError(ValueError):
@@ -143,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for workdir in args.workdirs:
       config, ds, model, variables = load_run(workdir, args.step, args.ema)
       run_modes = modes or DEFAULT_MODES[ds.flip]
-      if not ds.flip and any(m in FLIP_MODES for m in run_modes):
+      if not ds.flip and any(m in recipe_lib.MIRRORED_EVAL_MODES for m in run_modes):
         print(f"warning: {workdir}: mirror images do not keep the labels of {ds.name}; "
               f"its flip views are not a test-time protocol for it", file=sys.stderr)
       for mode in run_modes:
