@@ -17,6 +17,9 @@ kernels; its schedule rises from 0.2 to 1 over the first 23% of the steps and fa
 0.07, ours from 0 (``warmup_epochs``) to 0.07 (``min_learning_rate``).
 
   python train.py --config configs/speedrun_fashion_mnist.py            # the CPU run
+  # The two cores as two devices: 1.33x less time (seed 0: 31.5 against 41.7 min, README)
+  XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false" \
+      python train.py --config configs/speedrun_fashion_mnist.py
   python benchmarks/speedrun.py --seeds 5                               # 5 seeds, curve
   python train.py --config configs/speedrun_fashion_mnist.py:gpu        # one GPU
 
