@@ -80,7 +80,7 @@ def base() -> ml_collections.ConfigDict:
   c.ema_decay = 0.0  # moving average of the weights, evaluated too (ConvNeXt 0.9999); 0: off
   c.ema_warmup = False  # decay min(ema_decay, (1 + step) / (10 + step)) (timm's warm-up)
   c.aux_loss_weight = 0.3  # auxiliary classifiers' loss weight (GoogLeNet; paper: 0.3)
-  c.optimizer = "sgd"  # sgd | adam | adamw | lamb | rmsprop | sdlm
+  c.optimizer = "sgd"  # sgd | adam | adamw | lamb | rmsprop | sdlm | muon
   c.learning_rate = 0.1
   # Linear scaling rule: learning_rate is for batches of this size, and the rate used is
   # learning_rate * batch_size / lr_base_batch_size. 0: learning_rate as is.
@@ -104,6 +104,14 @@ def base() -> ml_collections.ConfigDict:
   # before each pass. curvature: "loss" (the training loss's, Gauss-Newton through the whole
   # network) | "rbf_mle" (LeNet-5: the MLE criterion's, 2 per unit of F6, the RBF's input).
   c.sdlm = ml_collections.ConfigDict({"mu": 0.02, "num_samples": 500, "curvature": "loss"})
+  # Muon for the convolution filters (optimizer=muon; Jordan 2024, as airbench94_muon),
+  # the rest by the SGD fields above: learning_rate is the filters' peak rate (it follows
+  # the schedule), beta their momentum, ns_steps the Newton-Schulz iterations; normalize
+  # rescales each filter bank to norm sqrt(out channels) every step (airbench94_muon);
+  # weight_decay is decoupled (times the rate).
+  c.muon = ml_collections.ConfigDict({"learning_rate": 0.05, "beta": 0.95, "nesterov": True,
+                                      "ns_steps": 5, "normalize": False,
+                                      "weight_decay": 0.0})
   c.min_learning_rate = 0.0  # where cosine and linear end
 
   # Bookkeeping.

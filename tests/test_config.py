@@ -89,10 +89,25 @@ def test_file_errors(tmp_path):
     ("dtype", "float16", "is not one of float32, bfloat16"),
     ("label_smoothing", "0.1", "only applies to loss=cross_entropy"),
     ("map_j", "5", "map_j is a term of the cross-entropy, but loss=mse"),
+    ("muon.learning_rate", "0.1", "config.muon.learning_rate is set but optimizer=sgd"),
+    ("muon.normalize", "True", "config.muon.normalize is set but optimizer=sgd"),
 ])
 def test_validate(key, value, match):
   c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")  # loss=mse
   config_lib.apply_overrides(c, [(key, value)])
+  with pytest.raises(config_lib.ConfigError, match=match):
+    config_lib.validate(c)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("muon.learning_rate", "0", "config.muon.learning_rate must be positive"),
+    ("muon.ns_steps", "0", "config.muon.ns_steps must be positive"),
+    ("muon.beta", "1.0", r"config.muon.beta must be in \[0, 1\)"),
+    ("muon.weight_decay", "-0.1", "config.muon.weight_decay must be >= 0"),
+])
+def test_validate_muon(key, value, match):
+  c = config_lib.load_config(f"{ROOT}/configs/speedrun_fashion_mnist.py")
+  config_lib.apply_overrides(c, [("optimizer", "muon"), (key, value)])
   with pytest.raises(config_lib.ConfigError, match=match):
     config_lib.validate(c)
 

@@ -330,3 +330,67 @@ def test_layer_decay_scales_every_update_of_its_layer():
   assert float(updates["stage1_block1"]["w"][0]) == pytest.approx(-0.25)
   assert float(updates["stage1_block2"]["w"][0]) == pytest.approx(-0.5)
   assert float(updates["fc"]["kernel"][0]) == pytest.approx(-1.0)
+
+
+def _muon_setup(**muon):
+  c = _config(optimizer="muon", learning_rate=0.5, momentum=0.9, nesterov=True,
+              schedule="constant", weight_decay=0.01)
+  c.muon.update(dict(learning_rate=0.1, beta=0.0, **muon))
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 10))
+  k = jax.random.split(jax.random.key(0), 4)
+  params = {"conv": {"kernel": 3 * jax.random.normal(k[0], (3, 3, 4, 8))},
+            "bn": {"bias": jnp.ones(8)}, "head": {"kernel": jnp.ones((8, 10))}}
+  # A gradient whose filter matrix has singular values from 0.1 to 10.
+  u, _, vt = np.linalg.svd(np.asarray(jax.random.normal(k[1], (36, 8))), full_matrices=False)
+  g_conv = (u * np.geomspace(0.1, 10, 8)) @ vt
+  grads = {"conv": {"kernel": jnp.asarray(g_conv.reshape(3, 3, 4, 8))},
+           "bn": {"bias": jax.random.normal(k[2], (8,))},
+           "head": {"kernel": jax.random.normal(k[3], (8, 10))}}
+  return c, tx, params, grads
+
+
+def test_muon_orthogonalises_filters_and_steps_the_rest_by_sgd():
+  c, tx, params, grads = _muon_setup()
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # The filter bank's update, as a (taps x inputs, outputs) matrix, is -lr times a near
+  # orthogonal matrix: every singular value close to lr (Newton-Schulz's quintic leaves
+  # them in about [0.7, 1.2]), where the gradient's spread over two decades.
+  sv = np.linalg.svd(np.asarray(updates["conv"]["kernel"]).reshape(36, 8), compute_uv=False)
+  assert np.all((sv > 0.6 * 0.1) & (sv < 1.25 * 0.1)), sv
+  assert float(jnp.vdot(updates["conv"]["kernel"], grads["conv"]["kernel"])) < 0
+  # Biases and the dense classifier: the config's SGD, its coupled L2 on kernels only.
+  sgd = optax.chain(optax.add_decayed_weights(0.01, optim.decay_mask),
+                    optax.sgd(0.5, momentum=0.9, nesterov=True))
+  rest = {k: params[k] for k in ("bn", "head")}
+  ref, _ = sgd.update({k: grads[k] for k in rest}, sgd.init(rest), rest)
+  for k in rest:
+    np.testing.assert_allclose(updates[k]["kernel" if k == "head" else "bias"],
+                               ref[k]["kernel" if k == "head" else "bias"], rtol=1e-6)
+
+
+def test_muon_normalize_rescales_filters_as_airbench():
+  _, plain, params, grads = _muon_setup()
+  _, normed, _, _ = _muon_setup(normalize=True)
+  u0, _ = plain.update(grads, plain.init(params), params)
+  u1, _ = normed.update(grads, normed.init(params), params)
+  p = params["conv"]["kernel"]
+  c = np.sqrt(8) / np.linalg.norm(np.asarray(p))
+  # p <- c p - lr U: the same Muon step, added to the filters rescaled to norm sqrt(8).
+  np.testing.assert_allclose(u1["conv"]["kernel"], u0["conv"]["kernel"] + (c - 1) * p,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(u1["head"]["kernel"], u0["head"]["kernel"])
+
+
+def test_muon_follows_the_schedule_and_decays_its_filters():
+  c = _config(optimizer="muon", learning_rate=2.0, schedule="linear", num_epochs=1,
+              min_learning_rate=0.0)
+  c.muon.update(dict(learning_rate=0.2, beta=0.0, weight_decay=0.5))
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 4))
+  params = {"conv": {"kernel": jnp.ones((1, 1, 2, 2))}}
+  zero = jax.tree.map(jnp.zeros_like, params)
+  state = tx.init(params)
+  steps = []
+  for _ in range(3):  # zero gradient: the update is the decay alone, -rate * 0.5 * p
+    u, state = tx.update(zero, state, params)
+    steps.append(float(u["conv"]["kernel"][0, 0, 0, 0]))
+  assert steps == pytest.approx([-0.2 * 0.5, -0.15 * 0.5, -0.1 * 0.5], abs=1e-6)

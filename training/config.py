@@ -188,7 +188,7 @@ CHOICES = {
     "dtype": ("float32", "bfloat16"),
     "normalization": ("dataset", "symmetric", "unit", "imagenet", "lenet5"),
     "loss": ("cross_entropy", "mse"),
-    "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm"),
+    "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm", "muon"),
     "schedule": ("constant", "step", "cosine", "linear"),
     "batchnorm_stats": ("global", "per_device"),
     "input_pipeline": ("auto", "device", "host"),
@@ -264,13 +264,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
     optim.decay_factors(config)
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  if config.optimizer != "sdlm" and "sdlm" in config:
-    from configs import common  # pylint: disable=g-import-not-at-top
-    default = common.base().sdlm.to_dict()
-    changed = sorted(k for k, v in config.sdlm.to_dict().items() if default.get(k) != v)
-    if changed:
-      raise ConfigError(f"config.sdlm.{changed[0]} is set but optimizer={config.optimizer}; "
-                        "it applies only to --config.optimizer=sdlm")
+  for group in ("sdlm", "muon"):  # an optimizer's own fields, set for another optimizer
+    if config.optimizer != group and group in config:
+      from configs import common  # pylint: disable=g-import-not-at-top
+      default = common.base()[group].to_dict()
+      changed = sorted(k for k, v in config[group].to_dict().items() if default.get(k) != v)
+      if changed:
+        raise ConfigError(f"config.{group}.{changed[0]} is set but optimizer="
+                          f"{config.optimizer}; it applies only to --config.optimizer={group}")
+  if config.optimizer == "muon":
+    m = config.muon
+    for key, bad in (("learning_rate", m.learning_rate <= 0), ("ns_steps", m.ns_steps <= 0)):
+      if bad:
+        raise ConfigError(f"config.muon.{key} must be positive, got {m[key]}")
+    if not 0 <= m.beta < 1:
+      raise ConfigError(f"config.muon.beta must be in [0, 1), got {m.beta}")
+    if m.weight_decay < 0:
+      raise ConfigError(f"config.muon.weight_decay must be >= 0, got {m.weight_decay}")
   if (config.optimizer == "sdlm" and config.sdlm.curvature == "rbf_mle"
       and config.model != "lenet5"):
     raise ConfigError(f"config.sdlm.curvature='rbf_mle' is the curvature of LeNet-5's RBF "

@@ -16,13 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
 import models
 from training import sdlm
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm", "muon")
 SCHEDULES = ("constant", "step", "cosine", "linear")
 
 
@@ -94,9 +95,10 @@ def create_schedule(config: ml_collections.ConfigDict,
 def create_optimizer(config: ml_collections.ConfigDict,
                      schedule: optax.Schedule) -> optax.GradientTransformation:
   """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, AdamW, LAMB, RMSProp
-  (TensorFlow's, with L2 decay), or stochastic diagonal Levenberg-Marquardt (the LeNets'
+  (TensorFlow's, with L2 decay), stochastic diagonal Levenberg-Marquardt (the LeNets'
   ``sdlm``, whose curvature estimate the training loop refreshes each pass, with L2
-  decay); optionally after clipping the gradients' global norm to
+  decay), or Muon for the convolution filters and SGD for the rest (``muon``,
+  :func:`muon_filters`); optionally after clipping the gradients' global norm to
   ``config.grad_clip_norm`` (ViT: 1.0), and with layer-wise learning-rate decay when
   ``config.layer_decay`` is set (with the layer groups that ``config.model``'s family
   declares; :class:`LayerDecayError` if it declares none)."""
@@ -131,10 +133,81 @@ def _base_optimizer(config: ml_collections.ConfigDict,
                        weight_decay=wd, mask=decay_mask)
   if name == "sdlm":  # LeCun et al. 1998, Appendix C (training/sdlm.py)
     return coupled_l2(sdlm.sdlm(schedule, mu=config.sdlm.mu))
+  if name == "muon":  # Jordan 2024, as airbench94_muon trains (muon_filters)
+    return optax.partition(
+        {"filters": muon_filters(config, schedule),
+         "rest": coupled_l2(optax.sgd(schedule, momentum=config.momentum or None,
+                                      nesterov=config.nesterov))},
+        filter_labels)
   if name == "lamb":  # You et al. 2019: AdamW's step, rescaled per layer by a trust ratio.
     return optax.lamb(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
                       weight_decay=wd, mask=decay_mask)
   raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
+
+
+# ----------------------------------------------------------------------------
+# Muon for the convolution filters.
+
+
+def is_filter(param: Any) -> bool:
+  """A convolution kernel: rank 3 or more (Flax's ``(kh, kw, in, out)``), as
+  airbench94_muon gives Muon the parameters with ``len(p.shape) == 4``. Dense kernels
+  (the classifier, the fully connected layers), biases and norm scales are not."""
+  return getattr(param, "ndim", 0) >= 3
+
+
+def filter_labels(params: Any) -> Any:
+  return jax.tree.map(lambda p: "filters" if is_filter(p) else "rest", params)
+
+
+def filter_dimension_numbers(params: Any) -> Any:
+  """Each filter bank as the matrix that Muon orthogonalises: the kernel taps and input
+  channels reduced, the output channels out (PyTorch's ``g.reshape(len(g), -1)``)."""
+  return jax.tree.map(
+      lambda p: optax.contrib.MuonDimensionNumbers(tuple(range(p.ndim - 1)), p.ndim - 1),
+      params)
+
+
+def normalize_filters() -> optax.GradientTransformation:
+  """airbench94_muon's step rescales each filter bank to Frobenius norm sqrt(out
+  channels) before the update is added (``p.mul_(len(p)**0.5 / p.norm())``). As an
+  optax update: ``u + (c - 1) p``, with ``c = sqrt(out) / ||p||``. With BatchNorm after
+  every convolution the scale of a filter bank does not change the function, so this
+  only fixes the size of Muon's step relative to the weights."""
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("normalize_filters needs the parameters")
+
+    def rescale(u, p):
+      c = jnp.sqrt(p.shape[-1]) / jnp.maximum(jnp.linalg.norm(p), 1e-12)
+      return u + (c - 1) * p
+    return jax.tree.map(rescale, updates, params), state
+
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
+
+
+def muon_filters(config: ml_collections.ConfigDict,
+                 schedule: optax.Schedule) -> optax.GradientTransformation:
+  """Muon (Jordan 2024; optax.contrib's ``scale_by_muon``): momentum ``muon.beta``
+  (Nesterov if ``muon.nesterov``), orthogonalised by ``muon.ns_steps`` Newton-Schulz
+  iterations, then a step of ``muon.learning_rate`` that follows the config's schedule
+  (its rate at each step times ``muon.learning_rate`` over the peak rate), decoupled
+  weight decay ``muon.weight_decay`` (times that step), and with ``muon.normalize`` the
+  filters rescaled as airbench94_muon does (:func:`normalize_filters`). The other
+  parameters take the config's SGD (``learning_rate``, ``momentum``, ``nesterov``,
+  ``weight_decay``), as airbench94_muon's biases and classifier do."""
+  m = config.muon
+  peak = peak_learning_rate(config)
+  rate = (lambda step: schedule(step) * (m.learning_rate / peak)) if peak else m.learning_rate
+  tx = [optax.contrib.scale_by_muon(ns_steps=m.ns_steps, beta=m.beta, nesterov=m.nesterov,
+                                     weight_dimension_numbers=filter_dimension_numbers)]
+  if m.weight_decay:
+    tx.append(optax.add_decayed_weights(m.weight_decay))
+  tx.append(optax.scale_by_learning_rate(rate))
+  if m.normalize:
+    tx.append(normalize_filters())
+  return optax.chain(*tx)
 
 
 # ----------------------------------------------------------------------------
