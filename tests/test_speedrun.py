@@ -117,6 +117,20 @@ def test_speedrun_configs_hold_the_recipe():
     config_lib.check(f"{CONFIG}:cpu,gpu")
 
 
+def test_the_muon_variant_changes_the_optimizer_of_the_filters_and_the_epochs_only():
+  sgd = config_lib.load_config(CONFIG).to_dict()
+  muon = config_lib.check(f"{CONFIG}:muon").config.to_dict()
+  changed = {k for k in sgd if sgd[k] != muon[k]}
+  # The warm-up and the checkpoint follow the epochs; the SGD fields stay, for the rest.
+  assert changed == {"optimizer", "muon", "num_epochs", "warmup_epochs",
+                     "checkpoint_every_epochs"}
+  assert (muon["optimizer"], muon["num_epochs"]) == ("muon", 8)
+  assert muon["muon"] == dict(sgd["muon"], learning_rate=0.08, beta=0.6, normalize=True)
+  assert config_lib.load_config(f"{CONFIG}:muon,epochs=6").num_epochs == 6
+  with pytest.raises(config_lib.ConfigError, match="muon is a CPU variant"):
+    config_lib.check(f"{CONFIG}:muon,gpu")
+
+
 def test_warmup_and_final_rate_follow_overrides_of_epochs_and_batch():
   # The triangle is a shape: 23% of the epochs up, down to 0.07 of the peak. Overriding
   # the length or the batch on the command line moves both with it.
