@@ -24,10 +24,12 @@ TINY_BN = ["--config", "configs/resnet20_cifar.py:tiny", "--config.num_epochs=1"
 
 
 def cpu_env(devices: int) -> dict[str, str]:
-  """``devices`` simulated CPU devices. On a busy 2-core machine a device thread can wait
-  past XLA:CPU's 40 s collective timeout (which aborts the process), so it is raised."""
+  """``devices`` simulated CPU devices, with XLA:CPU's collective timeout (40 s, then it
+  aborts the process) raised to 120 s for a busy 2-core machine. Past that a step's
+  devices are not slow but deadlocked (as they were before ``parallel.DispatchLimit``):
+  the abort names the collective, sooner than the tests' 300 s process timeouts would."""
   flags = (f"--xla_force_host_platform_device_count={devices} "
-           "--xla_cpu_collective_call_terminate_timeout_seconds=900")
+           "--xla_cpu_collective_call_terminate_timeout_seconds=120")
   return dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}",
               JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
 
