@@ -339,12 +339,12 @@ def _muon_setup(**muon):
   tx = optim.create_optimizer(c, optim.create_schedule(c, 10))
   k = jax.random.split(jax.random.key(0), 4)
   params = {"conv": {"kernel": 3 * jax.random.normal(k[0], (3, 3, 4, 8))},
-            "bn": {"bias": jnp.ones(8)}, "head": {"kernel": jnp.ones((8, 10))}}
+            "bn": {"bias": jnp.ones((2, 2, 8))}, "head": {"kernel": jnp.ones((8, 10))}}
   # A gradient whose filter matrix has singular values from 0.1 to 10.
   u, _, vt = np.linalg.svd(np.asarray(jax.random.normal(k[1], (36, 8))), full_matrices=False)
   g_conv = (u * np.geomspace(0.1, 10, 8)) @ vt
   grads = {"conv": {"kernel": jnp.asarray(g_conv.reshape(3, 3, 4, 8))},
-           "bn": {"bias": jax.random.normal(k[2], (8,))},
+           "bn": {"bias": jax.random.normal(k[2], (2, 2, 8))},  # untied, as LeNet-1989's
            "head": {"kernel": jax.random.normal(k[3], (8, 10))}}
   return c, tx, params, grads
 

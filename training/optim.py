@@ -149,15 +149,14 @@ def _base_optimizer(config: ml_collections.ConfigDict,
 # Muon for the convolution filters.
 
 
-def is_filter(param: Any) -> bool:
-  """A convolution kernel: rank 3 or more (Flax's ``(kh, kw, in, out)``), as
-  airbench94_muon gives Muon the parameters with ``len(p.shape) == 4``. Dense kernels
-  (the classifier, the fully connected layers), biases and norm scales are not."""
-  return getattr(param, "ndim", 0) >= 3
-
-
 def filter_labels(params: Any) -> Any:
-  return jax.tree.map(lambda p: "filters" if is_filter(p) else "rest", params)
+  """"filters" for the convolution kernels: leaves named ``kernel`` of rank 3 or more
+  (Flax's ``(kh, kw, in, out)``), as airbench94_muon gives Muon the parameters with
+  ``len(p.shape) == 4``; "rest" for dense kernels (the classifier, fully connected
+  layers), biases (LeNet-1989's untied ones too, of rank 3) and norm scales."""
+  kernels = decay_mask(params)
+  return jax.tree.map(lambda p, k: "filters" if k and p.ndim >= 3 else "rest",
+                      params, kernels)
 
 
 def filter_dimension_numbers(params: Any) -> Any:
