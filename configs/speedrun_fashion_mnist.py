@@ -37,7 +37,7 @@ Arguments (comma-separated):
   by the same SGD) at a peak rate of 0.08, and 8 epochs. The rate was chosen among 0.03,
   0.08 and 0.2 on 2-epoch runs of a narrower net (README, "Speedrun"). Seed 0 on two
   devices: 94.41% in 26.7 min, against 94.20% in 31.5 min for the SGD config on the
-  same machine; ``muon,epochs=6``: 94.21% and 94.15% (seeds 0, 1), 20.8 min.
+  same machine; ``muon,epochs=6``: 94.21, 94.15, 94.06% (seeds 0-2), 20.8-21.8 min.
 - ``epochs=N``: the number of passes (default: the variant's).
 - ``tiny``: seconds, on synthetic data, for the tests.
 
