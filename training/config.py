@@ -196,11 +196,12 @@ CHOICES = {
 }
 POSITIVE = ("mesh.fsdp", "num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs",
             "checkpoint_every_epochs", "keep_checkpoints", "grad_accum_steps",
-            "host.shuffle_buffer", "host.prefetch", "sdlm.mu", "sdlm.num_samples")
+            "host.shuffle_buffer", "host.prefetch", "sdlm.mu", "sdlm.num_samples",
+            "muon.learning_rate", "muon.ns_steps")
 NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epochs", "pad",
                 "log_every_steps", "stop_after_steps", "checkpoint_every_minutes",
                 "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm",
-                "lr_base_batch_size")
+                "lr_base_batch_size", "muon.weight_decay")
 PROBABILITIES = ("ema_decay", "layer_decay")
 
 
@@ -272,15 +273,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       if changed:
         raise ConfigError(f"config.{group}.{changed[0]} is set but optimizer="
                           f"{config.optimizer}; it applies only to --config.optimizer={group}")
-  if config.optimizer == "muon":
-    m = config.muon
-    for key, bad in (("learning_rate", m.learning_rate <= 0), ("ns_steps", m.ns_steps <= 0)):
-      if bad:
-        raise ConfigError(f"config.muon.{key} must be positive, got {m[key]}")
-    if not 0 <= m.beta < 1:
-      raise ConfigError(f"config.muon.beta must be in [0, 1), got {m.beta}")
-    if m.weight_decay < 0:
-      raise ConfigError(f"config.muon.weight_decay must be >= 0, got {m.weight_decay}")
+  if not 0 <= config.muon.beta < 1:
+    raise ConfigError(f"config.muon.beta must be in [0, 1), got {config.muon.beta}")
   if (config.optimizer == "sdlm" and config.sdlm.curvature == "rbf_mle"
       and config.model != "lenet5"):
     raise ConfigError(f"config.sdlm.curvature='rbf_mle' is the curvature of LeNet-5's RBF "
