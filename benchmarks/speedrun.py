@@ -3,6 +3,7 @@ and reports the test accuracy (mean, spread), the wall time from command to prin
 accuracy, and the accuracy against time as a PNG.
 
   python benchmarks/speedrun.py --seeds 5                       # the CPU speedrun
+  python benchmarks/speedrun.py --cpu_devices 2 --seeds 5       # the two cores as two devices
   python benchmarks/speedrun.py --config configs/speedrun_fashion_mnist.py:gpu --seeds 5
   python benchmarks/speedrun.py --seeds 2 --workdir runs/sr_wide \
       --config.model_kwargs.widths=48,96,192
@@ -23,11 +24,19 @@ report covers every seed in ``WORKDIR``: seeds can be added later (``--first_see
 --seeds 2`` into the same folder) and the report is over all of them. An existing
 ``WORKDIR/seed<i>`` of a seed to run is an error (train.py would resume it, not time a
 run).
+
+``--cpu_devices N`` runs each seed on N simulated CPU devices, the README's two-device
+trick: it adds ``--xla_force_host_platform_device_count=N
+--xla_cpu_multi_thread_eigen=false`` to the runs' ``XLA_FLAGS`` (a device count already
+in ``XLA_FLAGS`` is an error: give one or the other). Each seed's record names the
+devices it ran on and the ``XLA_FLAGS`` it ran with, so runs of one and two devices in
+one folder are told apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -45,6 +54,17 @@ from training import config as config_lib  # noqa: E402
 from training import rundir  # noqa: E402
 
 DEFAULT_CONFIG = "configs/speedrun_fashion_mnist.py"
+FORCE_DEVICES = "--xla_force_host_platform_device_count"
+
+
+def run_env(cpu_devices: int) -> dict[str, str]:
+  """The environment of the runs: this one, with ``cpu_devices`` simulated CPU devices
+  when it is not 0 (one thread each: the two-device trick of the README)."""
+  env = dict(os.environ)
+  if cpu_devices:
+    flags = f"{FORCE_DEVICES}={cpu_devices} --xla_cpu_multi_thread_eigen=false"
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
+  return env
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,9 +83,16 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   p.add_argument("--first_seed", type=int, default=0)
   p.add_argument("--workdir", default="runs/speedrun", help="one folder per seed inside")
   p.add_argument("--target", type=float, default=94.0, help="test accuracy (%%) to reach")
+  p.add_argument("--cpu_devices", type=int, default=0,
+                 help="run on N simulated CPU devices (the two-device trick); 0: as is")
   args = p.parse_args(rest)
   if args.seeds < 1:
     p.error(f"--seeds must be at least 1, got {args.seeds}")
+  if args.cpu_devices < 0:
+    p.error(f"--cpu_devices must be 0 (as XLA_FLAGS say) or more, got {args.cpu_devices}")
+  if args.cpu_devices and FORCE_DEVICES in os.environ.get("XLA_FLAGS", ""):
+    p.error(f"XLA_FLAGS already set {FORCE_DEVICES}; give --cpu_devices or that flag, not "
+            "both")
   spec = args.config if os.path.isabs(args.config) else os.path.join(ROOT, args.config)
   try:
     config_lib.check(spec, overrides)
@@ -74,15 +101,19 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   return args, [f"--config.{k}={v}" for k, v in overrides]
 
 
-def run_seed(config: str, workdir: str, seed: int, overrides: Sequence[str]) -> dict[str, Any]:
-  """One ``train.py`` command; its summary, eval rows and wall time."""
+def run_seed(config: str, workdir: str, seed: int, overrides: Sequence[str],
+             env: dict[str, str] | None = None) -> dict[str, Any]:
+  """One ``train.py`` command (in ``env``: this process's environment if None); its
+  summary, eval rows and wall time."""
+  env = dict(os.environ) if env is None else env
   run_dir = os.path.join(workdir, f"seed{seed}")
   cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", config,
          "--workdir", run_dir, f"--config.seed={seed}", *overrides]
   log_path = os.path.join(workdir, f"seed{seed}.log")
   t = time.time()
   with open(log_path, "w") as log:
-    rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                        env=env).returncode
   wall = time.time() - t
   if rc:
     with open(log_path) as f:
@@ -97,7 +128,8 @@ def run_seed(config: str, workdir: str, seed: int, overrides: Sequence[str]) -> 
           "top1_raw": 100 * summary["eval_top1"], "wall_sec": wall,
           "train_sec": summary["train_time_this_run_sec"],
           "startup_sec": wall - summary["wall_time_this_run_sec"],
-          "platform": summary["platform"], "load_average_end": os.getloadavg()[0],
+          "platform": summary["platform"], "devices": summary["devices"],
+          "xla_flags": env.get("XLA_FLAGS", ""), "load_average_end": os.getloadavg()[0],
           "curve": [{"epoch": r["epoch"], "train_sec": r.get("train_seconds"),
                      "top1": 100 * r[key]} for r in evals]}
 
@@ -110,6 +142,13 @@ def all_seeds(workdir: str) -> list[dict[str, Any]]:
       with open(os.path.join(workdir, name)) as f:
         runs.append(json.load(f))
   return sorted(runs, key=lambda r: r["seed"])
+
+
+def device_counts(runs: Sequence[dict[str, Any]]) -> str:
+  """How many seeds ran on how many devices: "2 (5 seeds)", or each count where they
+  differ (seeds recorded before the count was, as "not recorded")."""
+  counts = collections.Counter(str(r.get("devices", "not recorded")) for r in runs)
+  return ", ".join(f"{n} ({k} seed{'s' if k > 1 else ''})" for n, k in sorted(counts.items()))
 
 
 def describe(values: Sequence[float], fmt: str = ".2f") -> str:
@@ -160,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   os.makedirs(args.workdir, exist_ok=True)
   for seed in seeds:
     try:
-      r = run_seed(args.config, args.workdir, seed, overrides)
+      r = run_seed(args.config, args.workdir, seed, overrides, run_env(args.cpu_devices))
     except RuntimeError as e:
       print(f"error: {e}", file=sys.stderr)
       return 1
@@ -169,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     weights = f" (EMA weights; raw {r['top1_raw']:.2f}%)" if r["weights"] == "ema" else ""
     print(f"seed {seed}: {r['top1']:.2f}%{weights} in {r['wall_sec']:.1f} s from command "
           f"({r['startup_sec']:.1f} s start-up, {r['train_sec']:.2f} s training steps) "
-          f"on {r['platform']}", flush=True)
+          f"on {r['devices']} {r['platform']} device(s)", flush=True)
   runs = all_seeds(args.workdir)
   top1 = [r["top1"] for r in runs]
   reached = sum(t >= args.target for t in top1)
@@ -177,12 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
            f"test accuracy (%): {describe(top1)}; {reached}/{len(runs)} seeds reach "
            f"{args.target:g}%",
            f"wall time from command (s): {describe([r['wall_sec'] for r in runs], '.1f')}",
-           f"training time (s): {describe([r['train_sec'] for r in runs])}"]
+           f"training time (s): {describe([r['train_sec'] for r in runs])}",
+           f"devices: {device_counts(runs)}"]
   print("\n".join(lines))
-  table = ["| seed | test top-1 % | weights (raw top-1 %) | wall s (command) | start-up s "
-           "| training s |", "|---|---|---|---|---|---|"]
-  table += [f"| {r['seed']} | {r['top1']:.2f} | {r.get('weights', 'raw')} "
-            f"({r.get('top1_raw', r['top1']):.2f}) | {r['wall_sec']:.1f} "
+  table = ["| seed | devices | test top-1 % | weights (raw top-1 %) | wall s (command) "
+           "| start-up s | training s |", "|---|---|---|---|---|---|---|"]
+  table += [f"| {r['seed']} | {r.get('devices', '?')} | {r['top1']:.2f} "
+            f"| {r.get('weights', 'raw')} ({r.get('top1_raw', r['top1']):.2f}) "
+            f"| {r['wall_sec']:.1f} "
             f"| {r['startup_sec']:.1f} | {r['train_sec']:.2f} |" for r in runs]
   with open(os.path.join(args.workdir, "speedrun.md"), "w") as f:
     f.write("\n\n".join(["\n".join(lines), "\n".join(table)]) + "\n")

@@ -149,7 +149,7 @@ def test_warmup_and_final_rate_follow_overrides_of_epochs_and_batch():
 
 def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
   workdir = str(tmp_path / "sr")
-  assert speedrun.main(["--config", f"{CONFIG}:tiny", "--seeds", "1",
+  assert speedrun.main(["--config", f"{CONFIG}:tiny", "--seeds", "1", "--cpu_devices", "2",
                         "--workdir", workdir, "--target", "5"]) == 0
   out = capsys.readouterr().out
   with open(os.path.join(workdir, "speedrun.json")) as f:
@@ -166,6 +166,12 @@ def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
   assert [p["epoch"] for p in run["curve"]] == [1, 2]  # tiny evaluates every epoch
   assert 0 < run["curve"][0]["train_sec"] < run["curve"][1]["train_sec"] <= run["train_sec"]
   assert f"seed 0: {run['top1']:.2f}% (EMA weights; raw {run['top1_raw']:.2f}%)" in out
+  # --cpu_devices 2: the run's batch went over two devices, and the record says so.
+  assert summary["devices"] == run["devices"] == 2
+  assert "--xla_force_host_platform_device_count=2" in run["xla_flags"]
+  assert "devices: 2 (1 seed)" in out
+  with open(os.path.join(workdir, "speedrun.md")) as f:
+    assert "| 0 | 2 |" in f.read()
   assert os.path.getsize(os.path.join(workdir, "speedrun.png")) > 10_000
   # Seeds added later are reported with the earlier ones.
   with open(os.path.join(workdir, "seed0.json")) as f:
@@ -186,6 +192,7 @@ def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
     (["--config", "configs/no_such.py"], "config file not found"),
     (["--config.lr=0.1"], "lr"),
     (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--cpu_devices", "-1"], "--cpu_devices must be"),
 ])
 def test_bad_input_is_one_line_before_any_run(args, message, tmp_path, capsys):
   with pytest.raises(SystemExit) as e:
@@ -194,3 +201,21 @@ def test_bad_input_is_one_line_before_any_run(args, message, tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and message in err[0]
   assert not (tmp_path / "sr").exists()
+
+
+def test_cpu_devices_and_a_device_count_in_xla_flags_are_one_error(tmp_path, capsys,
+                                                                    monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+  with pytest.raises(SystemExit) as e:
+    speedrun.main(["--cpu_devices", "2", "--workdir", str(tmp_path / "sr")])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "give --cpu_devices or that flag" in err[0]
+  assert not (tmp_path / "sr").exists()
+  # Without a count of its own, the flag adds the two-device trick to the flags there are.
+  monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=1")
+  env = speedrun.run_env(2)
+  assert env["XLA_FLAGS"].split() == ["--xla_backend_optimization_level=1",
+                                      "--xla_force_host_platform_device_count=2",
+                                      "--xla_cpu_multi_thread_eigen=false"]
+  assert speedrun.run_env(0)["XLA_FLAGS"] == "--xla_backend_optimization_level=1"
