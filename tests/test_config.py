@@ -104,6 +104,7 @@ def test_validate(key, value, match):
     ("muon.ns_steps", "0", "config.muon.ns_steps must be positive"),
     ("muon.beta", "1.0", r"config.muon.beta must be in \[0, 1\)"),
     ("muon.weight_decay", "-0.1", "config.muon.weight_decay must be >= 0"),
+    ("learning_rate", "0", "learning_rate=0 with optimizer=muon"),
 ])
 def test_validate_muon(key, value, match):
   c = config_lib.load_config(f"{ROOT}/configs/speedrun_fashion_mnist.py")

@@ -275,6 +275,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
                           f"{config.optimizer}; it applies only to --config.optimizer={group}")
   if not 0 <= config.muon.beta < 1:
     raise ConfigError(f"config.muon.beta must be in [0, 1), got {config.muon.beta}")
+  if config.optimizer == "muon" and not config.learning_rate:
+    # The filters' rate is the schedule scaled to muon.learning_rate at its peak: a peak
+    # of 0 leaves no schedule to follow.
+    raise ConfigError("config.learning_rate=0 with optimizer=muon: the filters' rate "
+                      "follows the schedule scaled to its peak, and a zero peak has no "
+                      "shape; give learning_rate > 0 (the other parameters' rate)")
   if (config.optimizer == "sdlm" and config.sdlm.curvature == "rbf_mle"
       and config.model != "lenet5"):
     raise ConfigError(f"config.sdlm.curvature='rbf_mle' is the curvature of LeNet-5's RBF "

@@ -198,7 +198,7 @@ def muon_filters(config: ml_collections.ConfigDict,
   ``weight_decay``), as airbench94_muon's biases and classifier do."""
   m = config.muon
   peak = peak_learning_rate(config)
-  rate = (lambda step: schedule(step) * (m.learning_rate / peak)) if peak else m.learning_rate
+  rate = lambda step: schedule(step) * (m.learning_rate / peak)  # peak > 0: validated
   tx = [optax.contrib.scale_by_muon(ns_steps=m.ns_steps, beta=m.beta, nesterov=m.nesterov,
                                      weight_dimension_numbers=filter_dimension_numbers)]
   if m.weight_decay:
