@@ -178,14 +178,43 @@ def plot(runs: Sequence[dict[str, Any]], target: float, path: str, title: str) -
                                "wall time from command (s), start-up included")):
     ax.axhline(target, ls="--", c="k", lw=1, label=f"target {target:g}%")
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
-    lo = min([p["top1"] for r in runs for p in r["curve"]] + [target])
-    ax.set_ylim(max(lo - 1, 0), 100)
+    points = [p["top1"] for r in runs for p in r["curve"]] + [target]
+    ax.set_ylim(max(min(points) - 1, 0), min(max(points) + 1, 100))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def write_report(workdir: str, config: str, overrides: Sequence[str], target: float) -> None:
+  """Prints the report over every seed in ``workdir`` and writes ``speedrun.{md,json,png}``
+  there (``config`` and ``overrides`` name what the seeds ran)."""
+  runs = all_seeds(workdir)
+  top1 = [r["top1"] for r in runs]
+  reached = sum(t >= target for t in top1)
+  lines = [f"{config} {' '.join(overrides)}".strip(),
+           f"test accuracy (%): {describe(top1)}; {reached}/{len(runs)} seeds reach "
+           f"{target:g}%",
+           f"wall time from command (s): {describe([r['wall_sec'] for r in runs], '.1f')}",
+           f"training time (s): {describe([r['train_sec'] for r in runs])}",
+           f"devices: {device_counts(runs)}"]
+  print("\n".join(lines))
+  table = ["| seed | devices | test top-1 % | weights (raw top-1 %) | wall s (command) "
+           "| start-up s | training s |", "|---|---|---|---|---|---|---|"]
+  table += [f"| {r['seed']} | {r.get('devices', '?')} | {r['top1']:.2f} "
+            f"| {r.get('weights', 'raw')} ({r.get('top1_raw', r['top1']):.2f}) "
+            f"| {r['wall_sec']:.1f} "
+            f"| {r['startup_sec']:.1f} | {r['train_sec']:.2f} |" for r in runs]
+  with open(os.path.join(workdir, "speedrun.md"), "w") as f:
+    f.write("\n\n".join(["\n".join(lines), "\n".join(table)]) + "\n")
+  with open(os.path.join(workdir, "speedrun.json"), "w") as f:
+    json.dump({"config": config, "overrides": overrides, "target": target,
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "load_average_end": os.getloadavg()[0], "runs": runs}, f, indent=2)
+  plot(runs, target, os.path.join(workdir, "speedrun.png"),
+       f"{config}: {statistics.mean(top1):.2f}% mean of {len(runs)} seeds")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,30 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"seed {seed}: {r['top1']:.2f}%{weights} in {r['wall_sec']:.1f} s from command "
           f"({r['startup_sec']:.1f} s start-up, {r['train_sec']:.2f} s training steps) "
           f"on {r['devices']} {r['platform']} device(s)", flush=True)
-  runs = all_seeds(args.workdir)
-  top1 = [r["top1"] for r in runs]
-  reached = sum(t >= args.target for t in top1)
-  lines = [f"{args.config} {' '.join(overrides)}".strip(),
-           f"test accuracy (%): {describe(top1)}; {reached}/{len(runs)} seeds reach "
-           f"{args.target:g}%",
-           f"wall time from command (s): {describe([r['wall_sec'] for r in runs], '.1f')}",
-           f"training time (s): {describe([r['train_sec'] for r in runs])}",
-           f"devices: {device_counts(runs)}"]
-  print("\n".join(lines))
-  table = ["| seed | devices | test top-1 % | weights (raw top-1 %) | wall s (command) "
-           "| start-up s | training s |", "|---|---|---|---|---|---|---|"]
-  table += [f"| {r['seed']} | {r.get('devices', '?')} | {r['top1']:.2f} "
-            f"| {r.get('weights', 'raw')} ({r.get('top1_raw', r['top1']):.2f}) "
-            f"| {r['wall_sec']:.1f} "
-            f"| {r['startup_sec']:.1f} | {r['train_sec']:.2f} |" for r in runs]
-  with open(os.path.join(args.workdir, "speedrun.md"), "w") as f:
-    f.write("\n\n".join(["\n".join(lines), "\n".join(table)]) + "\n")
-  with open(os.path.join(args.workdir, "speedrun.json"), "w") as f:
-    json.dump({"config": args.config, "overrides": overrides, "target": args.target,
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "load_average_end": os.getloadavg()[0], "runs": runs}, f, indent=2)
-  plot(runs, args.target, os.path.join(args.workdir, "speedrun.png"),
-       f"{args.config}: {statistics.mean(top1):.2f}% mean of {len(runs)} seeds")
+  write_report(args.workdir, args.config, overrides, args.target)
   print(f"written: {args.workdir}/speedrun.{{md,json,png}}")
   return 0
 
