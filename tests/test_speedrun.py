@@ -124,9 +124,9 @@ def test_the_muon_variant_changes_the_optimizer_of_the_filters_and_the_epochs_on
   # The warm-up and the checkpoint follow the epochs; the SGD fields stay, for the rest.
   assert changed == {"optimizer", "muon", "num_epochs", "warmup_epochs",
                      "checkpoint_every_epochs"}
-  assert (muon["optimizer"], muon["num_epochs"]) == ("muon", 8)
+  assert (muon["optimizer"], muon["num_epochs"]) == ("muon", 6)
   assert muon["muon"] == dict(sgd["muon"], learning_rate=0.08, beta=0.6, normalize=True)
-  assert config_lib.load_config(f"{CONFIG}:muon,epochs=6").num_epochs == 6
+  assert config_lib.load_config(f"{CONFIG}:muon,epochs=8").num_epochs == 8
   with pytest.raises(config_lib.ConfigError, match="muon is a CPU variant"):
     config_lib.check(f"{CONFIG}:muon,gpu")
 
