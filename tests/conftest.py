@@ -32,45 +32,56 @@ TEST_XLA_FLAGS = "--xla_backend_optimization_level=1"
 if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
-# Longest first (seconds on an idle 2-core machine, warm cache; about twice that under
-# load). Most start train.py in subprocesses (several processes or devices, signals).
-SLOW_FIRST = (
-    "test_devices_processes_and_fsdp_match_one_device",  # ~40
-    "test_sigterm_to_one_of_two_processes_stops_both_at_one_step",  # ~30
-    "test_three_kills_end_bitwise_equal_to_the_uninterrupted_run",  # ~20
-    "test_host_pipeline_resumes_with_exactly_the_next_batches",  # ~20
-    # A module fixture (~16): the tests that use it go together, so that it is built on
-    # one worker only.
-    "googlenet_step",
-    "test_end_to_end_outputs_and_resume",  # ~12
-    "test_two_processes_each_read_their_share",  # ~12
-    "test_on_four_devices",  # ~8, its fixture
-    "test_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous",
-    "test_two_real_runs_through_train_py",  # ~12
-    "test_speedrun_tool_reports_what_train_py_measured",
-    "test_two_processes_agree_when_only_one_cannot_read_its_part",
-    "test_host_pipeline_end_to_end",
-    "test_sigterm_saves_a_checkpoint_and_resumes",
-)
+# The long tests and their seconds (an idle 2-core machine, empty cache, -n 2; measured
+# with --durations on 2026-12-05). Most start train.py in subprocesses (several
+# processes or devices, signals).
+SLOW_FIRST = {
+    "test_devices_processes_and_fsdp_match_one_device": 46,
+    "test_sigterm_to_one_of_two_processes_stops_both_at_one_step": 42,
+    "test_tiny_end_to_end": 28,  # tests/test_experiments_vgg.py: two VGG-13s
+    "test_three_kills_end_bitwise_equal_to_the_uninterrupted_run": 23,
+    "test_host_pipeline_resumes_with_exactly_the_next_batches": 21,
+    "test_host_pipeline_end_to_end": 18,
+    "test_end_to_end_outputs_and_resume": 16,
+    "test_convnext_recipe_end_to_end_evaluates_raw_and_ema_weights": 16,
+    # A module fixture: the tests that use it go together, so that it is built on one
+    # worker only.
+    "googlenet_step": 15,
+    "test_two_cpu_devices_survive_a_host_far_ahead": 12,
+    "test_speedrun_tool_reports_what_train_py_measured": 12,
+    "test_two_processes_each_read_their_share": 12,
+    "test_corrupt_latest_checkpoint_is_set_aside_and_the_run_resumes_from_the_previous": 12,
+    "test_benchmark_cli": 11,
+    "test_on_four_devices": 10,  # its fixture
+    "test_two_real_runs_through_train_py": 10,
+    "test_two_processes_agree_when_only_one_cannot_read_its_part": 8,
+    "test_sigterm_saves_a_checkpoint_and_resumes": 4,
+}
 
 
 def pytest_collection_modifyitems(session, config, items):
-  """The slow tests first, alternating between the two halves of the list: xdist's
-  worksteal (pytest.ini) gives each of two workers one half, in order, and lets the one
-  that runs out take the tail of the other's. (The default, load, would send the first
-  ~150 tests, every slow one among them, to one worker.)"""
+  """The slow tests first, split into two halves of about equal seconds (longest first,
+  each to the half with less so far): xdist's worksteal (pytest.ini) gives each of two
+  workers one half, in order, and lets the one that runs out take the tail of the
+  other's. (The default, load, would send the first ~150 tests, every slow one among
+  them, to one worker.)"""
   del session, config
   rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+  names = list(SLOW_FIRST)
 
   def key(item):  # the rank of the test's name, or of a fixture it uses
-    names = (item.originalname or item.name, *getattr(item, "fixturenames", ()))
-    return next((rank[n] for n in names if n in rank), None)
+    found = (item.originalname or item.name, *getattr(item, "fixturenames", ()))
+    return next((rank[n] for n in found if n in rank), None)
 
+  half, load = {}, [0, 0]
+  for i, name in enumerate(names):  # SLOW_FIRST is longest first
+    half[i] = 0 if load[0] <= load[1] else 1
+    load[half[i]] += SLOW_FIRST[name]
   rest = [item for item in items if key(item) is None]
   # A test's parametrized cases stay together (test_on_four_devices shares a fixture).
-  first = [item for item in items if key(item) is not None and key(item) % 2 == 0]
-  second = [item for item in items if key(item) is not None and key(item) % 2 == 1]
-  first.sort(key=key)
-  second.sort(key=key)
+  first = sorted((item for item in items if key(item) is not None and half[key(item)] == 0),
+                 key=key)
+  second = sorted((item for item in items if key(item) is not None and half[key(item)] == 1),
+                  key=key)
   cut = max(0, len(items) // 2 - len(first))
   items[:] = first + rest[:cut] + second + rest[cut:]
