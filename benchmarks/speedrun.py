@@ -102,10 +102,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def run_seed(config: str, workdir: str, seed: int, overrides: Sequence[str],
-             env: dict[str, str] | None = None) -> dict[str, Any]:
-  """One ``train.py`` command (in ``env``: this process's environment if None); its
-  summary, eval rows and wall time."""
-  env = dict(os.environ) if env is None else env
+             env: dict[str, str]) -> dict[str, Any]:
+  """One ``train.py`` command, in ``env``; its summary, eval rows and wall time."""
   run_dir = os.path.join(workdir, f"seed{seed}")
   cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", config,
          "--workdir", run_dir, f"--config.seed={seed}", *overrides]
@@ -226,9 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           "another --workdir or remove it", file=sys.stderr)
     return 2
   os.makedirs(args.workdir, exist_ok=True)
+  env = run_env(args.cpu_devices)
   for seed in seeds:
     try:
-      r = run_seed(args.config, args.workdir, seed, overrides, run_env(args.cpu_devices))
+      r = run_seed(args.config, args.workdir, seed, overrides, env)
     except RuntimeError as e:
       print(f"error: {e}", file=sys.stderr)
       return 1

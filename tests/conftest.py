@@ -67,21 +67,19 @@ def pytest_collection_modifyitems(session, config, items):
   them, to one worker.)"""
   del session, config
   rank = {name: i for i, name in enumerate(SLOW_FIRST)}
-  names = list(SLOW_FIRST)
+  half, load = [], [0, 0]  # per rank: the half it goes to; each half's seconds so far
+  for seconds in SLOW_FIRST.values():  # longest first
+    half.append(0 if load[0] <= load[1] else 1)
+    load[half[-1]] += seconds
 
   def key(item):  # the rank of the test's name, or of a fixture it uses
     found = (item.originalname or item.name, *getattr(item, "fixturenames", ()))
     return next((rank[n] for n in found if n in rank), None)
 
-  half, load = {}, [0, 0]
-  for i, name in enumerate(names):  # SLOW_FIRST is longest first
-    half[i] = 0 if load[0] <= load[1] else 1
-    load[half[i]] += SLOW_FIRST[name]
   rest = [item for item in items if key(item) is None]
   # A test's parametrized cases stay together (test_on_four_devices shares a fixture).
-  first = sorted((item for item in items if key(item) is not None and half[key(item)] == 0),
-                 key=key)
-  second = sorted((item for item in items if key(item) is not None and half[key(item)] == 1),
-                  key=key)
+  slow = sorted((item for item in items if key(item) is not None), key=key)
+  first = [item for item in slow if half[key(item)] == 0]
+  second = [item for item in slow if half[key(item)] == 1]
   cut = max(0, len(items) // 2 - len(first))
   items[:] = first + rest[:cut] + second + rest[cut:]
