@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 
 from models import register
-from models.layers import ACTIVATIONS, check_choice, check_dropout, get_activation
+from models.layers import ACTIVATIONS, check_choice, check_dropout, get_activation, max_pool
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -532,7 +532,7 @@ class LeNet5(nn.Module):
     conv = lambda n, k, name: nn.Conv(n, (k, k), padding="VALID", dtype=self.dtype,
                                       param_dtype=jnp.float32, name=name)
     act = get_activation(self.modern_conv_activation)
-    pool = lambda x: nn.max_pool(x, (2, 2), (2, 2))
+    pool = lambda x: max_pool(x, 2, 2)
     x = pool(act(conv(20, 5, "conv1")(x)))
     x = pool(act(conv(50, 5, "conv2")(x)))
     fc_act = get_activation(self.modern_fc_activation)

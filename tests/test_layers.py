@@ -91,3 +91,47 @@ def test_activations_by_name():
                              jax.nn.gelu(x, approximate=False))
   with pytest.raises(ValueError, match="unknown activation"):
     layers.get_activation("swishh")
+
+
+def _reference_max_pool(x, window, stride, padding):
+  """XLA's own max pool, whose gradient is select-and-scatter."""
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+                               (1, stride, stride, 1), ((0, 0), *padding, (0, 0)))
+
+
+@pytest.mark.parametrize("window,stride,pad,ceil_mode,size", [
+    (2, 2, 0, False, 27),  # airbench's, on an odd map (the last row is dropped)
+    (2, 2, 0, False, 8),   # VGG's
+    (3, 3, 0, False, 10),
+    (2, 2, 0, True, 9),    # ceil mode: the last window half padding
+    (2, 2, 1, False, 7),   # padded
+])
+def test_max_pool_gradient_goes_to_each_windows_first_maximum(window, stride, pad, ceil_mode,
+                                                              size):
+  """Non-overlapping windows: the written-out gradient equals select-and-scatter's
+  exactly, on inputs full of ties
+  (three levels) where splitting a tie, or giving it to the last maximum, would differ."""
+  x = jax.random.randint(jax.random.key(0), (2, size, size + 1, 3), 0, 3).astype(jnp.float32)
+  if ceil_mode:
+    padding = (layers.ceil_mode_padding(size, window, stride, pad),
+               layers.ceil_mode_padding(size + 1, window, stride, pad))
+  else:
+    padding = ((pad, pad), (pad, pad))
+  g = jax.random.normal(jax.random.key(1), _reference_max_pool(x, window, stride, padding).shape)
+  pool = lambda x: layers.max_pool(x, window, stride, pad, ceil_mode)
+  ref = lambda x: _reference_max_pool(x, window, stride, padding)
+  np.testing.assert_array_equal(pool(x), ref(x))
+  ours, = jax.vjp(pool, x)[1](g)
+  theirs, = jax.vjp(ref, x)[1](g)
+  np.testing.assert_array_equal(ours, theirs)
+  # Each window passes its whole gradient on, to one element: nothing is split or lost.
+  np.testing.assert_allclose(float(ours.sum()), float(g.sum()), rtol=1e-5)
+
+
+def test_max_pool_stays_a_reduce_window_for_the_model_report():
+  """models' analysis reads pools from the program: the forward must stay one
+  reduce_window_max (inside the custom gradient's call)."""
+  jaxpr = str(jax.make_jaxpr(lambda x: layers.max_pool(x, 2, 2))(jnp.zeros((1, 4, 4, 1))))
+  assert "reduce_window_max" in jaxpr
+  assert "select_and_scatter" not in str(jax.make_jaxpr(jax.grad(
+      lambda x: layers.max_pool(x, 2, 2).sum()))(jnp.zeros((1, 4, 4, 1))))
