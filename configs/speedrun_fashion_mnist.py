@@ -21,7 +21,7 @@ kernels; its schedule rises from 0.2 to 1 over the first 23% of the steps and fa
   XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false" \
       python train.py --config configs/speedrun_fashion_mnist.py
   python benchmarks/speedrun.py --seeds 5                               # 5 seeds, curve
-  # The fastest to 94% here: Muon for the filters, 6 epochs, two devices (21 min)
+  # The fastest to 94% here: Muon for the filters, 6 epochs, two devices (18 min)
   python benchmarks/speedrun.py --config configs/speedrun_fashion_mnist.py:muon \
       --cpu_devices 2 --seeds 5
   python train.py --config configs/speedrun_fashion_mnist.py:gpu        # one GPU
@@ -40,8 +40,9 @@ Arguments (comma-separated):
   by the same SGD) at a peak rate of 0.08, and 6 epochs. The rate was chosen among 0.03,
   0.08 and 0.2 on 2-epoch runs of a narrower net (README, "Speedrun"). On two devices
   (``benchmarks/speedrun.py --cpu_devices 2``), 5 seeds: 94.13 +- 0.07% (94.06-94.21%,
-  every seed at 94% or more) in 21.2 min from command (20.8-21.8, the idle seeds 1-4),
-  where the SGD config took 31.5 min on the same machine (seed 0, 94.20%);
+  every seed at 94% or more) in 17.9 min from command (17.5-18.2; 21.2 min before
+  max-pooling's written-out gradient, when the SGD config took 31.5 min on the same
+  machine: seed 0, 94.20%);
   ``muon,epochs=8``: 94.41% at seed 0 in 26.7 min; ``muon,epochs=5``: 94.19, 94.19,
   93.90, 93.71% (seeds 0-3) in 16.4-17.0 min, so 6 epochs are the fewest that hold 94%.
 - ``epochs=N``: the number of passes (default: the variant's).
