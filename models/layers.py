@@ -228,10 +228,14 @@ def _window_views(x: Array, window: int, stride: int, padding: tuple) -> list[Ar
           for i in range(window) for j in range(window)]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _max_pool(x: Array, window: int, stride: int, padding: tuple) -> Array:
+def _reduce_max(x: Array, window: int, stride: int, padding: tuple) -> Array:
+  """XLA's max pool (its gradient: select-and-scatter)."""
   return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
                                (1, stride, stride, 1), ((0, 0), *padding, (0, 0)))
+
+
+# The same forward, with the gradient below.
+_max_pool = jax.custom_vjp(_reduce_max, nondiff_argnums=(1, 2, 3))
 
 
 def _max_pool_fwd(x: Array, window: int, stride: int,
@@ -274,10 +278,8 @@ def max_pool(x: Array, window: int, stride: int, pad: int = 0,
                ceil_mode_padding(x.shape[2], window, stride, pad))
   else:
     padding = ((pad, pad), (pad, pad))
-  if stride >= window:
-    return _max_pool(x, window, stride, padding)
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
-                               (1, stride, stride, 1), ((0, 0), *padding, (0, 0)))
+  pool = _max_pool if stride >= window else _reduce_max
+  return pool(x, window, stride, padding)
 
 
 # ---------------------------------------------------------------------------------------

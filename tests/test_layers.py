@@ -105,6 +105,7 @@ def _reference_max_pool(x, window, stride, padding):
     (3, 3, 0, False, 10),
     (2, 2, 0, True, 9),    # ceil mode: the last window half padding
     (2, 2, 1, False, 7),   # padded
+    (2, 3, 0, False, 11),  # gaps between the windows: those elements get nothing
 ])
 def test_max_pool_gradient_goes_to_each_windows_first_maximum(window, stride, pad, ceil_mode,
                                                               size):
