@@ -218,6 +218,15 @@ def ceil_mode_padding(size: int, window: int, stride: int, pad: int = 0) -> tupl
   return pad, max(0, (out - 1) * stride + window - size - pad)
 
 
+def pool_padding(shape: Sequence[int], window: int, stride: int, pad: int = 0,
+                 ceil_mode: bool = False) -> tuple[tuple[int, int], tuple[int, int]]:
+  """(low, high) padding of H and W for a pool over NHWC ``shape``, PyTorch's way."""
+  if ceil_mode:
+    return (ceil_mode_padding(shape[1], window, stride, pad),
+            ceil_mode_padding(shape[2], window, stride, pad))
+  return ((pad, pad), (pad, pad))
+
+
 def _window_views(x: Array, window: int, stride: int, padding: tuple) -> list[Array]:
   """One strided view of NHWC ``x`` (padded with -inf) per position in the pooling window,
   in PyTorch's scan order: view (i, j) holds the (i, j) element of every window."""
@@ -240,7 +249,7 @@ _max_pool = jax.custom_vjp(_reduce_max, nondiff_argnums=(1, 2, 3))
 
 def _max_pool_fwd(x: Array, window: int, stride: int,
                   padding: tuple) -> tuple[Array, tuple[Array, Array]]:
-  y = _max_pool(x, window, stride, padding)
+  y = _reduce_max(x, window, stride, padding)
   return y, (x, y)
 
 
@@ -274,13 +283,8 @@ def max_pool(x: Array, window: int, stride: int, pad: int = 0,
   "Speed"). Overlapping windows keep it: there the written-out gradient was 4% slower
   (AlexNet's 3x3/2).
   """
-  if ceil_mode:
-    padding = (ceil_mode_padding(x.shape[1], window, stride, pad),
-               ceil_mode_padding(x.shape[2], window, stride, pad))
-  else:
-    padding = ((pad, pad), (pad, pad))
   pool = _max_pool if stride >= window else _reduce_max
-  return pool(x, window, stride, padding)
+  return pool(x, window, stride, pool_padding(x.shape, window, stride, pad, ceil_mode))
 
 
 # ---------------------------------------------------------------------------------------

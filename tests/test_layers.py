@@ -93,12 +93,6 @@ def test_activations_by_name():
     layers.get_activation("swishh")
 
 
-def _reference_max_pool(x, window, stride, padding):
-  """XLA's own max pool, whose gradient is select-and-scatter."""
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
-                               (1, stride, stride, 1), ((0, 0), *padding, (0, 0)))
-
-
 @pytest.mark.parametrize("window,stride,pad,ceil_mode,size", [
     (2, 2, 0, False, 27),  # airbench's, on an odd map (the last row is dropped)
     (2, 2, 0, False, 8),   # VGG's
@@ -109,18 +103,14 @@ def _reference_max_pool(x, window, stride, padding):
 ])
 def test_max_pool_gradient_goes_to_each_windows_first_maximum(window, stride, pad, ceil_mode,
                                                               size):
-  """Non-overlapping windows: the written-out gradient equals select-and-scatter's
-  exactly, on inputs full of ties
-  (three levels) where splitting a tie, or giving it to the last maximum, would differ."""
+  """Non-overlapping windows: the written-out gradient equals select-and-scatter's (XLA's
+  own pool, ``_reduce_max``) exactly, on inputs full of ties (three levels) where
+  splitting a tie, or giving it to the last maximum, would differ."""
   x = jax.random.randint(jax.random.key(0), (2, size, size + 1, 3), 0, 3).astype(jnp.float32)
-  if ceil_mode:
-    padding = (layers.ceil_mode_padding(size, window, stride, pad),
-               layers.ceil_mode_padding(size + 1, window, stride, pad))
-  else:
-    padding = ((pad, pad), (pad, pad))
-  g = jax.random.normal(jax.random.key(1), _reference_max_pool(x, window, stride, padding).shape)
+  padding = layers.pool_padding(x.shape, window, stride, pad, ceil_mode)
   pool = lambda x: layers.max_pool(x, window, stride, pad, ceil_mode)
-  ref = lambda x: _reference_max_pool(x, window, stride, padding)
+  ref = lambda x: layers._reduce_max(x, window, stride, padding)
+  g = jax.random.normal(jax.random.key(1), ref(x).shape)
   np.testing.assert_array_equal(pool(x), ref(x))
   ours, = jax.vjp(pool, x)[1](g)
   theirs, = jax.vjp(ref, x)[1](g)
