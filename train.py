@@ -73,6 +73,22 @@ def init_from_pretrained(config: ml_collections.ConfigDict, model, state, ds, sh
   return state.replace(params=params, batch_stats=batch_stats)
 
 
+def init_from_data(config: ml_collections.ConfigDict, source, state, shardings, mean, std):
+  """The model family's data-dependent init (``models.data_init``; airbench's whitening
+  filters) from the first ``config.data_init_images`` training images, normalised as the
+  network's input; the moving average, if any, starts from the same weights."""
+  images = source.first_train_images(config.data_init_images)
+  images = (images.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
+      std, np.float32)
+  params = multihost_utils.process_allgather(state.params, tiled=True)
+  params = models.data_init(config.model)(params, images)
+  params = jax.tree.map(parallel.put_global, params, shardings.params)
+  if state.ema:
+    ema = dict(state.ema, params=jax.tree.map(parallel.put_global, params, shardings.ema["params"]))
+    return state.replace(params=params, ema=ema)
+  return state.replace(params=params)
+
+
 def _check_workdir(workdir: str) -> None:
   """A workdir is a directory we can write (or one we can create)."""
   if not workdir.strip():
@@ -204,6 +220,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if config.batch_size > num_train:
     raise TrainingError(f"batch_size={config.batch_size} is larger than the {num_train} "
                         f"training examples of {ds.name}; lower --config.batch_size")
+  if config.data_init_images > num_train:
+    raise TrainingError(f"config.data_init_images={config.data_init_images} is more than the "
+                        f"{num_train} training examples of {ds.name}; lower it")
   for warning in data_warnings(config, ds):
     print(f"warning: {warning}", file=sys.stderr)
   steps_per_epoch = input_pipeline.steps_per_epoch(num_train, config.batch_size)
@@ -222,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     raise config_lib.ConfigError(f"config.model_kwargs: {e}") from None
   schedule = optim.create_schedule(config, steps_per_epoch)
   try:
-    tx = optim.create_optimizer(config, schedule)
+    tx = optim.create_optimizer(config, schedule, steps_per_epoch)
   except optim.LayerDecayError as e:
     raise config_lib.ConfigError(f"config.layer_decay: {e}") from None
   init_fn = functools.partial(steps_lib.init_state, model, tx, image_shape=ds.image_shape,
@@ -276,6 +295,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
     if config.init_from:
       state = init_from_pretrained(config, model, state, ds, state_sharding)
+    if config.data_init_images:
+      state = init_from_data(config, source, state, state_sharding, mean, std)
+      say(f"data init: {config.model}'s {models.data_init(config.model).__name__} from "
+          f"the first {config.data_init_images} training images", flush=True)
   start_step = int(state.step)
 
   recipe_path = os.path.join(workdir, rundir.RECIPE)

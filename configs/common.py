@@ -113,6 +113,12 @@ def base() -> ml_collections.ConfigDict:
                                       "ns_steps": 5, "normalize": False,
                                       "weight_decay": 0.0})
   c.min_learning_rate = 0.0  # where cosine and linear end
+  # Parameters held fixed: comma-separated paths (or prefixes ending at a "/"), each
+  # optionally ":epochs" it trains first, e.g. "whiten/kernel,whiten/bias:3" (airbench).
+  c.freeze = ""
+  # The model family's data-dependent init (airbench: the whitening filters from the
+  # patches of this many first training images, normalised); 0: off.
+  c.data_init_images = 0
 
   # Bookkeeping.
   c.seed = 0

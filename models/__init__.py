@@ -32,6 +32,11 @@ LayerIds = Callable[[Sequence[str]], tuple[dict[str, int], int]]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _LAYER_GROUPS: dict[str, LayerIds | None] = {}
+# Params and normalised training images (host NHWC) -> params: a family's data-dependent
+# initialisation (airbench's whitening filters), which train.py applies with
+# config.data_init_images > 0.
+DataInit = Callable[[Any, Any], Any]
+_DATA_INIT: dict[str, DataInit | None] = {}
 
 
 class UnknownModelError(ValueError):
@@ -44,14 +49,23 @@ class ModelOptionError(ValueError):
 
 
 def register(name: str, builder: Callable[..., nn.Module], *,
-             layer_groups: LayerIds | None = None) -> Callable[..., nn.Module]:
+             layer_groups: LayerIds | None = None,
+             data_init: DataInit | None = None) -> Callable[..., nn.Module]:
   """Registers ``builder`` (a module class or partial) under ``name``, with the family's
-  layer assignment for layer-wise learning-rate decay (``layer_groups``), if it has one."""
+  layer assignment for layer-wise learning-rate decay (``layer_groups``) and its
+  data-dependent initialisation (``data_init``), if it has them."""
   if name in _REGISTRY:
     raise ValueError(f"model {name!r} is registered twice")
   _REGISTRY[name] = builder
   _LAYER_GROUPS[name] = layer_groups
+  _DATA_INIT[name] = data_init
   return builder
+
+
+def data_init(name: str) -> DataInit | None:
+  """Model ``name``'s data-dependent initialisation, or None if its family has none."""
+  _check_registered(name)
+  return _DATA_INIT[name]
 
 
 def layer_groups(name: str) -> LayerIds | None:

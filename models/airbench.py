@@ -46,6 +46,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from models import register
 from models.layers import check_positive, check_positive_entries, get_activation, max_pool
@@ -65,6 +66,29 @@ def dirac_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32)
   n = min(cin, cout)
   eye = jnp.zeros((kh, kw, cin, n), dtype).at[kh // 2, kw // 2].set(jnp.eye(cin, n, dtype=dtype))
   return w.at[..., :n].set(eye)
+
+
+def whitening_filters(images: np.ndarray, kernel_size: int = 2, eps: float = 5e-4) -> np.ndarray:
+  """airbench's data-dependent init of the whitening layer (``init_whiten``): the
+  eigenvectors of the covariance of every ``kernel_size`` x ``kernel_size`` patch of
+  ``images`` (normalised NHWC, as the network sees them), each divided by the square root
+  of its eigenvalue plus ``eps``, then the same filters negated: ``2 * C * k * k``
+  filters, HWIO, in the order of ascending eigenvalues (torch.linalg.eigh's). With the
+  GELU after it, the pair passes both signs of each whitened component. Computed in
+  float64 on the host (no compilation); airbench uses the first 5,000 training images."""
+  x = np.asarray(images, np.float64)
+  n, h, w, c = x.shape
+  k = kernel_size
+  if h < k or w < k:
+    raise ValueError(f"whitening_filters: images of {h}x{w} are smaller than the {k}x{k} kernel")
+  # Every k x k patch, flattened in (row, column, channel) order: HWI.
+  taps = [x[:, i:h - k + 1 + i, j:w - k + 1 + j, :] for i in range(k) for j in range(k)]
+  patches = np.stack(taps, axis=3).reshape(-1, k * k * c)
+  covariance = patches.T @ patches / len(patches)
+  eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+  filters = eigenvectors.T / np.sqrt(eigenvalues + eps)[:, None]  # (k*k*c, k*k*c): O x HWI
+  filters = np.concatenate([filters, -filters]).reshape(2 * k * k * c, k, k, c)
+  return np.ascontiguousarray(filters.transpose(1, 2, 3, 0)).astype(np.float32)
 
 
 class ConvGroup(nn.Module):
@@ -118,4 +142,16 @@ class Airbench(nn.Module):
     return x * self.scaling_factor
 
 
-register("airbench94", Airbench)
+def init_whitening(params: Any, images: np.ndarray) -> Any:
+  """The registered data init (``--config.data_init_images=N``): the whitening layer's
+  filters from the patches of ``images`` (:func:`whitening_filters`); its bias and the
+  other parameters unchanged."""
+  kernel = params["whiten"]["kernel"]
+  filters = whitening_filters(images, kernel.shape[0])
+  if filters.shape != kernel.shape:
+    raise ValueError(f"whitening filters of shape {filters.shape} for a whiten kernel of "
+                     f"{kernel.shape}: the images have {images.shape[-1]} channels")
+  return {**params, "whiten": {**params["whiten"], "kernel": filters}}
+
+
+register("airbench94", Airbench, data_init=init_whitening)

@@ -73,3 +73,47 @@ def test_logits_are_scaled_by_the_scaling_factor():
 def test_bad_widths_are_one_line():
   with pytest.raises(models.ModelOptionError, match="widths"):
     models.create_model("airbench94", num_classes=10, widths=(64, 0, 256))
+
+
+def _correlated_images(n=40, size=9, channels=3):
+  """Smooth random images: neighbouring pixels and channels strongly correlated."""
+  x = np.random.default_rng(0).normal(size=(n, size, size, channels))
+  x = x.cumsum(axis=1).cumsum(axis=2) / size
+  return (x + 0.5 * x[..., :1]).astype(np.float32)
+
+
+def test_whitening_filters_whiten_the_patches():
+  x = _correlated_images()
+  filters = airbench.whitening_filters(x, 2)
+  assert filters.shape == (2, 2, 3, 24)
+  y = jax.lax.conv_general_dilated(x, filters, (1, 1), "VALID",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  y = np.asarray(y, np.float64).reshape(-1, 24)
+  # The first 12 outputs are the patches' principal components scaled to unit variance
+  # (less eps's share), uncorrelated; the other 12 are the same negated.
+  patches = np.stack([x[:, i:8 + i, j:8 + j] for i in (0, 1) for j in (0, 1)], 3)
+  eigenvalues = np.linalg.eigvalsh(np.cov(patches.reshape(-1, 12).T, bias=True))
+  covariance = y[:, :12].T @ y[:, :12] / len(y)
+  np.testing.assert_allclose(np.diag(covariance), eigenvalues / (eigenvalues + 5e-4),
+                             rtol=1e-3)
+  off = covariance - np.diag(np.diag(covariance))
+  assert np.abs(off).max() < 1e-4
+  assert eigenvalues.max() / eigenvalues.min() > 100  # the raw patches are far from white
+  np.testing.assert_array_equal(filters[..., 12:], -filters[..., :12])
+
+
+def test_data_init_sets_the_whitening_filters_only():
+  model = models.create_model("airbench94", num_classes=10, widths=(4, 4, 4))
+  x = _correlated_images(size=28, channels=1)
+  params = model.init(jax.random.key(0), x[:1], train=False)["params"]
+  init = models.data_init("airbench94")
+  new = init(params, x)
+  np.testing.assert_array_equal(new["whiten"]["kernel"], airbench.whitening_filters(x, 2))
+  for path in (("whiten", "bias"), ("group1", "conv1", "kernel"), ("head", "kernel")):
+    a, b = params, new
+    for k in path:
+      a, b = a[k], b[k]
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="3 channels"):
+    init(params, _correlated_images(size=28, channels=3))
+  assert models.data_init("resnet20") is None

@@ -394,3 +394,36 @@ def test_muon_follows_the_schedule_and_decays_its_filters():
     u, state = tx.update(zero, state, params)
     steps.append(float(u["conv"]["kernel"][0, 0, 0, 0]))
   assert steps == pytest.approx([-0.2 * 0.5, -0.15 * 0.5, -0.1 * 0.5], abs=1e-6)
+
+
+def test_freeze_holds_the_named_parameters_from_the_start_or_after_their_epochs():
+  c = _config(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.01,
+              schedule="constant", freeze="whiten/kernel, whiten/bias:1.5")
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 2), steps_per_epoch=2)
+  params = {"whiten": {"kernel": jnp.ones((2, 2, 1, 8)), "bias": jnp.zeros(8)},
+            "head": {"kernel": jnp.ones((8, 3))}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  state = tx.init(params)
+  history = [params]
+  for _ in range(5):
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    history.append(params)
+  kernels = [np.asarray(p["whiten"]["kernel"]) for p in history]
+  biases = [float(p["whiten"]["bias"][0]) for p in history]
+  heads = [float(p["head"]["kernel"][0, 0]) for p in history]
+  assert all((k == 1).all() for k in kernels)  # frozen from the start, decay held off too
+  # 1.5 epochs of 2 steps: three steps train the bias, then it keeps its value.
+  assert 0 > biases[1] > biases[2] > biases[3] and biases[3] == biases[4] == biases[5]
+  assert heads[5] < heads[4] < heads[3]  # what is not named trains on
+
+
+def test_freeze_errors_name_the_entry():
+  params = {"whiten": {"kernel": jnp.ones((2, 2, 1, 8))}, "head": {"kernel": jnp.ones((8, 3))}}
+  for spec, match in (("whitn/kernel", "'whitn/kernel' names no parameter.*under head, whiten"),
+                      ("whiten/ker", "names no parameter"),  # whole path components only
+                      ("whiten:x", "must be a number"), ("whiten:-1", ">= 0")):
+    c = _config(freeze=spec)
+    tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
+    with pytest.raises(optim.FreezeError, match=match):
+      tx.init(params)

@@ -123,6 +123,10 @@ def test_end_to_end_outputs_and_resume(tmp_path, capsys):
     (["--config.learning_rate=inf"], "config.learning_rate=inf is not a finite number"),
     (["--config.model_kwargs.activation=foo"], "unknown LeNet1989 activation 'foo'"),
     (["--config", "configs/lenet1989.py:uspss"], "did you mean usps"),
+    (["--config.freeze=h1/kernl"], "config.freeze: 'h1/kernl' names no parameter"),
+    (["--config.data_init_images=100"], "model 'lenet1989' has no data-dependent init"),
+    (["--config.data_init_images=100", "--config.dataset=mnist", "--config.model=airbench94",
+      "--config.input_pipeline=host"], "data_init_images initialises the model from"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
   # In this process; the exit status through train.py's entry point:
@@ -629,3 +633,27 @@ def test_data_warnings_name_mirror_images_of_digits():
   assert train.data_warnings(c, info(False)) == []
   c.augment.flip, c.augment.eval_mode = True, "ten_crop"
   assert train.data_warnings(c, info(True)) == []  # a mirror image keeps these labels
+
+
+def test_data_init_and_freeze_keep_airbenchs_whitening_filters(tmp_path, capsys):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from models import airbench  # pylint: disable=g-import-not-at-top
+  from tools import evaluate  # pylint: disable=g-import-not-at-top
+  w = tmp_path / "w"
+  proc = run_here(["--config", "configs/speedrun_fashion_mnist.py:tiny",
+                   "--config.data_init_images=64",
+                   "--config.freeze=whiten/kernel,whiten/bias:1",
+                   "--config.checkpoint_every_epochs=1"], w, capsys)
+  assert "data init: airbench94's init_whitening from the first 64 training images" in proc.stdout
+  config, ds, _, variables = evaluate.load_run(str(w))  # after 2 epochs (4 steps each)
+  raw = evaluate.load_run(str(w), step=4)[3]  # after the first
+  x = ds.train_images[:64].astype(np.float32) / 255
+  x = (x - np.float32(ds.mean)) / np.float32(ds.std)  # config.normalization="dataset"
+  filters = airbench.whitening_filters(x, 2)
+  for v in (variables, raw):
+    np.testing.assert_allclose(v["params"]["whiten"]["kernel"], filters, rtol=1e-6)
+  bias = raw["params"]["whiten"]["bias"]
+  assert np.abs(bias).max() > 0  # trained in the first epoch (it starts at 0) ...
+  np.testing.assert_array_equal(variables["params"]["whiten"]["bias"], bias)  # ... not after
+  assert not np.array_equal(variables["params"]["head"]["kernel"], raw["params"]["head"]["kernel"])
+  assert config.data_init_images == 64

@@ -201,7 +201,7 @@ POSITIVE = ("mesh.fsdp", "num_epochs", "batch_size", "eval_batch_size", "eval_ev
 NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epochs", "pad",
                 "log_every_steps", "stop_after_steps", "checkpoint_every_minutes",
                 "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm",
-                "lr_base_batch_size", "muon.weight_decay")
+                "lr_base_batch_size", "muon.weight_decay", "data_init_images")
 PROBABILITIES = ("ema_decay", "layer_decay")
 
 
@@ -250,7 +250,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   in_memory = {"config.background_class adds examples to a dataset held in memory":
                    config.get("background_class"),
                "optimizer=sdlm estimates its curvature on training images held on the "
-               "device": config.optimizer == "sdlm"}
+               "device": config.optimizer == "sdlm",
+               "config.data_init_images initialises the model from training images held "
+               "in memory": config.data_init_images}
   for what in (w for w, wanted in in_memory.items() if wanted):
     if expected_source(config) == "host":
       raise ConfigError(f"{what}; this run streams them through the host pipeline (use "
@@ -442,12 +444,19 @@ def check(config: str | ml_collections.ConfigDict,
     tx = optim.create_optimizer(config, optim.create_schedule(config, steps_per_epoch=1))
   except optim.LayerDecayError as e:
     raise ConfigError(f"config.layer_decay: {e}") from None
+  except optim.FreezeError as e:
+    raise ConfigError(f"config.freeze: {e}") from None
+  if config.data_init_images and models.data_init(config.model) is None:
+    raise ConfigError(f"config.data_init_images={config.data_init_images}: model "
+                      f"{config.model!r} has no data-dependent init; set it to 0")
   init = functools.partial(steps.init_state, model, tx, image_shape=image_shape,
                            ema=bool(config.ema_decay))
   try:
     abstract = jax.eval_shape(lambda: init(jax.random.key(0)))
   except optim.LayerDecayError as e:
     raise ConfigError(f"config.layer_decay: {e}") from None
+  except optim.FreezeError as e:  # an entry that names no parameter
+    raise ConfigError(f"config.freeze: {e}") from None
   except getattr(models, "ModelOptionError", ()) as e:  # options checked in setup()
     raise ConfigError(f"config.model_kwargs: {_first_line(e)}") from None
   except (TypeError, ValueError) as e:  # e.g. an input too small for the network

@@ -25,6 +25,7 @@ from typing import Callable
 
 import jax
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
 import input_pipeline
@@ -112,6 +113,10 @@ class DeviceSource:
                                                          config.batch_size)
 
   kind = "device"
+
+  def first_train_images(self, n: int) -> np.ndarray:
+    """The first ``n`` training images as stored (uint8 NHWC, on the host)."""
+    return np.asarray(self._ds.train_images[:n])
 
   def train_loop(self, train_step: Callable) -> Callable:
     """``(state, metrics, data, perm, num_steps) -> (state, metrics)``; num_steps static."""

@@ -92,8 +92,8 @@ def create_schedule(config: ml_collections.ConfigDict,
   return optax.join_schedules([ramp, main], [warmup])
 
 
-def create_optimizer(config: ml_collections.ConfigDict,
-                     schedule: optax.Schedule) -> optax.GradientTransformation:
+def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                     steps_per_epoch: int = 1) -> optax.GradientTransformation:
   """SGD (momentum, Nesterov) with L2 decay, Adam with L2 decay, AdamW, LAMB, RMSProp
   (TensorFlow's, with L2 decay), stochastic diagonal Levenberg-Marquardt (the LeNets'
   ``sdlm``, whose curvature estimate the training loop refreshes each pass, with L2
@@ -101,12 +101,16 @@ def create_optimizer(config: ml_collections.ConfigDict,
   :func:`muon_filters`); optionally after clipping the gradients' global norm to
   ``config.grad_clip_norm`` (ViT: 1.0), and with layer-wise learning-rate decay when
   ``config.layer_decay`` is set (with the layer groups that ``config.model``'s family
-  declares; :class:`LayerDecayError` if it declares none)."""
+  declares; :class:`LayerDecayError` if it declares none), and with the parameters that
+  ``config.freeze`` names held fixed (:func:`freeze`; ``steps_per_epoch`` converts its
+  epochs to steps)."""
   tx = _base_optimizer(config, schedule)
   if config.get("grad_clip_norm"):
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
   if config.get("layer_decay"):
     tx = optax.chain(tx, scale_by_layer(config.layer_decay, model_layer_ids(config.model)))
+  if config.get("freeze"):
+    tx = optax.chain(tx, freeze(config.freeze, steps_per_epoch))
   return tx
 
 
@@ -248,3 +252,75 @@ def scale_by_layer(decay: float, layer_ids: models.LayerIds) -> optax.GradientTr
     return jax.tree.map(lambda u, s: u * s, updates, scales), state
 
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
+
+
+# ----------------------------------------------------------------------------
+# Frozen parameters.
+
+
+class FreezeError(ValueError):
+  """A ``freeze`` entry that is malformed or names no parameter."""
+
+
+def parameter_path(path: tuple[Any, ...]) -> str:
+  """A parameter's key path as ``a/b/kernel``."""
+  return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def parse_freeze(spec: str) -> dict[str, float]:
+  """``"whiten/kernel,whiten/bias:3"`` -> ``{"whiten/kernel": 0.0, "whiten/bias": 3.0}``:
+  each entry a parameter path (or a prefix of one, ending at a ``/``) and the epochs it
+  trains before it is frozen (none given: 0, frozen from the start)."""
+  entries = {}
+  for entry in filter(None, (e.strip() for e in spec.split(","))):
+    path, _, epochs = entry.partition(":")
+    try:
+      entries[path.strip("/")] = float(epochs) if epochs else 0.0
+    except ValueError:
+      raise FreezeError(f"{entry!r}: the epochs after ':' must be a number, e.g. "
+                        f"{path}:3") from None
+    if entries[path.strip("/")] < 0:
+      raise FreezeError(f"{entry!r}: the epochs must be >= 0")
+  return entries
+
+
+def frozen_after(spec: str, params: Any, steps_per_epoch: int) -> Any:
+  """For each parameter, the number of steps it trains before ``spec`` freezes it (an
+  int), or None where no entry names it. An entry that names no parameter is an error."""
+  entries = parse_freeze(spec)
+  paths = [parameter_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  for entry in entries:
+    if not any(p == entry or p.startswith(entry + "/") for p in paths):
+      tops = sorted({p.split("/")[0] for p in paths})
+      raise FreezeError(f"{entry!r} names no parameter; the parameters are paths such as "
+                        f"{paths[0]}, under {', '.join(tops)}")
+
+  def steps(path, _):
+    name = parameter_path(path)
+    found = [e for e in entries if name == e or name.startswith(e + "/")]
+    if not found:
+      return None
+    return int(round(min(entries[e] for e in found) * steps_per_epoch))
+  return jax.tree_util.tree_map_with_path(steps, params)
+
+
+def freeze(spec: str, steps_per_epoch: int) -> optax.GradientTransformation:
+  """Zeroes the final update of the parameters that ``spec`` names (:func:`parse_freeze`)
+  from the start, or after their epochs, so they keep their values (as airbench's
+  whitening filters, set from the data and never trained, and its whitening bias, trained
+  for the first 3 epochs). The last transform of the chain: weight decay and every
+  optimizer's step are held off too."""
+
+  def init_fn(params):
+    frozen_after(spec, params, steps_per_epoch)  # names checked where the state is made
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    del params
+    after = frozen_after(spec, updates, steps_per_epoch)
+    updates = jax.tree.map(
+        lambda u, n: u if n is None else jnp.where(state.count < n, u, jnp.zeros_like(u)),
+        updates, after, is_leaf=lambda x: x is None)
+    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
