@@ -116,6 +116,9 @@ def base() -> ml_collections.ConfigDict:
   # Parameters held fixed: comma-separated paths (or prefixes ending at a "/"), each
   # optionally ":epochs" it trains first, e.g. "whiten/kernel,whiten/bias:3" (airbench).
   c.freeze = ""
+  # Learning-rate multipliers: comma-separated "pattern:m" ("*" spans "/"), e.g.
+  # "*/norm*/bias:64" (airbench94's BatchNorm biases); each parameter named at most once.
+  c.lr_mults = ""
   # The model family's data-dependent init (airbench: the whitening filters from the
   # patches of this many first training images, normalised); 0: off.
   c.data_init_images = 0

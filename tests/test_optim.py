@@ -418,12 +418,30 @@ def test_freeze_holds_the_named_parameters_from_the_start_or_after_their_epochs(
   assert heads[5] < heads[4] < heads[3]  # what is not named trains on
 
 
-def test_freeze_errors_name_the_entry():
+def test_lr_mults_scale_the_named_updates():
+  c = _config(optimizer="sgd", learning_rate=0.1, momentum=0.0, schedule="constant",
+              lr_mults="*/norm*/bias:64, head:0.5")
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
+  params = {"g1": {"norm1": {"bias": jnp.zeros(3)}, "conv": {"kernel": jnp.zeros((3, 3))}},
+            "g2": {"norm2": {"bias": jnp.zeros(2), "scale": jnp.zeros(2)}},
+            "head": {"kernel": jnp.zeros((3, 2)), "bias": jnp.zeros(2)}}
+  updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  got = jax.tree.map(lambda u: float(u.ravel()[0]), updates)
+  assert got == {"g1": {"norm1": {"bias": pytest.approx(-6.4)},
+                        "conv": {"kernel": pytest.approx(-0.1)}},
+                 "g2": {"norm2": {"bias": pytest.approx(-6.4), "scale": pytest.approx(-0.1)}},
+                 "head": {"kernel": pytest.approx(-0.05), "bias": pytest.approx(-0.05)}}
+
+
+def test_parameter_spec_errors_name_the_field_and_entry():
   params = {"whiten": {"kernel": jnp.ones((2, 2, 1, 8))}, "head": {"kernel": jnp.ones((8, 3))}}
-  for spec, match in (("whitn/kernel", "'whitn/kernel' names no parameter.*under head, whiten"),
-                      ("whiten/ker", "names no parameter"),  # whole path components only
-                      ("whiten:x", "must be a number"), ("whiten:-1", ">= 0")):
-    c = _config(freeze=spec)
-    tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
-    with pytest.raises(optim.FreezeError, match=match):
-      tx.init(params)
+  for field, spec, match in (
+      ("freeze", "whitn/kernel", "config.freeze: 'whitn/kernel' names no parameter.*under head, whiten"),
+      ("freeze", "whiten/ker", "names no parameter"),  # whole path components only
+      ("freeze", "whiten:x", "must be a number"), ("freeze", "whiten:-1", ">= 0"),
+      ("freeze", "whiten,*/kernel", "whiten/kernel is named by 'whiten' and '\\*/kernel'"),
+      ("lr_mults", "head", "config.lr_mults: 'head' needs a value"),
+      ("lr_mults", "head:2,heads:3", "'heads' names no parameter")):
+    c = _config(**{field: spec})
+    with pytest.raises(optim.ParameterSpecError, match=match):
+      optim.create_optimizer(c, optim.create_schedule(c, 1)).init(params)

@@ -444,8 +444,8 @@ def check(config: str | ml_collections.ConfigDict,
     tx = optim.create_optimizer(config, optim.create_schedule(config, steps_per_epoch=1))
   except optim.LayerDecayError as e:
     raise ConfigError(f"config.layer_decay: {e}") from None
-  except optim.FreezeError as e:
-    raise ConfigError(f"config.freeze: {e}") from None
+  except optim.ParameterSpecError as e:
+    raise ConfigError(str(e)) from None
   if config.data_init_images and models.data_init(config.model) is None:
     raise ConfigError(f"config.data_init_images={config.data_init_images}: model "
                       f"{config.model!r} has no data-dependent init; set it to 0")
@@ -455,8 +455,8 @@ def check(config: str | ml_collections.ConfigDict,
     abstract = jax.eval_shape(lambda: init(jax.random.key(0)))
   except optim.LayerDecayError as e:
     raise ConfigError(f"config.layer_decay: {e}") from None
-  except optim.FreezeError as e:  # an entry that names no parameter
-    raise ConfigError(f"config.freeze: {e}") from None
+  except optim.ParameterSpecError as e:  # an entry that names no parameter
+    raise ConfigError(str(e)) from None
   except getattr(models, "ModelOptionError", ()) as e:  # options checked in setup()
     raise ConfigError(f"config.model_kwargs: {_first_line(e)}") from None
   except (TypeError, ValueError) as e:  # e.g. an input too small for the network

@@ -13,6 +13,7 @@ are the model family's: each family declares them next to its module
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import jax
@@ -102,13 +103,16 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   ``config.grad_clip_norm`` (ViT: 1.0), and with layer-wise learning-rate decay when
   ``config.layer_decay`` is set (with the layer groups that ``config.model``'s family
   declares; :class:`LayerDecayError` if it declares none), and with the parameters that
-  ``config.freeze`` names held fixed (:func:`freeze`; ``steps_per_epoch`` converts its
-  epochs to steps)."""
+  ``config.lr_mults`` names stepped at a multiple of the rate (:func:`scale_by_parameter`)
+  and those that ``config.freeze`` names held fixed (:func:`freeze`; ``steps_per_epoch``
+  converts its epochs to steps)."""
   tx = _base_optimizer(config, schedule)
   if config.get("grad_clip_norm"):
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
   if config.get("layer_decay"):
     tx = optax.chain(tx, scale_by_layer(config.layer_decay, model_layer_ids(config.model)))
+  if config.get("lr_mults"):
+    tx = optax.chain(tx, scale_by_parameter(config.lr_mults))
   if config.get("freeze"):
     tx = optax.chain(tx, freeze(config.freeze, steps_per_epoch))
   return tx
@@ -255,11 +259,12 @@ def scale_by_layer(decay: float, layer_ids: models.LayerIds) -> optax.GradientTr
 
 
 # ----------------------------------------------------------------------------
-# Frozen parameters.
+# Per-parameter settings: frozen parameters and learning-rate multipliers.
 
 
-class FreezeError(ValueError):
-  """A ``freeze`` entry that is malformed or names no parameter."""
+class ParameterSpecError(ValueError):
+  """A ``freeze`` or ``lr_mults`` entry that is malformed or names no parameter; the
+  message starts with the config field."""
 
 
 def parameter_path(path: tuple[Any, ...]) -> str:
@@ -267,60 +272,92 @@ def parameter_path(path: tuple[Any, ...]) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
 
 
-def parse_freeze(spec: str) -> dict[str, float]:
-  """``"whiten/kernel,whiten/bias:3"`` -> ``{"whiten/kernel": 0.0, "whiten/bias": 3.0}``:
-  each entry a parameter path (or a prefix of one, ending at a ``/``) and the epochs it
-  trains before it is frozen (none given: 0, frozen from the start)."""
+def parse_parameter_spec(field: str, spec: str, default: float | None = None,
+                         minimum: float = 0.0) -> dict[str, float]:
+  """``"whiten/kernel, */norm*/bias:64"`` -> ``{"whiten/kernel": default, "*/norm*/bias":
+  64.0}``: comma-separated entries, each a parameter pattern and optionally ``:value``."""
   entries = {}
   for entry in filter(None, (e.strip() for e in spec.split(","))):
-    path, _, epochs = entry.partition(":")
+    pattern, colon, value = (t.strip() for t in entry.rpartition(":")) if ":" in entry else (
+        entry, "", "")
+    pattern = pattern.strip("/")
+    if not colon and default is None:
+      raise ParameterSpecError(f"config.{field}: {entry!r} needs a value, e.g. {pattern}:2")
     try:
-      entries[path.strip("/")] = float(epochs) if epochs else 0.0
+      entries[pattern] = float(value) if colon else default
     except ValueError:
-      raise FreezeError(f"{entry!r}: the epochs after ':' must be a number, e.g. "
-                        f"{path}:3") from None
-    if entries[path.strip("/")] < 0:
-      raise FreezeError(f"{entry!r}: the epochs must be >= 0")
+      raise ParameterSpecError(f"config.{field}: {entry!r}: the value after ':' must be a "
+                               f"number, e.g. {pattern}:2") from None
+    if not entries[pattern] >= minimum:
+      raise ParameterSpecError(f"config.{field}: {entry!r}: the value must be >= {minimum:g}")
   return entries
 
 
-def frozen_after(spec: str, params: Any, steps_per_epoch: int) -> Any:
-  """For each parameter, the number of steps it trains before ``spec`` freezes it (an
-  int), or None where no entry names it. An entry that names no parameter is an error."""
-  entries = parse_freeze(spec)
+def parameter_values(field: str, entries: dict[str, float], params: Any) -> Any:
+  """Each parameter's value from the entry that names it, or None where none does. A
+  pattern names a parameter whose path it matches (``fnmatch``: ``*`` spans ``/``) or
+  whose path it is a prefix of, ending at a ``/``. An entry that names no parameter, or
+  a parameter that two entries name, is an error."""
   paths = [parameter_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-  for entry in entries:
-    if not any(p == entry or p.startswith(entry + "/") for p in paths):
-      tops = sorted({p.split("/")[0] for p in paths})
-      raise FreezeError(f"{entry!r} names no parameter; the parameters are paths such as "
-                        f"{paths[0]}, under {', '.join(tops)}")
 
-  def steps(path, _):
-    name = parameter_path(path)
-    found = [e for e in entries if name == e or name.startswith(e + "/")]
-    if not found:
-      return None
-    return int(round(min(entries[e] for e in found) * steps_per_epoch))
-  return jax.tree_util.tree_map_with_path(steps, params)
+  def named(pattern, path):
+    return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern + "/*")
+
+  for pattern in entries:
+    if not any(named(pattern, p) for p in paths):
+      tops = ", ".join(dict.fromkeys(p.split("/")[0] for p in paths))
+      raise ParameterSpecError(f"config.{field}: {pattern!r} names no parameter; parameter "
+                               f"paths are like {paths[0]}, under {tops}")
+
+  def value(path, _):
+    found = [e for e in entries if named(e, parameter_path(path))]
+    if len(found) > 1:
+      raise ParameterSpecError(f"config.{field}: {parameter_path(path)} is named by "
+                               f"{found[0]!r} and {found[1]!r}; name each parameter once")
+    return entries[found[0]] if found else None
+  return jax.tree_util.tree_map_with_path(value, params)
+
+
+def _with_values(fn, updates, values):
+  return jax.tree.map(lambda u, v: u if v is None else fn(u, v), updates, values)
 
 
 def freeze(spec: str, steps_per_epoch: int) -> optax.GradientTransformation:
-  """Zeroes the final update of the parameters that ``spec`` names (:func:`parse_freeze`)
-  from the start, or after their epochs, so they keep their values (as airbench's
-  whitening filters, set from the data and never trained, and its whitening bias, trained
-  for the first 3 epochs). The last transform of the chain: weight decay and every
-  optimizer's step are held off too."""
+  """Zeroes the final update of the parameters that ``spec`` names (``pattern[:E]``,
+  comma-separated) from the start, or after E epochs, so that they keep their values (as
+  airbench's whitening filters, set from the data and never trained, and its whitening
+  bias, trained for the first 3 epochs). The last transform of the chain: weight decay
+  and every optimizer's step are held off too."""
+  entries = parse_parameter_spec("freeze", spec, default=0.0)
 
   def init_fn(params):
-    frozen_after(spec, params, steps_per_epoch)  # names checked where the state is made
+    parameter_values("freeze", entries, params)  # the names checked when the state is made
     return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
 
   def update_fn(updates, state, params=None):
     del params
-    after = frozen_after(spec, updates, steps_per_epoch)
-    updates = jax.tree.map(
-        lambda u, n: u if n is None else jnp.where(state.count < n, u, jnp.zeros_like(u)),
-        updates, after, is_leaf=lambda x: x is None)
+    epochs = parameter_values("freeze", entries, updates)
+    updates = _with_values(lambda u, e: jnp.where(state.count < round(e * steps_per_epoch),
+                                                  u, jnp.zeros_like(u)), updates, epochs)
     return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_parameter(spec: str) -> optax.GradientTransformation:
+  """Multiplies the final update of the parameters that ``spec`` names (``pattern:m``,
+  comma-separated) by m: their learning rate times m (as airbench94's BatchNorm biases,
+  x64; big_vision's ``lr_mults``). With coupled L2 (sgd, adam, rmsprop) their decay's
+  step is scaled with it; decoupled decay too."""
+  entries = parse_parameter_spec("lr_mults", spec)
+
+  def init_fn(params):
+    parameter_values("lr_mults", entries, params)
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None):
+    del params
+    mults = parameter_values("lr_mults", entries, updates)
+    return _with_values(lambda u, m: u * m, updates, mults), state
 
   return optax.GradientTransformation(init_fn, update_fn)
