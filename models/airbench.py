@@ -28,13 +28,16 @@ parameters that do not train: 1,152 more.)
 
 Choices where we differ from airbench94.py, and why:
 
-* The whitening layer is an ordinary learned 2x2 conv with PyTorch's default init. The
-  paper sets its filters once from the eigenvectors of the training set's 2x2 patches
-  and freezes them (training the bias for 3 epochs); that needs the data at init time,
-  which this codebase's init does not see. The speedrun config measures what remains.
-* Lookahead, the per-parameter learning-rate boost of the BatchNorm biases (x64) and the
-  "kilostep" learning-rate parameterisation are optimizer choices, left to the config
-  (which uses plain SGD with Nesterov momentum, and EMA where it helps).
+* The whitening layer is a 2x2 conv with PyTorch's default init, learned like the rest,
+  unless the run asks for airbench's: its filters set once from the eigenvectors of the
+  first 5,000 training images' 2x2 patches (:func:`whitening_filters`, registered as the
+  family's data init: ``--config.data_init_images=5000``) and frozen, the bias trained
+  for the first epochs only (``--config.freeze=whiten/kernel,whiten/bias:3``). The
+  speedrun config's ``whiten`` flag sets both.
+* Lookahead, the per-parameter learning-rate boost of the BatchNorm biases (x64:
+  ``--config.lr_mults=*/norm*/bias:64``, the speedrun's ``bias64``) and the "kilostep"
+  learning-rate parameterisation are optimizer choices, left to the config (which uses
+  SGD with Nesterov momentum or Muon, and EMA where it helps).
 * ``widths`` is a field, so the speedrun's CPU config can run a narrow net.
 """
 

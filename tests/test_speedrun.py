@@ -131,6 +131,17 @@ def test_the_muon_variant_changes_the_optimizer_of_the_filters_and_the_epochs_on
     config_lib.check(f"{CONFIG}:muon,gpu")
 
 
+def test_whiten_and_bias64_add_airbenchs_init_frozen_layer_and_bias_rate_only():
+  muon = config_lib.load_config(f"{CONFIG}:muon").to_dict()
+  both = config_lib.check(f"{CONFIG}:muon,whiten,bias64").config.to_dict()
+  assert {k for k in muon if muon[k] != both[k]} == {"data_init_images", "freeze", "lr_mults"}
+  assert both["data_init_images"] == 5000
+  assert both["freeze"] == "whiten/kernel,whiten/bias:2"
+  assert both["lr_mults"] == "*/norm*/bias:64"
+  whiten = config_lib.load_config(f"{CONFIG}:muon,whiten")
+  assert (whiten.freeze, whiten.lr_mults) == (both["freeze"], "")
+
+
 def test_warmup_and_final_rate_follow_overrides_of_epochs_and_batch():
   # The triangle is a shape: 23% of the epochs up, down to 0.07 of the peak. Overriding
   # the length or the batch on the command line moves both with it.
