@@ -78,6 +78,8 @@ def init_from_data(config: ml_collections.ConfigDict, source, state, shardings, 
   filters) from the first ``config.data_init_images`` training images, normalised as the
   network's input; the moving average, if any, starts from the same weights."""
   images = source.first_train_images(config.data_init_images)
+  # input_pipeline.normalize's formula, in NumPy on the host (its jnp version rounds the
+  # last bit differently, which would change the measured runs' filters).
   images = (images.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(
       std, np.float32)
   params = multihost_utils.process_allgather(state.params, tiled=True)

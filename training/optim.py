@@ -272,15 +272,17 @@ def parameter_path(path: tuple[Any, ...]) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
 
 
-def parse_parameter_spec(field: str, spec: str, default: float | None = None,
-                         minimum: float = 0.0) -> dict[str, float]:
+def parse_parameter_spec(field: str, spec: str,
+                         default: float | None = None) -> dict[str, float]:
   """``"whiten/kernel, */norm*/bias:64"`` -> ``{"whiten/kernel": default, "*/norm*/bias":
-  64.0}``: comma-separated entries, each a parameter pattern and optionally ``:value``."""
+  64.0}``: comma-separated entries, each a parameter pattern and optionally ``:value``
+  (a number >= 0; required where there is no ``default``)."""
   entries = {}
   for entry in filter(None, (e.strip() for e in spec.split(","))):
-    pattern, colon, value = (t.strip() for t in entry.rpartition(":")) if ":" in entry else (
-        entry, "", "")
-    pattern = pattern.strip("/")
+    pattern, colon, value = entry.rpartition(":")
+    if not colon:
+      pattern, value = value, ""
+    pattern, value = pattern.strip().strip("/"), value.strip()
     if not colon and default is None:
       raise ParameterSpecError(f"config.{field}: {entry!r} needs a value, e.g. {pattern}:2")
     try:
@@ -288,8 +290,8 @@ def parse_parameter_spec(field: str, spec: str, default: float | None = None,
     except ValueError:
       raise ParameterSpecError(f"config.{field}: {entry!r}: the value after ':' must be a "
                                f"number, e.g. {pattern}:2") from None
-    if not entries[pattern] >= minimum:
-      raise ParameterSpecError(f"config.{field}: {entry!r}: the value must be >= {minimum:g}")
+    if not entries[pattern] >= 0:
+      raise ParameterSpecError(f"config.{field}: {entry!r}: the value must be >= 0")
   return entries
 
 
