@@ -113,8 +113,9 @@ def base() -> ml_collections.ConfigDict:
                                       "ns_steps": 5, "normalize": False,
                                       "weight_decay": 0.0})
   c.min_learning_rate = 0.0  # where cosine and linear end
-  # Parameters held fixed: comma-separated paths (or prefixes ending at a "/"), each
-  # optionally ":epochs" it trains first, e.g. "whiten/kernel,whiten/bias:3" (airbench).
+  # Parameters held fixed: comma-separated patterns (paths, prefixes ending at a "/",
+  # or globs whose "*" spans "/"), each optionally ":epochs" it trains first, e.g.
+  # "whiten/kernel,whiten/bias:3" (airbench).
   c.freeze = ""
   # Learning-rate multipliers: comma-separated "pattern:m" ("*" spans "/"), e.g.
   # "*/norm*/bias:64" (airbench94's BatchNorm biases); each parameter named at most once.

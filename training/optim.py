@@ -269,7 +269,7 @@ class ParameterSpecError(ValueError):
 
 def parameter_path(path: tuple[Any, ...]) -> str:
   """A parameter's key path as ``a/b/kernel``."""
-  return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+  return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def parse_parameter_spec(field: str, spec: str,
