@@ -437,7 +437,9 @@ def run_case(case: Case, *, compare: str | None, peak_tflops: float | None, say,
   say(f"{case.name}: {h}x{w}x{c}, batch {config.batch_size}, {config.dtype}, "
       f"{config.optimizer}; {checked.num_params:,} parameters, {macs / 1e9:.4g} G "
       f"multiply-adds per image; {jax.device_count()} {jax.devices()[0].platform} "
-      f"device(s), load average {os.getloadavg()[0]:.2f}", flush=True)
+      f"device(s), load average {os.getloadavg()[0]:.2f}"
+      + (f"; XLA_FLAGS={os.environ['XLA_FLAGS']}" if os.environ.get("XLA_FLAGS") else ""),
+      flush=True)
   ours = time_ours(case, **timing)
   tflops = 6 * macs * ours.images_per_s / 1e12
   row = {"model": config.model, "name": case.name, "image_size": h, "channels": c,
@@ -568,7 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       with open(stem + ".json", "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                    "argv": sys.argv if argv is None else list(argv),
-                   "load_average": os.getloadavg()[0], "rows": rows}, f, indent=2)
+                   "load_average": os.getloadavg()[0],
+                   "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": rows}, f, indent=2)
   return 0
 
 

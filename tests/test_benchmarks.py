@@ -31,7 +31,9 @@ def test_tiny_run_reports_consistent_numbers(tmp_path, capsys):
                           "--windows", "2", "--window_steps", "2", "--out", str(out)]) == 0
   printed = capsys.readouterr().out
   assert "| lenet5_modern |" in printed and "ours img/s" in out.read_text()
-  (row,) = json.loads((tmp_path / "speed.json").read_text())["rows"]
+  record = json.loads((tmp_path / "speed.json").read_text())
+  assert record["xla_flags"] == os.environ.get("XLA_FLAGS", "")  # results depend on them
+  (row,) = record["rows"]
   assert (row["batch"], row["image_size"], row["optimizer"]) == (8, 28, "adamw")
   assert row["images_per_s"] > 0 and row["step_s"] > 0 and row["compile_s"] >= 0
   assert len(row["windows_s"]) == 2 and all(t > 0 for t in row["windows_s"])
