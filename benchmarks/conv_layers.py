@@ -22,12 +22,22 @@ whatever JAX derives. Each equals the convolution to float32 rounding
 (tests/test_benchmarks.py).
 
   python benchmarks/conv_layers.py --formulation shifted_matmul
+
+``--hlo_ops`` times nothing: it compiles the gradient of the network's loss (training
+mode, as the step runs it) and counts the instructions of the optimised HLO's entry
+computation by op, fusions by name (``ynn_fusion``: work XLA hands to YNNPACK;
+``transpose_copy_fusion``: a layout copy), with their result shapes. It shows what XLA
+made of the network under the current ``XLA_FLAGS``.
+
+  python benchmarks/conv_layers.py --hlo_ops
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
 import statistics
 import sys
 import time
@@ -78,6 +88,44 @@ def conv_shapes(model_name: str, batch: int, image_shape: tuple[int, int, int],
 
   walk(jaxpr.jaxpr)
   return list(found.values())
+
+
+def entry_ops(hlo_text: str) -> dict[str, collections.Counter]:
+  """The instructions of an optimised HLO module's ENTRY computation: op -> Counter of
+  result shapes (layouts dropped). A fusion counts under its name less the numeric suffix
+  (``ynn_fusion.12`` -> ``ynn_fusion``), any other instruction under its opcode."""
+  ops: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  lines = iter(hlo_text.splitlines())
+  for line in lines:
+    if line.startswith("ENTRY"):
+      break
+  for line in lines:
+    if line.startswith("}"):
+      break
+    found = re.match(r"\s*(?:ROOT\s+)?%?([\w.\-]+) = (\(.*?\)|\S+) ([\w\-]+)\(", line)
+    if not found:
+      continue
+    name, shape, opcode = found.groups()
+    op = re.sub(r"\.\d+$", "", name) if opcode == "fusion" else opcode
+    ops[op][re.sub(r"\{[^}]*\}", "", shape)] += 1
+  return dict(ops)
+
+
+def gradient_hlo(model_name: str, batch: int, image_shape: tuple[int, int, int],
+                 num_classes: int = 10) -> str:
+  """Optimised HLO of the gradient of a loss (the mean square of the logits) with respect
+  to the parameters, the network in training mode; compiled from shapes alone."""
+  model = models.create_model(model_name, num_classes=num_classes)
+  x = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
+
+  def loss(params, rest, x):
+    logits, _ = model.apply({"params": params, **rest}, x, train=True, mutable=list(rest),
+                            rngs={"dropout": jax.random.key(0)})
+    return jnp.mean(jnp.square(logits))
+
+  return jax.jit(jax.grad(loss)).lower(params, rest, x).compile().as_text()
 
 
 def _median_ms(fn: Callable[[], Any], sync: Callable[[Any], Any], repeats: int) -> float:
@@ -172,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--out", help="also write the table to this .md file")
   p.add_argument("--formulation", default="conv",
                  help=f"how JAX writes each convolution: {', '.join(FORMULATIONS)}")
+  p.add_argument("--hlo_ops", action="store_true",
+                 help="count the ops of the compiled gradient instead of timing")
   args = p.parse_args(argv)
   try:
     shape = tuple(int(s) for s in args.image_shape.split(","))
@@ -188,6 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (models.UnknownModelError, ValueError) as e:
     print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
     return 2
+  if args.hlo_ops:
+    ops = entry_ops(gradient_hlo(args.model, args.batch, shape))
+    print(f"{args.model}, batch {args.batch}: the entry computation of its loss gradient's "
+          f"optimised HLO, {sum(sum(c.values()) for c in ops.values())} instructions; "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    for op, shapes in sorted(ops.items(), key=lambda kv: -sum(kv[1].values())):
+      print(f"{sum(shapes.values()):5d}  {op}: "
+            + ", ".join(f"{n} x {s}" for s, n in shapes.most_common()))
+    return 0
   imported = torch_convert.import_torch()
   torch = imported[0] if imported else None
   if torch is None:

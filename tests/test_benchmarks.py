@@ -129,6 +129,43 @@ def test_conv_layers_bad_input_is_one_line(capsys):
   assert "'winograd' is not one of" in err[2] and "groups=" in err[3], err
 
 
+HLO = """HloModule m, entry_computation_layout={(f32[2,4]{1,0})->f32[4,2]{1,0}}
+
+%fused_computation (p: f32[2,4]) -> f32[4,2] {
+  %p = f32[2,4]{1,0} parameter(0)
+  ROOT %t = f32[4,2]{1,0} transpose(%p), dimensions={1,0}
+}
+
+ENTRY %main.7 (x.1: f32[2,4]) -> (f32[4,2], f32[2,4]) {
+  %x.1 = f32[2,4]{1,0} parameter(0)
+  %transpose_copy_fusion.3 = f32[4,2]{0,1} fusion(%x.1), kind=kLoop, calls=%fused_computation
+  %transpose_copy_fusion = f32[4,2]{0,1} fusion(%x.1), kind=kLoop, calls=%fused_computation
+  %add.2 = f32[2,4]{1,0} add(%x.1, %x.1)
+  ROOT %tuple.1 = (f32[4,2]{1,0}, f32[2,4]{1,0}) tuple(%transpose_copy_fusion.3, %add.2)
+}
+"""
+
+
+def test_entry_ops_counts_the_entry_computation_only():
+  from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  ops = conv_layers.entry_ops(HLO)
+  assert {op: dict(c) for op, c in ops.items()} == {
+      "parameter": {"f32[2,4]": 1}, "transpose_copy_fusion": {"f32[4,2]": 2},
+      "add": {"f32[2,4]": 1}, "tuple": {"(f32[4,2], f32[2,4])": 1}}
+
+
+def test_hlo_ops_of_a_real_gradient(capsys):
+  """The compiled gradient takes every variable and the batch as entry parameters."""
+  from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  ops = conv_layers.entry_ops(conv_layers.gradient_hlo("lenet5_modern", 2, (28, 28, 1)))
+  assert sum(ops["parameter"].values()) == 8 + 1  # 4 layers' kernel and bias, the batch
+  assert ops["parameter"]["f32[2,28,28,1]"] == 1
+  assert conv_layers.main(["--model", "lenet5_modern", "--batch", "2", "--image_shape",
+                           "28,28,1", "--hlo_ops"]) == 0
+  out = capsys.readouterr().out
+  assert "lenet5_modern, batch 2:" in out and "  parameter: " in out, out
+
+
 def test_cpu_dispatch_bad_input_is_one_line(capsys):
   from benchmarks import cpu_dispatch  # pylint: disable=g-import-not-at-top
   assert cpu_dispatch.main(["--sync_every", "-1"]) == 2
