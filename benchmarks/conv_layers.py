@@ -216,13 +216,23 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--model", default="resnet20")
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--image_shape", default="32,32,3")
-  p.add_argument("--repeats", type=int, default=10)
-  p.add_argument("--out", help="also write the table to this .md file")
-  p.add_argument("--formulation", default="conv",
-                 help=f"how JAX writes each convolution: {', '.join(FORMULATIONS)}")
+  p.add_argument("--repeats", type=int, help="timed calls per direction (default 10)")
+  p.add_argument("--out", help="also write the table (or the --hlo_ops listing) to this file")
+  p.add_argument("--formulation",
+                 help=f"how JAX writes each convolution: {', '.join(FORMULATIONS)} "
+                 "(default conv)")
   p.add_argument("--hlo_ops", action="store_true",
                  help="count the ops of the compiled gradient instead of timing")
   args = p.parse_args(argv)
+  if args.hlo_ops and (args.formulation is not None or args.repeats is not None):
+    print("error: --hlo_ops times nothing and counts the network's own convolutions; "
+          "drop --formulation and --repeats", file=sys.stderr)
+    return 2
+  if args.repeats is not None and args.repeats < 1:
+    print(f"error: --repeats must be at least 1, got {args.repeats}", file=sys.stderr)
+    return 2
+  args.formulation = "conv" if args.formulation is None else args.formulation
+  args.repeats = 10 if args.repeats is None else args.repeats
   try:
     shape = tuple(int(s) for s in args.image_shape.split(","))
     if len(shape) != 3 or min(shape) < 1:
@@ -240,12 +250,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   if args.hlo_ops:
     ops = entry_ops(gradient_hlo(args.model, args.batch, shape))
-    print(f"{args.model}, batch {args.batch}: the entry computation of its loss gradient's "
-          f"optimised HLO, {sum(sum(c.values()) for c in ops.values())} instructions; "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    lines = [f"{args.model}, batch {args.batch}: the entry computation of its loss "
+             f"gradient's optimised HLO, {sum(sum(c.values()) for c in ops.values())} "
+             f"instructions; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"]
     for op, shapes in sorted(ops.items(), key=lambda kv: -sum(kv[1].values())):
-      print(f"{sum(shapes.values()):5d}  {op}: "
-            + ", ".join(f"{n} x {s}" for s, n in shapes.most_common()))
+      lines.append(f"{sum(shapes.values()):5d}  {op}: "
+                   + ", ".join(f"{n} x {s}" for s, n in shapes.most_common()))
+    print("\n".join(lines))
+    if args.out:
+      os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+      with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
     return 0
   imported = torch_convert.import_torch()
   torch = imported[0] if imported else None

@@ -154,16 +154,22 @@ def test_entry_ops_counts_the_entry_computation_only():
       "add": {"f32[2,4]": 1}, "tuple": {"(f32[4,2], f32[2,4])": 1}}
 
 
-def test_hlo_ops_of_a_real_gradient(capsys):
+def test_hlo_ops_of_a_real_gradient(tmp_path, capsys):
   """The compiled gradient takes every variable and the batch as entry parameters."""
   from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
   ops = conv_layers.entry_ops(conv_layers.gradient_hlo("lenet5_modern", 2, (28, 28, 1)))
   assert sum(ops["parameter"].values()) == 8 + 1  # 4 layers' kernel and bias, the batch
   assert ops["parameter"]["f32[2,28,28,1]"] == 1
+  listing = tmp_path / "ops.txt"
   assert conv_layers.main(["--model", "lenet5_modern", "--batch", "2", "--image_shape",
-                           "28,28,1", "--hlo_ops"]) == 0
+                           "28,28,1", "--hlo_ops", "--out", str(listing)]) == 0
   out = capsys.readouterr().out
   assert "lenet5_modern, batch 2:" in out and "  parameter: " in out, out
+  assert listing.read_text() == out
+  assert conv_layers.main(["--hlo_ops", "--formulation", "im2col"]) == 2
+  assert conv_layers.main(["--repeats", "0"]) == 2
+  err = capsys.readouterr().err.splitlines()
+  assert "drop --formulation and --repeats" in err[0] and "at least 1, got 0" in err[1], err
 
 
 def test_cpu_dispatch_bad_input_is_one_line(capsys):
