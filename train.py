@@ -323,6 +323,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             "num_train": num_train, "num_test": ds.num_test, "devices": mesh.size,
             "processes": jax.process_count(), "platform": jax.devices()[0].platform,
             "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
+            # XLA's options change speed and rounding (README, Speed: YNNPACK's share)
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "start_step": start_step, "total_steps": total_steps,
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "command": sys.argv}
