@@ -55,12 +55,19 @@ import models  # noqa: E402
 from models import torch_convert  # noqa: E402
 
 
-def conv_shapes(model_name: str, batch: int, image_shape: tuple[int, int, int],
-                num_classes: int = 10) -> list[dict[str, Any]]:
-  """The distinct convolutions of one forward pass, with how often each occurs."""
+def _abstract(model_name: str, batch: int, image_shape: tuple[int, int, int],
+              num_classes: int) -> tuple[Any, jax.ShapeDtypeStruct, Any]:
+  """The model, its input batch and its variables, as shapes only (nothing computed)."""
   model = models.create_model(model_name, num_classes=num_classes)
   x = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  return model, x, variables
+
+
+def conv_shapes(model_name: str, batch: int, image_shape: tuple[int, int, int],
+                num_classes: int = 10) -> list[dict[str, Any]]:
+  """The distinct convolutions of one forward pass, with how often each occurs."""
+  model, x, variables = _abstract(model_name, batch, image_shape, num_classes)
   jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
   found: dict[tuple, dict[str, Any]] = {}
 
@@ -115,9 +122,7 @@ def gradient_hlo(model_name: str, batch: int, image_shape: tuple[int, int, int],
                  num_classes: int = 10) -> str:
   """Optimised HLO of the gradient of a loss (the mean square of the logits) with respect
   to the parameters, the network in training mode; compiled from shapes alone."""
-  model = models.create_model(model_name, num_classes=num_classes)
-  x = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32)
-  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  model, x, variables = _abstract(model_name, batch, image_shape, num_classes)
   params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
   def loss(params, rest, x):

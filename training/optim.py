@@ -246,16 +246,27 @@ def layer_scales(params: Any, decay: float, layer_ids: models.LayerIds) -> Any:
           for name, sub in params.items()}
 
 
-def scale_by_layer(decay: float, layer_ids: models.LayerIds) -> optax.GradientTransformation:
-  """Multiplies each update by its layer's rate (the last transform of the chain, so the
-  learning rate and decoupled weight decay are both scaled, as in BEiT and ConvNeXt)."""
+def scale_each(scales_of) -> optax.GradientTransformation:
+  """Multiplies each update by its parameter's scale: ``scales_of(tree)`` gives a tree of
+  the same structure, a number per parameter or None (left as it is). It is called on the
+  parameters when the state is made (so its errors come then) and on the updates when the
+  step is traced."""
+
+  def init_fn(params):
+    scales_of(params)
+    return optax.EmptyState()
 
   def update_fn(updates, state, params=None):
     del params
-    scales = layer_scales(updates, decay, layer_ids)
-    return jax.tree.map(lambda u, s: u * s, updates, scales), state
+    return _with_values(lambda u, s: u * s, updates, scales_of(updates)), state
 
-  return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_layer(decay: float, layer_ids: models.LayerIds) -> optax.GradientTransformation:
+  """Multiplies each update by its layer's rate (the last transform of the chain, so the
+  learning rate and decoupled weight decay are both scaled, as in BEiT and ConvNeXt)."""
+  return scale_each(lambda tree: layer_scales(tree, decay, layer_ids))
 
 
 # ----------------------------------------------------------------------------
@@ -352,14 +363,4 @@ def scale_by_parameter(spec: str) -> optax.GradientTransformation:
   x64; big_vision's ``lr_mults``). With coupled L2 (sgd, adam, rmsprop) their decay's
   step is scaled with it; decoupled decay too."""
   entries = parse_parameter_spec("lr_mults", spec)
-
-  def init_fn(params):
-    parameter_values("lr_mults", entries, params)
-    return optax.EmptyState()
-
-  def update_fn(updates, state, params=None):
-    del params
-    mults = parameter_values("lr_mults", entries, updates)
-    return _with_values(lambda u, m: u * m, updates, mults), state
-
-  return optax.GradientTransformation(init_fn, update_fn)
+  return scale_each(lambda tree: parameter_values("lr_mults", entries, tree))
