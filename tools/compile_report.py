@@ -1,0 +1,103 @@
+r"""Where the test suite's time goes: a pytest plugin that adds up JAX's own compile
+events (tracing, lowering to StableHLO, XLA's backend compile) per test.
+
+  python -m pytest -q -n 2 -p tools.compile_report
+  python -m pytest -q -n 2 -p tools.compile_report --compile_report_top 40
+
+At the end it prints each phase's seconds and count over the whole run, then the tests
+with the most compile and trace time beside their wall time. Each pytest process (each
+xdist worker) writes its rows to ``--compile_report_dir`` (a fresh temporary directory
+by default), and the process that prints the summary reads them all. It counts what
+happens in the test processes only: the train.py processes some tests start compile
+outside it and show up in wall time alone.
+
+The events are ``jax.monitoring``'s duration events ``/jax/core/compile/*``, which JAX
+records for every jit cache miss, eager ops included.
+"""
+
+import collections
+import json
+import os
+import tempfile
+import time
+
+import pytest
+
+PHASES = ("backend_compile_duration", "jaxpr_trace_duration",
+          "jaxpr_to_mlir_module_duration")
+_PREFIX = "/jax/core/compile/"
+_totals = collections.Counter()  # phase -> seconds, phase + "_n" -> count
+_rows = []
+
+
+def listener(totals: collections.Counter):
+  """A ``jax.monitoring`` duration listener that adds each compile phase's seconds and
+  count into ``totals``."""
+  def listen(event: str, seconds: float, **unused) -> None:
+    if event.startswith(_PREFIX):
+      phase = event[len(_PREFIX):]
+      totals[phase] += seconds
+      totals[phase + "_n"] += 1
+  return listen
+
+
+def summarize(rows: list[dict], top: int) -> list[str]:
+  """The report's lines: totals over ``rows`` (one dict per test: ``id``, ``wall`` and
+  the phases' seconds and counts), then the ``top`` tests by compile plus trace time."""
+  lines = [f"{len(rows)} tests, {sum(r['wall'] for r in rows):.0f} s of wall time in "
+           "the test processes"]
+  for phase in PHASES:
+    lines.append(f"  {phase}: {sum(r.get(phase, 0.0) for r in rows):.1f} s over "
+                 f"{sum(r.get(phase + '_n', 0) for r in rows)} programs")
+  cost = lambda r: r.get(PHASES[0], 0.0) + r.get(PHASES[1], 0.0)
+  lines.append(f"{'compile s':>9} {'trace s':>8} {'programs':>8} {'wall s':>7}  test")
+  for r in sorted(rows, key=cost, reverse=True)[:top]:
+    lines.append(f"{r.get(PHASES[0], 0.0):9.2f} {r.get(PHASES[1], 0.0):8.2f} "
+                 f"{r.get(PHASES[0] + '_n', 0):8d} {r['wall']:7.2f}  {r['id']}")
+  return lines
+
+
+def pytest_addoption(parser):
+  group = parser.getgroup("compile_report")
+  group.addoption("--compile_report_dir", default=None,
+                  help="where each pytest process writes its rows (default: a new "
+                  "temporary directory)")
+  group.addoption("--compile_report_top", type=int, default=25,
+                  help="how many tests the summary lists")
+
+
+def pytest_configure(config):
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.monitoring.register_event_duration_secs_listener(listener(_totals))
+  if getattr(config, "workerinput", None) is None:  # the process that reports
+    out = config.getoption("compile_report_dir") or tempfile.mkdtemp(
+        prefix="compile_report_")
+    os.makedirs(out, exist_ok=True)
+    os.environ["COMPILE_REPORT_DIR"] = out  # xdist workers inherit it
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+  del nextitem
+  before, start = dict(_totals), time.perf_counter()
+  yield
+  row = {k: v - before.get(k, 0) for k, v in _totals.items()}
+  row.update(id=item.nodeid, wall=time.perf_counter() - start)
+  _rows.append(row)
+
+
+def pytest_sessionfinish(session):
+  name = getattr(session.config, "workerinput", {}).get("workerid", "main")
+  with open(os.path.join(os.environ["COMPILE_REPORT_DIR"], f"{name}.json"), "w") as f:
+    json.dump(_rows, f)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+  out = os.environ["COMPILE_REPORT_DIR"]
+  rows = []
+  for name in sorted(os.listdir(out)):
+    with open(os.path.join(out, name)) as f:
+      rows += json.load(f)
+  terminalreporter.section(f"JAX compile time per test (rows in {out})")
+  for line in summarize(rows, config.getoption("compile_report_top")):
+    terminalreporter.write_line(line)
