@@ -18,6 +18,7 @@ records for every jit cache miss, eager ops included.
 import collections
 import json
 import os
+import re
 import tempfile
 import time
 
@@ -73,6 +74,9 @@ def pytest_configure(config):
     out = config.getoption("compile_report_dir") or tempfile.mkdtemp(
         prefix="compile_report_")
     os.makedirs(out, exist_ok=True)
+    for name in os.listdir(out):  # an earlier run's rows (it may have had more workers)
+      if re.fullmatch(r"(main|gw\d+)\.json", name):
+        os.remove(os.path.join(out, name))
     os.environ["COMPILE_REPORT_DIR"] = out  # xdist workers inherit it
 
 
