@@ -2,7 +2,12 @@ r"""Where the test suite's time goes: a pytest plugin that adds up JAX's own com
 events (tracing, lowering to StableHLO, XLA's backend compile) per test.
 
   python -m pytest -q -n 2 -p tools.compile_report
-  python -m pytest -q -n 2 -p tools.compile_report --compile_report_top 40
+  python -m pytest -q -n 2 -p tools.compile_report --compile_report_top=40 \
+      --compile_report_dir=/tmp/report
+
+Give the options' values with "=": pytest reads the command line for its root directory
+before it knows this plugin's options, and would take a directory given after a space
+for a test path (then it finds no pytest.ini; the plugin stops with one line if so).
 
 At the end it prints each phase's seconds and count over the whole run, then the tests
 with the most compile and trace time beside their wall time. Each pytest process (each
@@ -71,8 +76,12 @@ def pytest_configure(config):
   import jax  # pylint: disable=g-import-not-at-top
   jax.monitoring.register_event_duration_secs_listener(listener(_totals))
   if getattr(config, "workerinput", None) is None:  # the process that reports
-    out = config.getoption("compile_report_dir") or tempfile.mkdtemp(
-        prefix="compile_report_")
+    out = config.getoption("compile_report_dir")
+    if out and config.inipath is None:
+      raise pytest.UsageError(
+          f"pytest found no pytest.ini (root directory {config.rootpath}): it took "
+          f"{out} for a test path; write --compile_report_dir={out}, with '='")
+    out = out or tempfile.mkdtemp(prefix="compile_report_")
     os.makedirs(out, exist_ok=True)
     for name in os.listdir(out):  # an earlier run's rows (it may have had more workers)
       if re.fullmatch(r"(main|gw\d+)\.json", name):
