@@ -133,6 +133,13 @@ def gradient_hlo(model_name: str, batch: int, image_shape: tuple[int, int, int],
   return jax.jit(jax.grad(loss)).lower(params, rest, x).compile().as_text()
 
 
+def _write_out(path: str, text: str) -> None:
+  """``--out``: the listing or table, in a file whose folder is made if need be."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(text)
+
+
 def _median_ms(fn: Callable[[], Any], sync: Callable[[Any], Any], repeats: int) -> float:
   sync(fn())  # compile / warm up
   times = []
@@ -263,9 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    + ", ".join(f"{n} x {s}" for s, n in shapes.most_common()))
     print("\n".join(lines))
     if args.out:
-      os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-      with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+      _write_out(args.out, "\n".join(lines) + "\n")
     return 0
   imported = torch_convert.import_torch()
   torch = imported[0] if imported else None
@@ -298,9 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
            + f"; load average {os.getloadavg()[0]:.2f}")
   print("\n" + "\n".join(lines) + "\n\n" + total)
   if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-      f.write("\n".join(lines) + "\n\n" + total + "\n")
+    _write_out(args.out, "\n".join(lines) + "\n\n" + total + "\n")
   return 0
 
 
