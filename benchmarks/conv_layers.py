@@ -30,6 +30,17 @@ computation by op, fusions by name (``ynn_fusion``: work XLA hands to YNNPACK;
 made of the network under the current ``XLA_FLAGS``.
 
   python benchmarks/conv_layers.py --hlo_ops
+
+``--norms`` times, instead of the convolutions, each distinct BatchNorm of the network
+(found by intercepting the Flax modules in one training-mode pass: input shape and
+epsilon, counted) with a ReLU after it, the pair that follows most convolutions of the
+ResNets: the training-mode forward (batch statistics, running averages updated) and the
+forward with its backward (the gradient with respect to the input, scale and bias), in
+JAX and as ``torch.nn.BatchNorm2d`` and ``torch.relu`` (channels_last, training mode,
+``torch.autograd.grad``). It tells whether normalisation and activation, which XLA fuses
+and PyTorch runs as separate kernels, are where a step loses time.
+
+  python benchmarks/conv_layers.py --norms
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -94,6 +106,30 @@ def conv_shapes(model_name: str, batch: int, image_shape: tuple[int, int, int],
       found[key]["count"] += 1
 
   walk(jaxpr.jaxpr)
+  return list(found.values())
+
+
+def norm_shapes(model_name: str, batch: int, image_shape: tuple[int, int, int],
+                num_classes: int = 10) -> list[dict[str, Any]]:
+  """The distinct BatchNorms over NHWC inputs of one training-mode forward pass (input
+  shape and epsilon), with how often each occurs."""
+  model, x, variables = _abstract(model_name, batch, image_shape, num_classes)
+  found: dict[tuple, dict[str, Any]] = {}
+
+  def record(call, args, kwargs, context):
+    module = context.module
+    if (isinstance(module, nn.BatchNorm) and context.method_name == "__call__"
+        and args and len(args[0].shape) == 4 and module.axis in (-1, 3)):
+      key = (tuple(args[0].shape), float(module.epsilon))
+      found.setdefault(key, {"input": key[0], "epsilon": key[1], "count": 0})["count"] += 1
+    return call(*args, **kwargs)
+
+  def forward(variables, x):
+    return model.apply(variables, x, train=True, mutable=["batch_stats"],
+                       rngs={"dropout": jax.random.key(0)})
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(forward, variables, x)
   return list(found.values())
 
 
@@ -223,6 +259,86 @@ def time_torch(torch, conv: dict[str, Any], repeats: int) -> dict[str, float]:
                             sync, repeats)}
 
 
+def time_norm_jax(norm: dict[str, Any], repeats: int) -> dict[str, float]:
+  """BatchNorm (training mode, momentum 0.9) then ReLU: ``fwd`` and ``fwd+bwd`` in ms."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(norm["input"]), jnp.float32)
+  g = jnp.asarray(rng.standard_normal(norm["input"]), jnp.float32)
+  bn = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=norm["epsilon"])
+  variables = bn.init(jax.random.key(0), x)
+
+  def f(params, stats, x):
+    y, updates = bn.apply({"params": params, "batch_stats": stats}, x,
+                          mutable=["batch_stats"])
+    return jax.nn.relu(y), updates
+
+  def f_and_grad(params, stats, x, g):
+    (_, updates), vjp = jax.vjp(lambda p, x: f(p, stats, x), params, x)
+    return vjp((g, jax.tree.map(jnp.zeros_like, updates))), updates
+
+  fwd, both = jax.jit(f), jax.jit(f_and_grad)
+  args = (variables["params"], variables["batch_stats"], x)
+  sync = jax.block_until_ready
+  return {"fwd": _median_ms(lambda: fwd(*args), sync, repeats),
+          "fwd+bwd": _median_ms(lambda: both(*args, g), sync, repeats)}
+
+
+def time_norm_torch(torch, norm: dict[str, Any], repeats: int) -> dict[str, float]:
+  n, h, w, c = norm["input"]
+  cl = torch.channels_last
+  bn = torch.nn.BatchNorm2d(c, eps=norm["epsilon"], momentum=0.1).train()
+  x = torch.randn(n, c, h, w).contiguous(memory_format=cl).requires_grad_()
+  g = torch.randn(n, c, h, w).contiguous(memory_format=cl)
+  sync = lambda _: None  # eager CPU ops have finished when they return
+
+  def fwd():
+    with torch.no_grad():
+      return torch.relu(bn(x))
+
+  def both():
+    return torch.autograd.grad(torch.relu(bn(x)), (x, bn.weight, bn.bias), g)
+
+  return {"fwd": _median_ms(fwd, sync, repeats), "fwd+bwd": _median_ms(both, sync, repeats)}
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+  return (["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+          + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _report(lines: Sequence[str], total: str, out: str | None) -> None:
+  """The markdown table and its total line, printed and (``--out``) written."""
+  text = "\n".join(lines) + "\n\n" + total
+  print("\n" + text)
+  if out:
+    _write_out(out, text + "\n")
+
+
+def time_norms(args: argparse.Namespace, norms: list[dict[str, Any]], torch) -> int:
+  """``--norms``: the table of BatchNorm + ReLU timings, printed (and ``--out``)."""
+  rows, totals = [], {"ours": 0.0, "torch": 0.0}
+  head = ["input NHWC", "count", "ours fwd", "fwd+bwd", "torch fwd", "fwd+bwd",
+          "ours / torch (fwd+bwd)"]
+  fmt = lambda d, k: f"{d[k]:.2f}" if k in d else "-"
+  for norm in norms:
+    ours = time_norm_jax(norm, args.repeats)
+    theirs = time_norm_torch(torch, norm, args.repeats) if torch is not None else {}
+    totals["ours"] += norm["count"] * ours["fwd+bwd"]
+    totals["torch"] += norm["count"] * theirs.get("fwd+bwd", 0.0)
+    rows.append(["x".join(map(str, norm["input"])), str(norm["count"]),
+                 fmt(ours, "fwd"), fmt(ours, "fwd+bwd"), fmt(theirs, "fwd"),
+                 fmt(theirs, "fwd+bwd"),
+                 f"{ours['fwd+bwd'] / theirs['fwd+bwd']:.2f}" if theirs else "-"])
+    print(" | ".join(rows[-1]), flush=True)
+  total = (f"Total over {args.model}'s BatchNorms, each with a ReLU after it (ms, forward "
+           f"and backward, each shape times its count): ours {totals['ours']:.1f}"
+           + (f", torch {totals['torch']:.1f}, ours / torch "
+              f"{totals['ours'] / totals['torch']:.2f}" if totals["torch"] else "")
+           + f"; load average {os.getloadavg()[0]:.2f}")
+  _report(_table(head, rows), total, args.out)
+  return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--model", default="resnet20")
@@ -235,10 +351,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "(default conv)")
   p.add_argument("--hlo_ops", action="store_true",
                  help="count the ops of the compiled gradient instead of timing")
+  p.add_argument("--norms", action="store_true",
+                 help="time each BatchNorm (with a ReLU after it) instead of the convolutions")
   args = p.parse_args(argv)
-  if args.hlo_ops and (args.formulation is not None or args.repeats is not None):
+  if args.hlo_ops and (args.formulation is not None or args.repeats is not None
+                       or args.norms):
     print("error: --hlo_ops times nothing and counts the network's own convolutions; "
-          "drop --formulation and --repeats", file=sys.stderr)
+          "drop --formulation, --repeats and --norms", file=sys.stderr)
+    return 2
+  if args.norms and args.formulation is not None:
+    print("error: --formulation rewrites convolutions, and --norms times the BatchNorms; "
+          "drop one", file=sys.stderr)
     return 2
   if args.repeats is not None and args.repeats < 1:
     print(f"error: --repeats must be at least 1, got {args.repeats}", file=sys.stderr)
@@ -257,8 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     convs = conv_shapes(args.model, args.batch, shape)
     for conv in convs:
       formulated(conv, args.formulation)
+    norms = norm_shapes(args.model, args.batch, shape) if args.norms else []
   except (models.UnknownModelError, ValueError) as e:
     print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+    return 2
+  if args.norms and not norms:
+    print(f"error: --norms: {args.model} has no BatchNorm over NHWC inputs; pick a model "
+          "that has (e.g. resnet20)", file=sys.stderr)
     return 2
   if args.hlo_ops:
     ops = entry_ops(gradient_hlo(args.model, args.batch, shape))
@@ -276,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   torch = imported[0] if imported else None
   if torch is None:
     print("torch: not installed; JAX only")
+  if args.norms:
+    return time_norms(args, norms, torch)
   rows, totals = [], {"ours": 0.0, "torch": 0.0}
   head = ["input NHWC", "kernel", "stride", "count", "ours fwd", "dgrad", "wgrad",
           "torch fwd", "dgrad", "wgrad", "ours / torch"]
@@ -294,16 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         fmt(theirs, "fwd"), fmt(theirs, "dgrad"), fmt(theirs, "wgrad"),
         f"{o_sum / t_sum:.2f}" if t_sum else "-"])
     print(" | ".join(rows[-1]), flush=True)
-  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  lines = _table(head, rows)
   total = (f"Total over {args.model}'s convolutions (ms, forward + both gradients, each shape "
            f"times its count): ours ({args.formulation}) {totals['ours']:.1f}"
            + (f", torch {totals['torch']:.1f}, ours / torch {totals['ours'] / totals['torch']:.2f}"
               if totals["torch"] else "")
            + f"; load average {os.getloadavg()[0]:.2f}")
-  print("\n" + "\n".join(lines) + "\n\n" + total)
-  if args.out:
-    _write_out(args.out, "\n".join(lines) + "\n\n" + total + "\n")
+  _report(lines, total, args.out)
   return 0
 
 

@@ -117,6 +117,15 @@ def test_conv_layers_formulations_equal_the_convolution(formulation):
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
+def test_conv_layers_finds_every_batchnorm_of_resnet20():
+  from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  norms = conv_layers.norm_shapes("resnet20", 2, (32, 32, 3))
+  # One BatchNorm after each of the 19 convolutions: the stem's and 6 more at 32x32, 6
+  # at 16x16 and 6 at 8x8 (each stage's first conv strides down).
+  assert {(n["input"], n["epsilon"]): n["count"] for n in norms} == {
+      ((2, 32, 32, 16), 1e-5): 7, ((2, 16, 16, 32), 1e-5): 6, ((2, 8, 8, 64), 1e-5): 6}
+
+
 def test_conv_layers_bad_input_is_one_line(capsys):
   from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
   assert conv_layers.main(["--image_shape", "32,32"]) == 2
@@ -124,9 +133,13 @@ def test_conv_layers_bad_input_is_one_line(capsys):
   assert conv_layers.main(["--formulation", "winograd"]) == 2
   assert conv_layers.main(["--model", "mobilenet_v1", "--image_shape", "32,32,3",
                            "--formulation", "im2col"]) == 2
+  assert conv_layers.main(["--norms", "--formulation", "im2col"]) == 2
+  assert conv_layers.main(["--norms", "--model", "lenet5", "--image_shape", "32,32,1"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 4 and "H,W,C" in err[0] and "resnet21" in err[1], err
+  assert len(err) == 6 and "H,W,C" in err[0] and "resnet21" in err[1], err
   assert "'winograd' is not one of" in err[2] and "groups=" in err[3], err
+  assert "--norms times the BatchNorms" in err[4], err
+  assert "lenet5 has no BatchNorm" in err[5], err
 
 
 HLO = """HloModule m, entry_computation_layout={(f32[2,4]{1,0})->f32[4,2]{1,0}}
@@ -167,9 +180,11 @@ def test_hlo_ops_of_a_real_gradient(tmp_path, capsys):
   assert "lenet5_modern, batch 2:" in out and "  parameter: " in out, out
   assert listing.read_text() == out
   assert conv_layers.main(["--hlo_ops", "--formulation", "im2col"]) == 2
+  assert conv_layers.main(["--hlo_ops", "--norms"]) == 2
   assert conv_layers.main(["--repeats", "0"]) == 2
   err = capsys.readouterr().err.splitlines()
-  assert "drop --formulation and --repeats" in err[0] and "at least 1, got 0" in err[1], err
+  assert len(err) == 3 and "at least 1, got 0" in err[2], err
+  assert all("drop --formulation, --repeats and --norms" in e for e in err[:2]), err
 
 
 def test_cpu_dispatch_bad_input_is_one_line(capsys):
