@@ -554,7 +554,8 @@ def _stop_trace(state, profile_dir: str, say) -> bool:
   """Ends the profiler trace once the traced steps are done; returns False (not tracing)."""
   jax.block_until_ready(state)
   jax.profiler.stop_trace()
-  say(f"profile: trace written to {profile_dir}; view it with `tensorboard --logdir "
+  say(f"profile: trace written to {profile_dir}; its ops by time: `python "
+      f"tools/profile_summary.py {profile_dir}`; the timeline: `tensorboard --logdir "
       f"{profile_dir}` (Profile tab) or XProf", flush=True)
   return False
 
