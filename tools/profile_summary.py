@@ -10,8 +10,8 @@ XLA op over the trace: on a GPU the kernels of each device's "XLA Ops" line, on 
 the thunks XLA:CPU runs on its threads. An op is its HLO instruction's name less the
 numeric suffix (``ynn_fusion.12`` -> ``ynn_fusion``: work handed to YNNPACK;
 ``transpose_copy_fusion``: a layout copy; ``convolution``), so the table reads as kinds
-of work. Python frames, the runtime's own bookkeeping (``ThunkExecutor::Execute``, pool
-waits) and end markers are left out. When the trace sits in a run's workdir, the
+of work. Python frames, dispatch and the runtime's own bookkeeping (``ThunkExecutor``,
+pool waits) are left out. When the trace sits in a run's workdir, the
 run's ``config.json`` gives the number of traced steps (``b - a``) and the times are
 per step; ``--steps N`` says it for any other trace.
 
@@ -74,33 +74,27 @@ def traced_steps(trace: str) -> int | None:
   return None
 
 
-def _is_op(name: str) -> bool:
-  """An XLA op's event, not a Python frame, runtime bookkeeping or an end marker."""
-  return not (name.startswith(("$", "end: ")) or "::" in name)
-
-
 def op_times(trace: str) -> dict[str, dict[str, list[float]]]:
-  """``{device: {op: [total ns, calls]}}`` over the trace: a GPU's "XLA Ops" lines, the
-  host CPU's threads but Python's."""
+  """``{device: {op: [total ns, calls]}}`` over the trace: the events of a GPU's "XLA
+  Ops" lines; on the host CPU, the events that XLA:CPU's thunks record (those with an
+  ``hlo_op`` stat), on whichever thread ran them."""
   from jax.profiler import ProfileData  # pylint: disable=g-import-not-at-top
   with open(trace, "rb") as f:
     data = ProfileData.from_serialized_xspace(f.read())
   out: dict[str, dict[str, list[float]]] = {}
   for plane in data.planes:
-    lines = list(plane.lines)
     if plane.name.startswith("/device:"):
-      lines = [line for line in lines if line.name == "XLA Ops"]
-    elif plane.name.startswith("/host:CPU"):  # small programs run on the client's thread
-      lines = [line for line in lines if line.name != "python"]
+      events = (e for line in plane.lines if line.name == "XLA Ops" for e in line.events)
+    elif plane.name.startswith("/host:CPU"):
+      events = (e for line in plane.lines for e in line.events
+                if any(k == "hlo_op" for k, _ in e.stats))
     else:
       continue
     ops: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
-    for line in lines:
-      for event in line.events:
-        if _is_op(event.name):
-          op = ops[re.sub(r"\.\d+$", "", event.name)]
-          op[0] += event.duration_ns
-          op[1] += 1
+    for event in events:
+      op = ops[re.sub(r"\.\d+$", "", event.name)]
+      op[0] += event.duration_ns
+      op[1] += 1
     if ops:
       out[plane.name] = dict(ops)
   if not out:
