@@ -64,7 +64,10 @@ def test_bad_input_is_one_line(tmp_path, capsys):
   assert profile_summary.main([str(tmp_path / "nowhere")]) == 2
   assert profile_summary.main([str(tmp_path)]) == 2
   assert profile_summary.main([str(tmp_path), "--top", "0"]) == 2
+  (tmp_path / "notes.txt").write_text("not a trace")
+  assert profile_summary.main([str(tmp_path / "notes.txt")]) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 3, err
+  assert len(err) == 4, err
   assert "does not exist" in err[0] and "no .xplane.pb trace under" in err[1], err
   assert "--top must be at least 1, got 0" in err[2], err
+  assert "cannot read" in err[3] and "as a jax.profiler trace" in err[3], err

@@ -79,8 +79,12 @@ def op_times(trace: str) -> dict[str, dict[str, list[float]]]:
   Ops" lines; on the host CPU, the events that XLA:CPU's thunks record (those with an
   ``hlo_op`` stat), on whichever thread ran them."""
   from jax.profiler import ProfileData  # pylint: disable=g-import-not-at-top
-  with open(trace, "rb") as f:
-    data = ProfileData.from_serialized_xspace(f.read())
+  try:
+    with open(trace, "rb") as f:
+      data = ProfileData.from_serialized_xspace(f.read())
+  except (OSError, RuntimeError) as e:
+    raise ProfileSummaryError(f"cannot read {trace} as a jax.profiler trace (.xplane.pb): "
+                              f"{type(e).__name__}: {e}") from None
   out: dict[str, dict[str, list[float]]] = {}
   for plane in data.planes:
     if plane.name.startswith("/device:"):
