@@ -377,10 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           file=sys.stderr)
     return 2
   try:
-    convs = conv_shapes(args.model, args.batch, shape)
+    # One trace of the network: its BatchNorms with --norms, else its convolutions.
+    norms = norm_shapes(args.model, args.batch, shape) if args.norms else []
+    convs = [] if args.norms else conv_shapes(args.model, args.batch, shape)
     for conv in convs:
       formulated(conv, args.formulation)
-    norms = norm_shapes(args.model, args.batch, shape) if args.norms else []
   except (models.UnknownModelError, ValueError) as e:
     print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
     return 2
