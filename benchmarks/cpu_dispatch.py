@@ -12,9 +12,9 @@ waited ``--timeout`` seconds (its flag ``--xla_cpu_collective_call_terminate_tim
   python benchmarks/cpu_dispatch.py --sync_every 32   # 20,000 steps in about 25 s
   python benchmarks/cpu_dispatch.py --sync_every 48   # aborts after the timeout
 
-Measured with jax 0.10.2 on the 2-core CPU (README, Training): waiting every 16, 24 or 32
-steps ran to the end; every 33 steps once ran and once aborted; every 48 steps, or never,
-aborted within the first thousand steps.
+Measured with jax 0.10.2 on the 2-core CPU (benchmarks/README.md, "Running on a CPU"):
+waiting every 16, 24 or 32 steps ran to the end; every 33 steps once ran and once
+aborted; every 48 steps, or never, aborted within the first thousand steps.
 """
 
 from __future__ import annotations

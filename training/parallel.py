@@ -184,8 +184,9 @@ class DispatchLimit:
   XLA aborts the process after its collective timeout (40 s). With jax 0.10.2 a
   two-device loop of small steps (``benchmarks/cpu_dispatch.py``) deadlocked within its
   first thousand steps when it waited every 48 steps or never, once in two runs at 33,
-  and ran 20,000 steps waiting every 32 or fewer (README, Training). Every other setup
-  (one device per process, GPUs, TPUs) needs no wait, and ``limit`` is 0 there.
+  and ran 20,000 steps waiting every 32 or fewer (benchmarks/README.md, "Running on a
+  CPU"). Every other setup (one device per process, GPUs, TPUs) needs no wait, and
+  ``limit`` is 0 there.
 
   Call it with a dispatched program's outputs: ``metrics = limit(metrics)``.
   """
