@@ -27,13 +27,30 @@ def test_summary_adds_the_phases_and_ranks_tests_by_compile_and_trace_time():
   assert ranked == ["b", "a"]  # 1.2 s before 0.6 s; c left out by top=2
 
 
+def test_summary_ranks_programs_by_compile_time_over_all_tests():
+  programs = collections.Counter({
+      "backend_compile_duration|train_step": 2.0, "backend_compile_duration|train_step_n": 3,
+      "jaxpr_trace_duration|train_step": 0.5, "jaxpr_trace_duration|train_step_n": 3,
+      "backend_compile_duration|multiply": 2.5, "backend_compile_duration|multiply_n": 100,
+      "jaxpr_trace_duration|<lambda>": 9.0, "jaxpr_trace_duration|<lambda>_n": 1,
+  })
+  lines = compile_report.summarize([{"id": "a", "wall": 1.0}], top=2, programs=programs)
+  table = lines[lines.index(next(l for l in lines if l.endswith("  program"))) + 1:]
+  assert [line.split() for line in table] == [["2.50", "100", "0.00", "multiply"],
+                                              ["2.00", "3", "0.50", "train_step"]]
+
+
 def test_the_listener_counts_a_jit_cache_miss_and_not_a_hit():
-  totals = collections.Counter()
-  listen = compile_report.listener(totals)
+  totals, programs = collections.Counter(), collections.Counter()
+  listen = compile_report.listener(totals, programs)
   x = jnp.asarray(np.arange(7, dtype=np.float32))
+
+  def triple_plus_one(x):
+    return x * 3 + 1
+
   jax.monitoring.register_event_duration_secs_listener(listen)
   try:
-    f = jax.jit(lambda x: x * 3 + 1)
+    f = jax.jit(triple_plus_one)
     f(x).block_until_ready()
     after_miss = dict(totals)
     f(x).block_until_ready()  # cached: no event
@@ -44,3 +61,9 @@ def test_the_listener_counts_a_jit_cache_miss_and_not_a_hit():
   assert after_miss["jaxpr_trace_duration_n"] == 1
   assert after_miss["backend_compile_duration"] > 0
   assert after_hit == after_miss
+  # The same event, by the name of the function compiled (the operations inside the
+  # jitted function are traced into it, not compiled on their own).
+  assert programs["backend_compile_duration|triple_plus_one_n"] == 1
+  assert programs["backend_compile_duration|triple_plus_one"] == (
+      after_miss["backend_compile_duration"])
+  assert programs["jaxpr_trace_duration|triple_plus_one_n"] == 1  # traced as its name
