@@ -194,6 +194,7 @@ def fresh_metrics(mesh) -> dict[str, jax.Array]:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
+  t_called = time.time()  # start-up: from here to the loop (check, data, initial state)
   # The shared config check (as launch/sweep.py's pre-flight): fields, model options, the
   # model's init traced (not compiled) and the data plan; each mistake is one line.
   checked = config_lib.check(config)
@@ -520,6 +521,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   summary = {"model": config.model, "dataset": ds.name, "num_params": num_params,
              "step": step, "total_steps": total_steps, "wall_time_sec": total_wall,
              "wall_time_this_run_sec": wall, "train_time_this_run_sec": train_seconds,
+             "startup_time_this_run_sec": t_start - t_called,
              "devices": mesh.size, "processes": jax.process_count(),
              "platform": jax.devices()[0].platform,
              "image_shape": list(ds.image_shape), "num_classes": ds.num_classes}
@@ -536,7 +538,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           + (f" (EMA weights: {100 * summary['ema_eval_top1']:.2f}%)"
              if "ema_eval_top1" in summary else "")
           + f"; {wall:.1f} s this run ({train_seconds:.2f} "
-          f"s of training steps after the first), {total_wall:.1f} s in all. "
+          f"s of training steps after the first) after {t_start - t_called:.1f} s of "
+          f"start-up, {total_wall:.1f} s over all runs of this workdir. "
           f"Curves: {os.path.join(workdir, 'curves.png')}", flush=True)
   return summary
 

@@ -174,6 +174,10 @@ def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
   assert run["top1_raw"] == pytest.approx(100 * summary["eval_top1"])
   # Training time: the steps after the first, less evaluation: inside the run's wall time.
   assert 0 < run["train_sec"] < summary["wall_time_this_run_sec"] < run["wall_sec"]
+  # train.py's start-up (config check, data, initial state) and its loop, both inside
+  # the time from command to accuracy that the tool measured around the process.
+  startup = summary["startup_time_this_run_sec"]
+  assert 0 < startup and startup + summary["wall_time_this_run_sec"] < run["wall_sec"]
   assert [p["epoch"] for p in run["curve"]] == [1, 2]  # tiny evaluates every epoch
   assert 0 < run["curve"][0]["train_sec"] < run["curve"][1]["train_sec"] <= run["train_sec"]
   assert f"seed 0: {run['top1']:.2f}% (EMA weights; raw {run['top1_raw']:.2f}%)" in out
