@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -102,7 +103,7 @@ class Checkpointer:
       met_barrier = _BARRIER_MISMATCH in str(e)
       if met_barrier:
         reason = "another process could not read its part of it"
-      gc.collect()  # its abandoned reads, while they are still known to be harmless
+      _collect_abandoned_reads()
     if jax.process_count() > 1:
       if not met_barrier:
         from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
@@ -292,6 +293,18 @@ def _abandoned_read(unraisable: Any) -> bool:
     return True
   code = getattr(unraisable.object, "cr_code", None)
   return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+
+
+def _collect_abandoned_reads() -> None:
+  """Collects a failed restore's abandoned reads now, while they are known to be harmless.
+
+  Coroutines that orbax created and never awaited (e.g. ``Store._get_array_metadatas``,
+  when a read failed before they were gathered) warn when collected, a RuntimeWarning
+  that train.py would print to stderr beside the one-line message: those warnings are
+  dropped here; the ones of any later collection are not."""
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
+    gc.collect()
 
 
 def _quiet_abandoned_reads() -> None:
