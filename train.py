@@ -295,7 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     say(f"resumed from {checkpointer.directory}/{latest} (step {latest}/{total_steps})",
         flush=True)
   else:
-    state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
+    state = steps_lib.jit_init(init_fn, state_sharding)(init_rng)
     if config.init_from:
       state = init_from_pretrained(config, model, state, ds, state_sharding)
     if config.data_init_images:

