@@ -1,10 +1,12 @@
 """train.py end to end: outputs, resume, multi-device equality and user-facing errors."""
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,6 +65,22 @@ def run_here(args, workdir, capsys, check=True):
   return subprocess.CompletedProcess(argv, rc, out, err)
 
 
+@contextlib.contextmanager
+def traces_of(name):
+  """The seconds of each trace of the jitted function ``name`` inside the block (JAX's
+  compile events; a trace happens for each new program, whatever the caches hold)."""
+  seen = []
+
+  def listen(event, seconds, fun_name="", **unused):
+    if event == "/jax/core/compile/jaxpr_trace_duration" and fun_name == name:
+      seen.append(seconds)
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    yield seen
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
+
+
 def rows(workdir):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f]
@@ -90,8 +108,12 @@ def test_end_to_end_outputs_and_resume(tmp_path, capsys):
   # Interrupted after 50 steps (mid-epoch, inside a log interval, so the device loop is
   # cut at other places), then resumed with one compiled call per step instead of the
   # on-device loop: the same end as one uninterrupted run.
-  proc = run_here(DIGITS + ["--config.stop_after_steps=50"], split, capsys)
+  with traces_of("train") as traced:
+    proc = run_here(DIGITS + ["--config.stop_after_steps=50"], split, capsys)
   assert "stopped after step 50/84" in proc.stdout
+  # The device loop's intervals of 10, 2 (the epoch's end) and 8 steps run one program:
+  # their length is an argument of it, not a constant (one compilation, not three).
+  assert len(traced) == 1
   proc = run_here(DIGITS + ["--config.device_loop=false"], split, capsys)
   assert "resumed from" in proc.stdout and "(step 50/84)" in proc.stdout
   a, b = rows(full), rows(split)

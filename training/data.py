@@ -119,11 +119,12 @@ class DeviceSource:
     return np.asarray(self._ds.train_images[:n])
 
   def train_loop(self, train_step: Callable) -> Callable:
-    """``(state, metrics, data, perm, num_steps) -> (state, metrics)``; num_steps static."""
+    """``(state, metrics, data, perm, num_steps, looped) -> (state, metrics)``; ``looped``
+    (``num_steps > 1``) static."""
     return steps_lib.device_train_loop(train_step, self._config.batch_size,
                                        self.steps_per_epoch)
 
-  train_static_argnums = (4,)
+  train_static_argnums = (5,)
 
   def eval_loop(self, eval_step: Callable) -> Callable:
     return steps_lib.device_eval_step(eval_step, self._config.eval_batch_size)
@@ -142,7 +143,8 @@ class DeviceSource:
     epoch = step // self.steps_per_epoch
     if epoch != self._perm_epoch:
       self._perm, self._perm_epoch = self._perm_fn(self._data_rng, epoch), epoch
-    return self._limit(train_fn(state, metrics, self._data, self._perm, num_steps))
+    return self._limit(train_fn(state, metrics, self._data, self._perm, np.int32(num_steps),
+                                num_steps > 1))
 
   def evaluate(self, eval_fn: Callable, state):
     acc = steps_lib.zero_metrics(steps_lib.EVAL_METRICS)

@@ -342,21 +342,23 @@ def device_train_loop(train_step: Callable, batch_size: int, steps_per_epoch: in
 
   The steps run in one ``fori_loop`` inside one compiled call, so the host dispatches
   once per log interval instead of once per step; with batch size 1 (the 1989 recipe)
-  that is a 10x speed-up. ``num_steps`` is static: calls must not cross an epoch, since
-  ``perm`` is the permutation of one epoch. With ``num_steps=1`` there is no loop: on
-  XLA:CPU a convolution inside a loop runs several times slower (LeNet-5 modern: 150
-  against 1,010 images/s), so conv nets on a CPU train one step per call
-  (``config.device_loop=False``).
+  that is a 10x speed-up. Calls must not cross an epoch, since ``perm`` is the
+  permutation of one epoch. ``num_steps`` is an argument of the program, not a constant
+  in it, so the shorter interval at an epoch's end runs the same program (one compilation
+  of the loop, not one per interval length); ``looped`` (static) is ``num_steps > 1``.
+  Without it there is no loop: on XLA:CPU a convolution inside a loop runs several times
+  slower (LeNet-5 modern: 150 against 1,010 images/s), so conv nets on a CPU train one
+  step per call (``config.device_loop=False``).
   """
 
-  def loop(state, metrics, data, perm, num_steps: int):
+  def loop(state, metrics, data, perm, num_steps, looped: bool):
     def body(_, carry):
       state, metrics = carry
       images, labels = input_pipeline.train_batch(
           data["train_images"], data["train_labels"], perm,
           state.step % steps_per_epoch, batch_size)
       return train_step(state, metrics, images, labels)
-    if num_steps == 1:  # no loop at all: XLA:CPU runs convolutions ~7x slower in loops
+    if not looped:  # one step, no loop: XLA:CPU runs convolutions ~7x slower in loops
       return body(0, (state, metrics))
     return jax.lax.fori_loop(0, num_steps, body, (state, metrics))
 
