@@ -108,12 +108,15 @@ def test_end_to_end_outputs_and_resume(tmp_path, capsys):
   # Interrupted after 50 steps (mid-epoch, inside a log interval, so the device loop is
   # cut at other places), then resumed with one compiled call per step instead of the
   # on-device loop: the same end as one uninterrupted run.
-  with traces_of("train") as traced:
+  with traces_of("train") as traced, traces_of("step") as evaluated:
     proc = run_here(DIGITS + ["--config.stop_after_steps=50"], split, capsys)
   assert "stopped after step 50/84" in proc.stdout
   # The device loop's intervals of 10, 2 (the epoch's end) and 8 steps run one program:
   # their length is an argument of it, not a constant (one compilation, not three).
   assert len(traced) == 1
+  # One evaluation (after epoch 1) of several batches: one program, its first call
+  # included (its zeroed sums start where the later calls' come from).
+  assert len(evaluated) == 1
   proc = run_here(DIGITS + ["--config.device_loop=false"], split, capsys)
   assert "resumed from" in proc.stdout and "(step 50/84)" in proc.stdout
   a, b = rows(full), rows(split)
