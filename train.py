@@ -185,13 +185,6 @@ def compile_train(model, tx, step_cfg: steps_lib.StepConfig, step_rng: jax.Array
                       out_shardings=(state_sharding, parallel.replicated(mesh)))
 
 
-def fresh_metrics(mesh) -> dict[str, jax.Array]:
-  """Zeroed training sums, placed where the step returns them (replicated), so that
-  every call of the step sees the same input shardings and it compiles once, not twice."""
-  return jax.device_put(steps_lib.zero_metrics(steps_lib.TRAIN_METRICS),
-                        parallel.replicated(mesh))
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
   t_called = time.time()  # start-up: from here to the loop (check, data, initial state)
@@ -386,7 +379,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer.save(step, state)
 
   # The loop. The host only waits on the device at log, eval and checkpoint points.
-  acc = fresh_metrics(mesh)
+  acc = data_lib.fresh_metrics(steps_lib.TRAIN_METRICS, mesh)
   step = start_step
   t_log, step_log = time.time(), start_step
   last_loss, stopped = 0.0, False
@@ -432,7 +425,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       epoch_end = step % steps_per_epoch == 0
       if (step - epoch * steps_per_epoch) % log_every == 0 or epoch_end:
         m = jax.device_get(acc)
-        acc = fresh_metrics(mesh)
+        acc = data_lib.fresh_metrics(steps_lib.TRAIN_METRICS, mesh)
         last_loss = float(m["loss"] / m["count"])
         now = time.time()
         row = {"step": step, "epoch": step / steps_per_epoch, "train_loss": last_loss,

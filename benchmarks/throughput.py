@@ -237,7 +237,8 @@ def time_ours(case: Case, **timing) -> Timing:
   init_fn = functools.partial(steps_lib.init_state, checked.model, tx,
                               image_shape=checked.image_shape, ema=bool(config.ema_decay))
   carry = {"state": steps_lib.jit_init(init_fn, state_sharding)(init_rng),
-           "metrics": train.fresh_metrics(mesh), "step": 0}
+           "metrics": data_lib.fresh_metrics(steps_lib.TRAIN_METRICS, mesh),
+           "step": 0}
   step_cfg = steps_lib.StepConfig.from_config(config, checked.plan)
   train_fn = train.compile_train(checked.model, tx, step_cfg, step_rng, source, mesh,
                                  state_sharding)

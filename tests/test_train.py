@@ -1,5 +1,6 @@
 """train.py end to end: outputs, resume, multi-device equality and user-facing errors."""
 
+import collections
 import contextlib
 import json
 import os
@@ -8,6 +9,8 @@ import sys
 
 import jax
 import pytest
+
+from tools import compile_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,19 +69,19 @@ def run_here(args, workdir, capsys, check=True):
 
 
 @contextlib.contextmanager
-def traces_of(name):
-  """The seconds of each trace of the jitted function ``name`` inside the block (JAX's
-  compile events; a trace happens for each new program, whatever the caches hold)."""
-  seen = []
-
-  def listen(event, seconds, fun_name="", **unused):
-    if event == "/jax/core/compile/jaxpr_trace_duration" and fun_name == name:
-      seen.append(seconds)
+def traces_of(*names):
+  """How often each jitted function of ``names`` is traced inside the block, by name
+  (tools/compile_report's listener of JAX's compile events; a trace happens for each new
+  program, whatever the caches hold). Filled when the block ends."""
+  programs = collections.Counter()
+  listen = compile_report.listener(collections.Counter(), programs)
+  counts = {}
   jax.monitoring.register_event_duration_secs_listener(listen)
   try:
-    yield seen
+    yield counts
   finally:
     jax.monitoring.unregister_event_duration_listener(listen)
+    counts.update({n: programs[f"jaxpr_trace_duration|{n}_n"] for n in names})
 
 
 def rows(workdir):
@@ -108,15 +111,15 @@ def test_end_to_end_outputs_and_resume(tmp_path, capsys):
   # Interrupted after 50 steps (mid-epoch, inside a log interval, so the device loop is
   # cut at other places), then resumed with one compiled call per step instead of the
   # on-device loop: the same end as one uninterrupted run.
-  with traces_of("train") as traced, traces_of("step") as evaluated:
+  with traces_of("train", "step") as traces:
     proc = run_here(DIGITS + ["--config.stop_after_steps=50"], split, capsys)
   assert "stopped after step 50/84" in proc.stdout
   # The device loop's intervals of 10, 2 (the epoch's end) and 8 steps run one program:
   # their length is an argument of it, not a constant (one compilation, not three).
-  assert len(traced) == 1
+  assert traces["train"] == 1
   # One evaluation (after epoch 1) of several batches: one program, its first call
   # included (its zeroed sums start where the later calls' come from).
-  assert len(evaluated) == 1
+  assert traces["step"] == 1
   proc = run_here(DIGITS + ["--config.device_loop=false"], split, capsys)
   assert "resumed from" in proc.stdout and "(step 50/84)" in proc.stdout
   a, b = rows(full), rows(split)

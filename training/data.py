@@ -96,12 +96,11 @@ def load_in_memory(config: ml_collections.ConfigDict) -> input_pipeline.ArrayDat
   return ds
 
 
-def fresh_eval_metrics(mesh: Mesh) -> dict[str, jax.Array]:
-  """Zeroed evaluation sums, placed where the evaluation step returns them (replicated),
-  so that its first call sees the same input shardings as the later ones: one program,
-  not two (as ``train.fresh_metrics`` for the training sums)."""
-  return jax.device_put(steps_lib.zero_metrics(steps_lib.EVAL_METRICS),
-                        parallel.replicated(mesh))
+def fresh_metrics(names: tuple[str, ...], mesh: Mesh) -> dict[str, jax.Array]:
+  """Zeroed sums (``steps.TRAIN_METRICS`` or ``EVAL_METRICS``), placed where the steps
+  return them (replicated), so that a step's first call sees the same input shardings as
+  the later ones: one program, not two."""
+  return jax.device_put(steps_lib.zero_metrics(names), parallel.replicated(mesh))
 
 
 class DeviceSource:
@@ -155,7 +154,7 @@ class DeviceSource:
                                 num_steps > 1))
 
   def evaluate(self, eval_fn: Callable, state):
-    acc = fresh_eval_metrics(self._mesh)
+    acc = fresh_metrics(steps_lib.EVAL_METRICS, self._mesh)
     for i in range(self._num_eval):
       acc = self._limit(eval_fn(state, acc, self._data, i))
     return acc
@@ -249,7 +248,7 @@ class HostSource:
     c = self._config
     ds = self._host.eval_dataset(self._source, global_batch_size=c.eval_batch_size,
                                  ops=self._plan.eval_host)
-    acc = fresh_eval_metrics(self._mesh)
+    acc = fresh_metrics(steps_lib.EVAL_METRICS, self._mesh)
     for batch in self._host.to_global(ds, self._mesh, prefetch=c.host.prefetch):
       acc = self._limit(eval_fn(state, acc, batch["images"], batch["labels"], batch["mask"]))
     return acc
