@@ -23,6 +23,30 @@ def abstract_init(model, shape, dtype=jnp.float32):
   return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
 
 
+def random_variables(model, shape, seed: int = 0):
+  """Real-valued variables for ``model`` without compiling its init: He-scaled random
+  kernels, random BatchNorm parameters and statistics, small random biases."""
+  rng = np.random.default_rng(seed)
+
+  def fill(path, a):
+    name = jax.tree_util.keystr(path)
+    if "kernel" in name:
+      return rng.normal(0.0, math.sqrt(2.0 / math.prod(a.shape[:-1])), a.shape)
+    if "'var'" in name or "'scale'" in name:
+      return rng.uniform(0.5, 1.5, a.shape)
+    return rng.normal(0.0, 0.1, a.shape)
+
+  return jax.tree_util.tree_map_with_path(lambda p, a: jnp.asarray(fill(p, a), jnp.float32),
+                                          abstract_init(model, shape))
+
+
+def compile_at_level_0(fn, *args):
+  """``jax.jit(fn)`` compiled for ``args`` at XLA's lowest backend optimisation level:
+  about half the compile time of a large graph on a CPU, for a program a test runs once
+  or twice."""
+  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
+
+
 def fast_key(seed: int) -> jax.Array:
   return jax.random.key(seed, impl="unsafe_rbg")  # initialises faster than threefry on CPU
 

@@ -21,7 +21,8 @@ import models.densenet  # noqa: F401  (registers the DenseNets)
 from models import create_model, torch_convert
 from models.densenet import DenseNet
 from models.layers import max_pool
-from tests.model_testing import abstract_init, count_params, train_on_fixed_batch
+from tests.model_testing import (abstract_init, compile_at_level_0, count_params,
+                                 random_variables, train_on_fixed_batch)
 from tests.torch_reference import (import_torchvision, max_relative_error,
                                    randomize_batch_norm, state_dict_numpy, torch_logits)
 
@@ -35,28 +36,6 @@ def _variables(name: str, num_classes: int):
   """``create_model(name)``'s variables as shapes (traced once per test file): parameter
   shapes do not depend on the input size (global average pooling)."""
   return abstract_init(create_model(name, num_classes=num_classes), (1, 32, 32, 3))
-
-
-def _random_variables(model, shape, seed=0):
-  """Real-valued variables for ``model`` without compiling its init: He-scaled random
-  kernels, random BN parameters and statistics."""
-  rng = np.random.default_rng(seed)
-
-  def fill(path, a):
-    name = jax.tree_util.keystr(path)
-    if "kernel" in name:
-      return rng.normal(0.0, math.sqrt(2.0 / math.prod(a.shape[:-1])), a.shape)
-    if "'var'" in name or "'scale'" in name:
-      return rng.uniform(0.5, 1.5, a.shape)
-    return rng.normal(0.0, 0.1, a.shape)
-
-  return jax.tree_util.tree_map_with_path(lambda p, a: jnp.asarray(fill(p, a), jnp.float32),
-                                          abstract_init(model, shape))
-
-
-def _compile(fn, *args):
-  """jit at XLA's lowest backend optimisation level (half the compile time on a CPU)."""
-  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
 
 
 # ------------------------------------------------------------------ parameter counts
@@ -124,7 +103,7 @@ def tiny_run():
   module's output in evaluation, the dropout layers' outputs in training."""
   model = DenseNet(num_classes=5, dropout_rate=0.5, **TINY)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
-  v = _random_variables(model, x.shape)
+  v = random_variables(model, x.shape)
 
   def run(v, x, rng):
     logits, state = model.apply(v, x, train=False, capture_intermediates=True)
@@ -133,7 +112,7 @@ def tiny_run():
         capture_intermediates=lambda m, _: isinstance(m, nn.Dropout))
     return logits, state["intermediates"], train_state["intermediates"]
 
-  run = _compile(run, v, x, jax.random.key(1))
+  run = compile_at_level_0(run, v, x, jax.random.key(1))
   logits, inter, dropped = run(v, x, jax.random.key(1))
   again, _, dropped_again = run(v, x, jax.random.key(2))
   return dict(logits=logits, inter=inter, dropped=dropped, logits_again=again,
@@ -346,7 +325,7 @@ def test_converter_round_trip_without_torch():
 def densenet121_apply():
   model = create_model("densenet121", num_classes=1000)
   v = _variables("densenet121", 1000)
-  fn = _compile(lambda v, x: model.apply(v, x, train=False), v,
+  fn = compile_at_level_0(lambda v, x: model.apply(v, x, train=False), v,
                 jax.ShapeDtypeStruct(TORCH_SHAPE, jnp.float32))
   return model, fn
 

@@ -8,8 +8,6 @@ size at which every pooling stage still has a map.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +16,8 @@ import pytest
 from configs import common
 from models import create_model, torch_convert
 from models.inception import GOOGLENET_MODULES, avg_pool
+from tests.model_testing import (abstract_init, compile_at_level_0, count_params,
+                                 random_variables)
 from tests.torch_reference import (import_torchvision, max_relative_error,
                                    randomize_batch_norm, state_dict_numpy, torch_logits)
 from training import optim
@@ -27,13 +27,8 @@ IMAGENET = (1, 224, 224, 3)
 SMALL = (2, 32, 32, 3)
 
 
-def _count(tree) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree))
-
-
-def _abstract_init(model, shape=IMAGENET, dtype=jnp.float32):
-  x = jax.ShapeDtypeStruct(shape, dtype)
-  return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+def _abstract_init(model, shape=IMAGENET):
+  return abstract_init(model, shape)
 
 
 def _abstract_apply(model, variables, shape, train):
@@ -43,30 +38,6 @@ def _abstract_apply(model, variables, shape, train):
   return jax.eval_shape(lambda v, x: model.apply(
       v, x, train=True, rngs={"dropout": jax.random.key(0)}, mutable=["batch_stats"]),
       variables, x)[0]
-
-
-def _compile(fn, *args):
-  """``jax.jit(fn)`` compiled for ``args`` at XLA's lowest backend optimisation level:
-  half the compile time of these 60-conv graphs on a CPU, where a test runs them once."""
-  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
-
-
-def _random_variables(model, shape, seed=0):
-  """The model's tree with He-scaled random kernels and random BN statistics: real
-  values without the (slow) real init."""
-  rng = np.random.default_rng(seed)
-
-  def fill(path, a):
-    name = jax.tree_util.keystr(path)
-    if "kernel" in name:
-      return rng.normal(0.0, math.sqrt(2.0 / math.prod(a.shape[:-1])), a.shape)
-    if "'var'" in name or "'scale'" in name:
-      return rng.uniform(0.5, 1.5, a.shape)
-    return rng.normal(0.0, 0.1, a.shape)
-
-  variables = jax.tree_util.tree_map_with_path(
-      lambda p, a: jnp.asarray(fill(p, a), jnp.float32), _abstract_init(model, shape))
-  return variables, jnp.asarray(rng.normal(size=shape), jnp.float32)
 
 
 # ------------------------------------------------------------------ parameter counts
@@ -80,7 +51,7 @@ def _random_variables(model, shape, seed=0):
 ])
 def test_googlenet_param_counts(name, aux, expected):
   v = _abstract_init(create_model(name, num_classes=1000, aux_logits=aux))
-  assert _count(v["params"]) == expected
+  assert count_params(v["params"]) == expected
   assert ("aux1" in v["params"] and "aux2" in v["params"]) == aux
 
 
@@ -88,20 +59,20 @@ def test_googlenet_aux_head_counts():
   p = _abstract_init(create_model("googlenet", num_classes=1000))["params"]
   # 1x1 conv 128 (+BN), fc 2048 -> 1024, fc 1024 -> 1000, on 512 (4a) / 528 (4d) channels.
   head = lambda c: c * 128 + 2 * 128 + 2048 * 1024 + 1024 + 1024 * 1000 + 1000
-  assert _count(p["aux1"]) == head(512) and _count(p["aux2"]) == head(528)
+  assert count_params(p["aux1"]) == head(512) and count_params(p["aux2"]) == head(528)
 
 
 def test_bn_inception_param_count():
   v = _abstract_init(create_model("bn_inception", num_classes=1000))
-  assert _count(v["params"]) == 11_285_224
+  assert count_params(v["params"]) == 11_285_224
   with_bias = _abstract_init(create_model("bn_inception", num_classes=1000, conv_bias=True))
   # Cadene's pretrainedmodels bninception (the Caffe model: conv biases before BN).
-  assert _count(with_bias["params"]) == 11_295_240
+  assert count_params(with_bias["params"]) == 11_295_240
   # One BN per conv: 69 convs, two statistics per channel.
   convs = [k for k in jax.tree_util.tree_leaves_with_path(v["params"])
            if jax.tree_util.keystr(k[0]).endswith("['conv']['kernel']")]
   assert len(convs) == 69
-  assert _count(v["batch_stats"]) == 2 * sum(k[1].shape[-1] for k in convs)
+  assert count_params(v["batch_stats"]) == 2 * sum(k[1].shape[-1] for k in convs)
 
 
 def test_bn_inception_module_widths():
@@ -137,14 +108,14 @@ def test_naive_towers_figure_2a():
   assert set(p["inception3a"]) == {"branch1x1", "branch3x3", "branch5x5"}
   assert p["inception3a"]["branch5x5"]["conv"]["kernel"].shape == (5, 5, 192, 32)
   # 3a on conv2's 192 channels, with biases: 1x1 64, 3x3 128, 5x5 32.
-  assert _count(p["inception3a"]) == (192 * 64 + 64) + (9 * 192 * 128 + 128) + (
+  assert count_params(p["inception3a"]) == (192 * 64 + 64) + (9 * 192 * 128 + 128) + (
       25 * 192 * 32 + 32)
   c = 192
   for name, spec in GOOGLENET_MODULES.items():
     assert p[f"inception{name}"]["branch1x1"]["conv"]["kernel"].shape[2] == c
     c += spec.n1x1 + spec.n3x3 + spec.n5x5
   assert p["fc"]["kernel"].shape == (c, 1000) and c == 4944
-  assert _count(p) == 97_526_008  # against 6,998,552 reduced
+  assert count_params(p) == 97_526_008  # against 6,998,552 reduced
   out = _abstract_apply(model, _abstract_init(model), (2, 64, 64, 3), train=False)
   assert out.shape == (2, 1000)
   # The reduced default is unchanged, and the aux heads take the naive widths.
@@ -235,7 +206,7 @@ def googlenet_step():
   weight traced so that one compiled program runs it with 0.3 and with 0, plus an
   eval-mode pass. Plain SGD without momentum or decay: an update is -lr x gradient."""
   model = create_model("googlenet", num_classes=10, dropout=0.0, aux_dropout=0.0)
-  variables, _ = _random_variables(model, (4, 32, 32, 3))
+  variables = random_variables(model, (4, 32, 32, 3))
   c = common.base()
   c.optimizer, c.momentum, c.weight_decay = "sgd", 0.0, 0.0
   c.learning_rate, c.schedule = 0.1, "constant"
@@ -257,7 +228,7 @@ def googlenet_step():
                               x, train=False)
     return new_state, metrics, eval_logits
 
-  run = _compile(run, 0.3, state)
+  run = compile_at_level_0(run, 0.3, state)
   with_aux, with_aux_metrics, eval_logits = run(0.3, state)
   without, without_metrics, _ = run(0.0, state)
   return dict(before=variables["params"], with_aux=with_aux.params, without=without.params,
@@ -327,7 +298,7 @@ def test_torchvision_googlenet_equivalence():
     expected = torch_logits(torch, ref, x)
     assert np.std(expected) > 10 * np.std(ref.fc.bias.detach().numpy())  # not just bias
     apply = lambda v, x: model.apply(v, x, train=False)
-    err = max_relative_error(_compile(apply, variables, x)(variables, x), expected)
+    err = max_relative_error(compile_at_level_0(apply, variables, x)(variables, x), expected)
     print(f"googlenet vs torchvision at {size}x{size}: max relative error {err:.2e}")
     assert err < 1e-4
 
@@ -344,7 +315,7 @@ def test_torchvision_googlenet_training_outputs():
   with torch.no_grad():
     out = ref(torch.from_numpy(x.transpose(0, 3, 1, 2)))
   apply = lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])
-  (logits, (aux1, aux2)), updates = _compile(apply, variables, x)(variables, x)
+  (logits, (aux1, aux2)), updates = compile_at_level_0(apply, variables, x)(variables, x)
   for ours, theirs in ((logits, out.logits), (aux1, out.aux_logits1),
                        (aux2, out.aux_logits2)):
     err = max_relative_error(ours, theirs.numpy())
@@ -364,7 +335,7 @@ def test_torchvision_googlenet_without_aux_heads():
                                     input_shape=SMALL)
   assert "aux1" not in variables["params"]
   apply = lambda v, x: model.apply(v, x, train=False)
-  err = max_relative_error(_compile(apply, variables, x)(variables, x),
+  err = max_relative_error(compile_at_level_0(apply, variables, x)(variables, x),
                            torch_logits(torch, no_aux, x))
   assert err < 1e-4
   # A checkpoint with aux heads loads into a model without them (they are dropped), but

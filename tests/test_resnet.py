@@ -45,7 +45,6 @@ TINY = dict(width=8, stage_sizes=(2, 1, 1, 1))  # 5 bottleneck blocks, one of th
 TINY_RUN = dict(width=8, stage_sizes=(2, 1))
 TINY_SHAPE = (2, 32, 32, 3)
 TORCH_SHAPE = (2, 64, 64, 3)
-O0 = {"xla_backend_optimization_level": 0}  # shorter compiles for one-off runs
 
 _count = model_testing.count_params
 
@@ -210,7 +209,7 @@ def test_zero_init_residual_v1_blocks_start_as_relu_of_shortcut():
 
   x = jax.random.normal(model_testing.fast_key(1), TINY_SHAPE)
   key = model_testing.fast_key(0)
-  v, intermediates = jax.jit(init_and_run).lower(key, x).compile(O0)(key, x)
+  v, intermediates = model_testing.compile_at_level_0(init_and_run, key, x)(key, x)
   p, out = v["params"], _by_path(intermediates)
   for b in _blocks(p):
     assert float(jnp.abs(p[b]["bn3"]["scale"]).max()) == 0.0
@@ -407,7 +406,8 @@ def _compare(torch, ref, name, converter_name=None, model=None):
   x = np.random.default_rng(0).normal(size=TORCH_SHAPE).astype(np.float32)
   expected = tr.torch_logits(torch, ref, x)
   assert np.std(expected) > 10 * np.std(ref.fc.bias.detach().numpy())  # not the bias alone
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile(O0)
+  apply = model_testing.compile_at_level_0(
+      lambda v, x: model.apply(v, x, train=False), variables, x)
   err = tr.max_relative_error(apply(variables, x), expected)
   print(f"{name} vs {type(ref).__module__}.{type(ref).__name__} at 64x64: "
         f"max relative error {err:.2e}")
@@ -429,8 +429,8 @@ def test_v1_matches_torchvision_with_the_stride_moved_to_the_1x1():
   variables = tc.convert("resnet50", tr.state_dict_numpy(ref))  # no model: not refused
   tc.check_tree(model, variables, TORCH_SHAPE)
   x = np.random.default_rng(0).normal(size=TORCH_SHAPE).astype(np.float32)
-  got = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile(O0)(
-      variables, x)
+  got = model_testing.compile_at_level_0(
+      lambda v, x: model.apply(v, x, train=False), variables, x)(variables, x)
   err = tr.max_relative_error(got, tr.torch_logits(torch, ref, x))
   print(f"resnet50_v1 vs stride-moved torchvision resnet50: max relative error {err:.2e}")
   assert err < 1e-4

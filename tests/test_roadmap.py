@@ -23,13 +23,13 @@ from configs import convnext_roadmap as roadmap_config
 from models import create_model
 from analysis import count_macs
 from models.roadmap import STEP_KWARGS, STEPS, ModernizedResNet
-from tests.model_testing import abstract_init, count_params, fast_key, train_on_fixed_batch
+from tests.model_testing import (abstract_init, compile_at_level_0, count_params, fast_key,
+                                 train_on_fixed_batch)
 from training import config as config_lib
 
 IMAGENET = (1, 224, 224, 3)
 SMALL = (1, 32, 32, 3)  # parameter counts do not depend on the input size
 TINY = dict(width=8, depths=(1, 1, 1, 1), stem_stride=2)  # maps of 16x16 .. 2x2
-O0 = {"xla_backend_optimization_level": 0}  # shorter compiles for one-off runs
 PAPER = {step.name: step.gflops for step in STEPS}
 # Each row and the row it builds on (kernels 5, 9 and 11 are side branches).
 BASE = {}
@@ -140,7 +140,7 @@ def test_endpoints_compute_the_same_function(step, reference, kwargs):
     return ours.apply(variables, x, train=False), ref.apply(variables, x, train=False)
 
   key, x = fast_key(0), jax.random.normal(fast_key(1), (2, 32, 32, 3))
-  got, expected = jax.jit(both).lower(key, x).compile(O0)(key, x)
+  got, expected = compile_at_level_0(both, key, x)(key, x)
   assert np.std(expected) > 0.1
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 

@@ -17,18 +17,13 @@ import models.vit  # noqa: F401  (registers the vit_* names)
 from models import create_model, torch_convert
 from models.vit import (EncoderBlock, VisionTransformer, interpolation_matrix,
                         resample_pos_embed)
-from tests.model_testing import abstract_init, count_params, train_on_fixed_batch
+from tests.model_testing import (abstract_init, compile_at_level_0, count_params,
+                                 train_on_fixed_batch)
 from tests.torch_reference import import_torchvision, max_relative_error, state_dict_numpy
 
 IMAGENET = (1, 224, 224, 3)
 # A tiny ViT: 16x16 inputs, 4x4 patches (a 4x4 grid), D = 16, two blocks, two heads.
 TINY = dict(patch_size=4, hidden_size=16, num_layers=2, num_heads=2, mlp_dim=32, image_size=16)
-
-
-def _compile(fn, *args):
-  """``jax.jit(fn)`` compiled at XLA's lowest backend optimisation level (a test runs
-  each program once; this halves the compile time of ViT-B on a CPU)."""
-  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
 
 
 def _apply(model, variables, x, train=False, rng=None):
@@ -214,7 +209,7 @@ def test_converter_resamples_for_another_image_size():
   native = torch_convert.convert("vit_ti16", sd, model=VisionTransformer(num_classes=10, **TINY))
   dynamic = VisionTransformer(num_classes=10, dynamic_img_size=True, **TINY)
   both = lambda v, native, x: (_apply(model, v, x), _apply(dynamic, native, x))
-  y, y_dynamic = map(np.asarray, _compile(both, v, native, x)(v, native, x))
+  y, y_dynamic = map(np.asarray, compile_at_level_0(both, v, native, x)(v, native, x))
   assert y.shape == (2, 10) and np.all(np.isfinite(y)) and not np.allclose(y[0], y[1])
   np.testing.assert_allclose(y_dynamic, y, rtol=1e-5, atol=1e-5)
   # Strict conversion: a pooling mismatch, another kind of model, a stray key.
@@ -255,7 +250,8 @@ def test_drop_path_and_dropout_are_identity_in_eval():
         **{f"vit{n}_{mode}": vit(n).apply(v_vit[n], img, train=mode == "train", rngs=rng)
            for n in (1, 2) for mode in ("train", "eval")})
 
-  out = jax.tree.map(np.asarray, _compile(outputs, v_block, v_vit, x, img)(v_block, v_vit, x, img))
+  run = compile_at_level_0(outputs, v_block, v_vit, x, img)
+  out = jax.tree.map(np.asarray, run(v_block, v_vit, x, img))
   np.testing.assert_array_equal(out["eval"], out["ref"])
   # In training, rate 0 changes nothing (no dropout here); rate 0.5 drops or rescales
   # (x 1 / (1 - 0.5)) each example's branches.
@@ -281,7 +277,8 @@ def test_weight_inits():
                                      **dict(TINY, hidden_size=64))
              for init in ("paper", "trunc_normal")}
   init = lambda k: {n: m.init(k, x, train=False)["params"] for n, m in models_.items()}
-  params = jax.tree.map(np.asarray, _compile(init, jax.random.key(0))(jax.random.key(0)))
+  key = jax.random.key(0)
+  params = jax.tree.map(np.asarray, compile_at_level_0(init, key)(key))
   for name, cls_zero, head_zero in (("paper", True, True), ("trunc_normal", False, False)):
     p = params[name]
     assert np.all(p["cls_token"] == 0) == cls_zero
@@ -317,7 +314,8 @@ def _compare(torch, ref, model, variables, x_nhwc):
   with torch.no_grad():
     expected = ref(torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))))
   expected = expected.numpy()
-  ours = _compile(lambda v, x: _apply(model, v, x), variables, x_nhwc)(variables, x_nhwc)
+  ours = compile_at_level_0(lambda v, x: _apply(model, v, x), variables, x_nhwc)(
+      variables, x_nhwc)
   return max_relative_error(ours, expected), expected
 
 
