@@ -103,3 +103,26 @@ def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   gc.collect()
   gc.freeze()
+
+
+def pytest_collection_finish(session):
+  """Python's full garbage collections, fewer and shorter during the tests.
+
+  Each test process holds a large heap (JAX's, Flax's and TensorFlow's modules, then the
+  caches of every program traced), and each full collection scans all of it: over a
+  whole run, 60 and 35 of them took 39 and 20 s of the two workers' time (2026-12-06,
+  counted with ``gc.callbacks``). What collection built (modules, functions, the
+  parametrized items) lives to the end, so it is frozen: the collector's later passes
+  skip it. And a full pass waits for 100 partial ones instead of 10 (Python's other
+  condition, that the objects that survived partial passes since the last full one be a
+  quarter of those it scanned then, still holds). Cycles that tests leave behind are
+  still collected, later; ``training/checkpoint.py``'s own ``gc.collect()`` after a
+  failed restore still collects everything not frozen. Full passes over both workers, one
+  run each: 60 s before, 49 s with the freeze alone, 40 s with fewer passes alone, 28 s
+  with both; the largest process's peak memory stayed at 4.4 GB. The whole suite, empty
+  compilation cache, alternating: 284 and 307 s against 329 and 349 s before (CPU time
+  539 and 587 s against 626 and 657 s)."""
+  del session
+  gc.collect()
+  gc.freeze()
+  gc.set_threshold(*gc.get_threshold()[:2], 100)
