@@ -1,6 +1,7 @@
 """The commands in the documentation still run: every ``python train.py``,
-``benchmarks/speedrun.py`` and ``benchmarks/throughput.py`` command in the markdown files
-goes through its program's own argument parser and config check, without training.
+``benchmarks/speedrun.py``, ``benchmarks/throughput.py``, ``launch/sweep.py`` and
+``experiments/run.py`` command in the markdown files goes through its program's own
+argument parser and config check, without training.
 
 The README's figures each come with the command that measured them; a renamed config,
 variant, field or flag would leave a command that fails at its first line. Where a
@@ -22,7 +23,8 @@ import pytest
 from training import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROGRAMS = ("train.py", "benchmarks/speedrun.py", "benchmarks/throughput.py")
+PROGRAMS = ("train.py", "benchmarks/speedrun.py", "benchmarks/throughput.py",
+            "launch/sweep.py", "experiments/run.py")
 _COMMAND = re.compile(r"python3? (" + "|".join(re.escape(p) for p in PROGRAMS) + r")\b")
 _ASSIGNMENT = re.compile(r'^([A-Z_][A-Z0-9_]*)="([^"]*)"', re.M)
 
@@ -133,8 +135,27 @@ def _check_throughput(argv: list[str]) -> None:
   assert not unknown, f"not in the zoo: {unknown}"
 
 
+def _check_sweep(argv: list[str]) -> None:
+  """The sweep's parser and plan, then each run's config as train.py would load it
+  (launch/sweep.py traces each run's model too; the sweeps' own tests do that)."""
+  from launch import sweep  # pylint: disable=g-import-not-at-top
+  if argv[:1] == ["collect"]:  # its one option
+    assert len(argv) == 3 and argv[1] == "--sweep_dir", argv
+    return
+  args, fixed = sweep.parse_args(argv)
+  for run in sweep.plan(args, fixed):
+    config = config_lib.load_config(args.config)
+    config_lib.validate(config_lib.apply_overrides(config, list(run.overrides.items())))
+
+
+def _check_experiments(argv: list[str]) -> None:
+  from experiments import run  # pylint: disable=g-import-not-at-top
+  run.parse_args(argv)
+
+
 CHECKS = {"train.py": _check_train, "benchmarks/speedrun.py": _check_speedrun,
-          "benchmarks/throughput.py": _check_throughput}
+          "benchmarks/throughput.py": _check_throughput, "launch/sweep.py": _check_sweep,
+          "experiments/run.py": _check_experiments}
 
 
 def test_the_documents_hold_commands_to_check():
