@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = ("train.py", "benchmarks/speedrun.py", "benchmarks/throughput.py",
             "launch/sweep.py", "experiments/run.py")
 _COMMAND = re.compile(r"python3? (" + "|".join(re.escape(p) for p in PROGRAMS) + r")\b")
-_ASSIGNMENT = re.compile(r'^([A-Z_][A-Z0-9_]*)="([^"]*)"', re.M)
+_ASSIGNMENT = re.compile(r'([A-Z_][A-Z0-9_]*)="')
 
 
 def _documents() -> list[str]:
@@ -48,10 +48,13 @@ def commands(text: str) -> list[tuple[int, str, list[str], str | None]]:
     if line.lstrip().startswith("```"):
       fenced, block_vars = not fenced, {}
       continue
-    if fenced:
-      for name, value in _ASSIGNMENT.findall("\n".join(lines[i:i + 12])):
-        if lines[i].startswith(f"{name}="):
-          block_vars[name] = " ".join(value.split())
+    assignment = _ASSIGNMENT.match(line) if fenced else None
+    if assignment:  # NAME="..." up to its closing quote, maybe lines later
+      value, j = line[assignment.end():], i
+      while '"' not in value and j + 1 < len(lines):
+        j += 1
+        value += " " + lines[j]
+      block_vars[assignment.group(1)] = " ".join(value.split('"')[0].split())
     for match in _COMMAND.finditer(line):
       text_, j = line[match.start():], i
       if not fenced:  # inline code, to its closing backtick
@@ -80,20 +83,11 @@ def _placeholder(token: str) -> bool:
 
 
 def _checked(argv: list[str]) -> bool:
-  """False where the config, the model or a config value is a placeholder, and for the
-  program's bare name in prose."""
-  if not argv:
-    return False
-  for k, token in enumerate(argv):
-    value = token.split("=", 1)[1] if "=" in token else None
-    if token.startswith("--config.") and value is not None and _placeholder(value):
-      return False
-    if token in ("--config", "--model", "--models") and k + 1 < len(argv) and (
-        _placeholder(argv[k + 1])):
-      return False
-    if _placeholder(token) and not (k and argv[k - 1] == "--workdir"):
-      return False
-  return True
+  """False for the program's bare name in prose, and where an argument or a value is a
+  placeholder (but a workdir's)."""
+  return bool(argv) and not any(
+      _placeholder(token.split("=", 1)[-1]) and not (k and argv[k - 1] == "--workdir")
+      for k, token in enumerate(argv))
 
 
 CASES = [pytest.param(program, argv, error, id=f"{doc}:{line}")
