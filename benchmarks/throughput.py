@@ -20,7 +20,10 @@ batch, resolution, dtype) with the model set to NAME; ``--batch``, ``--image_siz
 times that config instead. ``--bare`` turns the augmentation and the EMA off, so the step
 does what the torch side does. ``--models a,b/batch=32/image_size=64,...`` runs a list
 (per-entry ``batch``, ``image_size``, ``dtype``) and prints a markdown table, also
-written to ``--out FILE.md`` with the numbers as JSON beside it (``FILE.json``).
+written to ``--out FILE.md`` with the numbers as JSON beside it (``FILE.json``) and a
+plot (``FILE.png``: ours / torch per model, or ours in images/s without torch).
+``--plot A.json[=LABEL] B.json[=LABEL] --out X.png`` times nothing and draws several
+such invocations (say, under two ``XLA_FLAGS``) into one plot.
 
 Reported: images/s (the median over ``--windows`` timed windows of ``--window_steps``
 steps, after ``--warmup`` steps), the step time (batch / images/s), the compile time (the
@@ -504,6 +507,78 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
+def plot(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: str) -> dict[str, list]:
+  """One PNG of ``runs`` (``(label, rows)`` pairs: one benchmark invocation each): per
+  model, ours / PyTorch eager and ours / ``torch.compile`` for each invocation, against a
+  line at parity; rows without torch figures give ours in images/s instead, on a log
+  scale. Returns what was drawn, per bar series: ``{series: [height or None per model]}``.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  tick = lambda r: f"{r['name']}\n{r['image_size']}x{r['image_size']}, batch {r['batch']}"
+  names = list(dict.fromkeys(tick(r) for _, rows in runs for r in rows))
+  compared = any("ours_over_torch_eager" in r for _, rows in runs for r in rows)
+  kinds = ([("ours_over_torch_eager", "/ eager", None), ("ours_over_torch_compile",
+                                                         "/ torch.compile", "//")]
+           if compared else [("images_per_s", "images/s", None)])
+  series = {}
+  for label, rows in runs:
+    by_name = {tick(r): r for r in rows}
+    for key, kind, hatch in kinds:
+      series[f"{label} {kind}".strip()] = (
+          [by_name[n].get(key) if n in by_name else None for n in names], hatch)
+  width = 0.8 / len(series)
+  fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(names) + 2), 4.4))
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for k, (name, (heights, hatch)) in enumerate(series.items()):
+    xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(names))]
+    drawn = [(x, h) for x, h in zip(xs, heights) if h is not None]
+    bars = ax.bar([x for x, _ in drawn], [h for _, h in drawn], width, label=name,
+                  color=colors[(k // len(kinds)) % len(colors)], hatch=hatch,
+                  edgecolor="white" if hatch else None)
+    ax.bar_label(bars, fmt="%.2f" if compared else "%.0f", fontsize=7, padding=1)
+  if compared:
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_ylabel("ours / PyTorch, images/s (1 = parity)")
+  else:
+    ax.set_yscale("log")
+    ax.set_ylabel("ours, images/s")
+  ax.set_xticks(range(len(names)), names, fontsize=8)
+  first = next(r for _, rows in runs for r in rows)
+  where = f"on {first['platform'].upper()}, {first['dtype']}"
+  ax.set_title(f"Training throughput {where}\nthis project's step against PyTorch's"
+               if compared else f"Training throughput {where}", fontsize=11)
+  ax.legend(fontsize=7)
+  ax.grid(axis="y", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return {name: heights for name, (heights, _) in series.items()}
+
+
+def plot_files(entries: Sequence[str], out: str | None) -> str:
+  """``--plot JSON[=LABEL] ...``: the PNG of earlier invocations' ``--out`` JSON files
+  (the label defaults to the file's name; files of one label are one series), written to
+  ``out`` or beside the first."""
+  runs: dict[str, list] = {}
+  for entry in entries:
+    path, _, label = entry.partition("=")
+    try:
+      with open(path) as f:
+        rows = json.load(f)["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise BenchmarkError(f"--plot {path}: not a JSON file that --out wrote "
+                           f"({type(e).__name__}: {e})") from None
+    runs.setdefault(label or os.path.splitext(os.path.basename(path))[0], []).extend(rows)
+  out = out or os.path.splitext(entries[0].partition("=")[0])[0] + ".png"
+  if not out.endswith(".png"):
+    raise BenchmarkError(f"--out {out}: with --plot, give a .png file")
+  plot(list(runs.items()), out)
+  return out
+
+
 # ------------------------------------------------------------------------------- main
 
 
@@ -522,6 +597,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[tuple[str,
   what.add_argument("--model", help="a model of the zoo, with its config's recipe")
   what.add_argument("--config", help="a config file: configs/x.py[:arg]")
   what.add_argument("--models", help="a list: name[/batch=N][/image_size=S][/dtype=D],...")
+  what.add_argument("--plot", nargs="+", metavar="JSON[=LABEL]",
+                    help="time nothing: plot earlier --out JSON files into one PNG (--out)")
   p.add_argument("--batch", type=int, help="batch size (default: the config's)")
   p.add_argument("--image_size", type=int, help="side in pixels (default: the config's)")
   p.add_argument("--dtype", help="float32 or bfloat16 (default: the config's)")
@@ -532,7 +609,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[tuple[str,
   p.add_argument("--warmup", type=int, default=3, help="untimed steps, the first included")
   p.add_argument("--windows", type=int, default=5, help="timed windows (median taken)")
   p.add_argument("--window_steps", type=int, default=5, help="steps per timed window")
-  p.add_argument("--out", help="also write the table to this .md file (and .json beside)")
+  p.add_argument("--out", help="also write the table to this .md file (and .json and a "
+                 ".png plot beside it); with --plot, the .png")
   args = p.parse_args(rest)
   for flag in ("warmup", "windows", "window_steps"):
     if getattr(args, flag) < 1:
@@ -545,6 +623,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[tuple[str,
 def main(argv: Sequence[str] | None = None) -> int:
   try:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.plot:
+      print(f"plot written to {plot_files(args.plot, args.out)}")
+      return 0
     common = dict(batch=args.batch, image_size=args.image_size, dtype=args.dtype,
                   overrides=overrides, bare=args.bare)
     if args.models is not None:
@@ -573,6 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "argv": sys.argv if argv is None else list(argv),
                    "load_average": os.getloadavg()[0],
                    "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": rows}, f, indent=2)
+      plot([("", rows)], stem + ".png")
   return 0
 
 

@@ -1,5 +1,6 @@
 """benchmarks/throughput.py: a tiny run's numbers agree with each other, its torch
-modules match our parameter counts, and bad input is one line with exit status 2."""
+modules match our parameter counts, its plot draws the ratios it measured, and bad input
+is one line with exit status 2."""
 
 import json
 import math
@@ -31,6 +32,7 @@ def test_tiny_run_reports_consistent_numbers(tmp_path, capsys):
                           "--windows", "2", "--window_steps", "2", "--out", str(out)]) == 0
   printed = capsys.readouterr().out
   assert "| lenet5_modern |" in printed and "ours img/s" in out.read_text()
+  assert (tmp_path / "speed.png").stat().st_size > 0  # the plot beside the table
   record = json.loads((tmp_path / "speed.json").read_text())
   assert record["xla_flags"] == os.environ.get("XLA_FLAGS", "")  # results depend on them
   (row,) = record["rows"]
@@ -80,6 +82,46 @@ def test_argparse_errors_are_one_line_and_status_2(capsys):
   assert e.value.code == 2
   err = capsys.readouterr().err.strip()
   assert err == "error: --windows must be at least 1, got 0"
+
+
+def _row(name, images_per_s, eager=None, compiled=None):
+  row = dict(name=name, image_size=32, batch=8, platform="cpu", dtype="float32",
+             images_per_s=images_per_s)
+  if eager is not None:
+    row.update(ours_over_torch_eager=eager, ours_over_torch_compile=compiled)
+  return row
+
+
+def test_plot_draws_each_invocations_ratios_per_model(tmp_path, capsys):
+  one, two = tmp_path / "one.json", tmp_path / "two.json"
+  one.write_text(json.dumps({"rows": [_row("resnet20", 200.0, 0.4, 0.3),
+                                      _row("lenet5", 900.0, 0.7, 1.2)]}))
+  two.write_text(json.dumps({"rows": [_row("lenet5", 1000.0, 0.8, 1.3)]}))
+  png = tmp_path / "both.png"
+  assert throughput.main(["--plot", f"{one}=default", f"{two}=flag", "--out", str(png)]) == 0
+  assert png.stat().st_size > 0 and str(png) in capsys.readouterr().out
+  # The same runs, drawn: one bar series per invocation and torch mode, a model's bar
+  # missing where that invocation did not time it.
+  runs = [("default", json.loads(one.read_text())["rows"]),
+          ("flag", json.loads(two.read_text())["rows"])]
+  assert throughput.plot(runs, str(tmp_path / "again.png")) == {
+      "default / eager": [0.4, 0.7], "default / torch.compile": [0.3, 1.2],
+      "flag / eager": [None, 0.8], "flag / torch.compile": [None, 1.3]}
+  # Without torch figures: ours in images/s.
+  assert throughput.plot([("", [_row("resnet20", 200.0)])], str(tmp_path / "ours.png")) == {
+      "images/s": [200.0]}
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--plot", "/no/such.json"], "--plot /no/such.json: not a JSON file that --out wrote"),
+    (["--plot", "benchmarks/results/cpu_throughput.json", "--out", "x.md"],
+     "with --plot, give a .png file"),
+])
+def test_plot_bad_input_is_one_line(argv, words, capsys, monkeypatch):
+  monkeypatch.chdir(ROOT)
+  assert throughput.main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert words in err and "\n" not in err
 
 
 def test_unknown_model_from_the_command_line():
