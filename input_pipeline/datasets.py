@@ -520,7 +520,9 @@ def _open_tfds_builder(name: str, *, data_dir: str | None, download: bool,
           builder.download_and_prepare()
         cause = ""
       except Exception as e:  # Offline, manual download needed, ...
-        cause = f"download failed: {type(e).__name__}: {_first_line(e)}"
+        # Missing manual files: TFDS's own text only says so, at length.
+        cause = (f"{manual_dir} is empty" if missing_manual else
+                 f"download failed: {type(e).__name__}: {_first_line(e)}")
     if cause:
       with _quiet_native_stderr():
         message = _not_prepared_message(name, builder, data_dir, cause)

@@ -118,6 +118,13 @@ def test_not_prepared_and_unknown_messages(tmp_path):
   message = str(e.value)
   assert "not prepared" in message and "tools/prepare_data.py cifar10" in message
   assert str(tmp_path) in message and "\n" not in message
+  # Allowed to download, a dataset whose files come by hand says where they go, in its
+  # own words, not TFDS's failure text.
+  with pytest.raises(DatasetError) as e:
+    host.open_builder("imagenet2012", data_dir=str(tmp_path), download=True)
+  message = str(e.value)
+  assert f"({tmp_path / 'downloads' / 'manual'} is empty)" in message, message
+  assert "download failed" not in message and "ILSVRC2012_img_train.tar" in message
   with pytest.raises(DatasetError, match=r"unknown dataset 'imagenet2O12'.*imagenet2012"):
     host.open_builder("imagenet2O12")
 
