@@ -1,7 +1,8 @@
 """The commands in the documentation still run: every ``python train.py``,
 ``benchmarks/speedrun.py``, ``benchmarks/throughput.py``, ``launch/sweep.py`` and
 ``experiments/run.py`` command in the markdown files goes through its program's own
-argument parser and config check, without training.
+argument parser and config check, without training; the commands of the tools that read
+finished runs (``tools/inside.py``, ...) through their argument parser.
 
 The README's figures each come with the command that measured them; a renamed config,
 variant, field or flag would leave a command that fails at its first line. Where a
@@ -9,8 +10,9 @@ document shows the error a command prints (a ``$ python train.py ...`` line foll
 an ``error: ...`` line), the check gives that same message.
 
 A command is left out when it holds a placeholder for its config or a config value
-(``...``, ``<name>``, a shell variable not set in its block, or a single capital letter
-such as ``C``); ``--workdir W`` is only a directory and is checked like any other.
+(``...``, ``<name>``, ``[optional]``, a shell variable not set in its block, or a single
+capital letter such as ``C``); a path's placeholder (``--workdir W``) is checked like any
+other path.
 """
 
 import glob
@@ -23,8 +25,13 @@ import pytest
 from training import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tools whose commands get their argument parser only (they read runs that are not here).
+PARSED_ONLY = ("tools/inside.py", "tools/convert_weights.py", "tools/input_benchmark.py",
+               "tools/model_report.py", "tools/soak.py")
 PROGRAMS = ("train.py", "benchmarks/speedrun.py", "benchmarks/throughput.py",
-            "launch/sweep.py", "experiments/run.py")
+            "launch/sweep.py", "experiments/run.py", *PARSED_ONLY)
+# Flags whose values are paths: a placeholder there (W, $RUNS/x) still leaves a command.
+PATH_FLAGS = ("--workdir", "--checkpoint", "--sweep_dir", "--out", "--data_dir")
 _COMMAND = re.compile(r"python3? (" + "|".join(re.escape(p) for p in PROGRAMS) + r")\b")
 _ASSIGNMENT = re.compile(r'([A-Z_][A-Z0-9_]*)="')
 
@@ -79,14 +86,15 @@ def commands(text: str) -> list[tuple[int, str, list[str], str | None]]:
 
 
 def _placeholder(token: str) -> bool:
-  return any(c in token for c in ("...", "<", "$")) or re.fullmatch(r"[A-Z]", token) is not None
+  return (any(c in token for c in ("...", "<", "$", "[")) or
+          re.fullmatch(r"[A-Z]", token) is not None)
 
 
 def _checked(argv: list[str]) -> bool:
   """False for the program's bare name in prose, and where an argument or a value is a
-  placeholder (but a workdir's)."""
+  placeholder (but a path's)."""
   return bool(argv) and not any(
-      _placeholder(token.split("=", 1)[-1]) and not (k and argv[k - 1] == "--workdir")
+      _placeholder(token.split("=", 1)[-1]) and not (k and argv[k - 1] in PATH_FLAGS)
       for k, token in enumerate(argv))
 
 
@@ -147,9 +155,17 @@ def _check_experiments(argv: list[str]) -> None:
   run.parse_args(argv)
 
 
+def _parser_of(program: str):
+  def check(argv: list[str]) -> None:
+    import importlib  # pylint: disable=g-import-not-at-top
+    importlib.import_module(program[:-len(".py")].replace("/", ".")).parse_args(argv)
+  return check
+
+
 CHECKS = {"train.py": _check_train, "benchmarks/speedrun.py": _check_speedrun,
           "benchmarks/throughput.py": _check_throughput, "launch/sweep.py": _check_sweep,
-          "experiments/run.py": _check_experiments}
+          "experiments/run.py": _check_experiments,
+          **{program: _parser_of(program) for program in PARSED_ONLY}}
 
 
 def test_the_documents_hold_commands_to_check():
