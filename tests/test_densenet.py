@@ -326,7 +326,7 @@ def densenet121_apply():
   model = create_model("densenet121", num_classes=1000)
   v = _variables("densenet121", 1000)
   fn = compile_at_level_0(lambda v, x: model.apply(v, x, train=False), v,
-                jax.ShapeDtypeStruct(TORCH_SHAPE, jnp.float32))
+                          jax.ShapeDtypeStruct(TORCH_SHAPE, jnp.float32))
   return model, fn
 
 

@@ -25,11 +25,12 @@ import pytest
 from training import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Tools whose commands get their argument parser only (they read runs that are not here).
-PARSED_ONLY = ("tools/inside.py", "tools/convert_weights.py", "tools/input_benchmark.py",
-               "tools/model_report.py", "tools/soak.py")
+# Programs whose commands get their argument parser only: the experiments' runner (its
+# sweeps have tests of their own) and the tools that read runs that are not here.
+PARSED_ONLY = ("experiments/run.py", "tools/inside.py", "tools/convert_weights.py",
+               "tools/input_benchmark.py", "tools/model_report.py", "tools/soak.py")
 PROGRAMS = ("train.py", "benchmarks/speedrun.py", "benchmarks/throughput.py",
-            "launch/sweep.py", "experiments/run.py", *PARSED_ONLY)
+            "launch/sweep.py", *PARSED_ONLY)
 # Flags whose values are paths: a placeholder there (W, $RUNS/x) still leaves a command.
 PATH_FLAGS = ("--workdir", "--checkpoint", "--sweep_dir", "--out", "--data_dir")
 _COMMAND = re.compile(r"python3? (" + "|".join(re.escape(p) for p in PROGRAMS) + r")\b")
@@ -105,18 +106,12 @@ CASES = [pytest.param(program, argv, error, id=f"{doc}:{line}")
 
 
 def _check_train(argv: list[str]) -> None:
-  """What train.py does with its arguments before it opens any data: its parser, the
-  config's own checks, and the model built (not initialised) for the config's input."""
-  import models  # pylint: disable=g-import-not-at-top
+  """What train.py does with its arguments before it opens any data: its parser, then
+  the check it runs first (``training.config.check``: validated, model built, initial
+  state traced)."""
   import train  # pylint: disable=g-import-not-at-top
   config, _ = train.parse_args(argv)
-  config_lib.validate(config)
-  _, num_classes = config_lib.data_shape(config)
-  try:
-    models.create_model(config.model, num_classes=num_classes,
-                        **config.model_kwargs.to_dict())
-  except (models.UnknownModelError, TypeError, ValueError) as e:
-    raise config_lib.ConfigError(f"config.model / model_kwargs: {e}") from None
+  config_lib.check(config)
 
 
 def _check_speedrun(argv: list[str]) -> None:
@@ -150,11 +145,6 @@ def _check_sweep(argv: list[str]) -> None:
     config_lib.validate(config_lib.apply_overrides(config, list(run.overrides.items())))
 
 
-def _check_experiments(argv: list[str]) -> None:
-  from experiments import run  # pylint: disable=g-import-not-at-top
-  run.parse_args(argv)
-
-
 def _parser_of(program: str):
   def check(argv: list[str]) -> None:
     import importlib  # pylint: disable=g-import-not-at-top
@@ -164,7 +154,6 @@ def _parser_of(program: str):
 
 CHECKS = {"train.py": _check_train, "benchmarks/speedrun.py": _check_speedrun,
           "benchmarks/throughput.py": _check_throughput, "launch/sweep.py": _check_sweep,
-          "experiments/run.py": _check_experiments,
           **{program: _parser_of(program) for program in PARSED_ONLY}}
 
 
