@@ -3,6 +3,8 @@ timed alone in JAX (XLA, jitted) and in PyTorch (eager), same shapes and dtype.
 
   python benchmarks/conv_layers.py                         # ResNet-20's convolutions, batch 128
   python benchmarks/conv_layers.py --model resnet20 --batch 128 --out runs/speed/conv.md
+  python benchmarks/conv_layers.py --plot runs/speed/conv.json=default \
+      runs/speed/conv_flag.json=flag --out runs/speed/conv_both.png
 
 The network's convolutions are read from its jaxpr (every ``conv_general_dilated`` of
 one forward pass: input shape, kernel, strides, padding, groups); identical ones are timed
@@ -12,6 +14,12 @@ median of ``--repeats`` calls after a warm-up, in milliseconds. PyTorch runs the
 convolution NCHW, channels_last (as ``throughput.py --compare torch``), with
 ``torch.nn.functional.conv2d`` and ``torch.nn.grad``'s input and weight gradients.
 Last: the totals over the network (each shape times its count), ours / torch.
+
+``--out FILE.md`` writes the table there, its numbers to ``FILE.json`` and a plot to
+``FILE.png``: per distinct convolution (or BatchNorm), the milliseconds it costs a step
+(its time times its count), ours and torch side by side, each bar split by direction.
+``--plot A.json[=LABEL] B.json[=LABEL] --out X.png`` times nothing and draws earlier
+invocations into one plot (e.g. with and without an XLA flag).
 
 ``--formulation`` times the same convolution written another way in JAX, to see whether
 XLA:CPU runs any of them faster than its own convolution: ``shifted_matmul`` (one matrix
@@ -47,6 +55,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime
+import json
 import os
 import re
 import statistics
@@ -306,17 +316,137 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
           + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def _report(lines: Sequence[str], total: str, out: str | None) -> None:
-  """The markdown table and its total line, printed and (``--out``) written."""
+PARTS = {"convolutions": ("fwd", "dgrad", "wgrad"), "norms": ("fwd", "bwd")}
+
+
+def _report(lines: Sequence[str], total: str, out: str | None,
+            record: dict[str, Any]) -> None:
+  """The markdown table and its total line, printed; with ``--out FILE.md`` also written
+  there, with ``record`` (the numbers) in FILE.json and its plot in FILE.png."""
   text = "\n".join(lines) + "\n\n" + total
   print("\n" + text)
   if out:
     _write_out(out, text + "\n")
+    stem = os.path.splitext(out)[0]
+    _write_out(stem + ".json", json.dumps(record, indent=1) + "\n")
+    plot([("", record)], stem + ".png")
+    print(f"written: {out}, {stem}.json, {stem}.png")
+
+
+def _record(kind: str, args: argparse.Namespace, rows: list[dict[str, Any]],
+            torch) -> dict[str, Any]:
+  """What an invocation measured, as ``--out``'s JSON holds it: per row the shapes, the
+  count and each side's milliseconds per direction (``parts``)."""
+  return {"kind": kind, "model": args.model, "batch": args.batch,
+          "formulation": args.formulation if kind == "convolutions" else None,
+          "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax": jax.__version__,
+          "torch": getattr(torch, "__version__", None),
+          "load_average": round(os.getloadavg()[0], 2),
+          "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+          "rows": rows}
+
+
+def _parts(record: dict[str, Any], row: dict[str, Any], side: str) -> list[float] | None:
+  """A row's milliseconds per step on one side, per direction (count times each time;
+  for BatchNorms the backward is fwd+bwd less fwd); None where that side was not timed."""
+  times = row.get(side) or {}
+  if not times:
+    return None
+  if record["kind"] == "norms":
+    times = {"fwd": times["fwd"], "bwd": times["fwd+bwd"] - times["fwd"]}
+  return [row["count"] * times[p] for p in PARTS[record["kind"]]]
+
+
+def _tick(record: dict[str, Any], row: dict[str, Any]) -> str:
+  n, h, w, c = row["input"]
+  if record["kind"] == "norms":
+    return f"{h}x{w}x{c}\nx{row['count']}"
+  kh, kw, _, o = row["kernel"]
+  stride = "" if tuple(row["strides"]) == (1, 1) else f" /{row['strides'][0]}"
+  return f"{h}x{w}x{c}\n{kh}x{kw}->{o}{stride}\nx{row['count']}"
+
+
+def plot(runs: Sequence[tuple[str, dict[str, Any]]], path: str
+         ) -> dict[str, list[list[float] | None]]:
+  """One PNG of ``runs`` (``(label, record)`` pairs, one invocation each, all of one
+  kind): per distinct convolution or BatchNorm, one bar per invocation for ours and one
+  for torch where it was timed, the milliseconds a step spends there (each time times its
+  count), split by direction. Returns what was drawn: ``{series: [parts or None per
+  shape]}``."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  kinds = {record["kind"] for _, record in runs}
+  if len(kinds) != 1:
+    raise ValueError(f"--plot: the files hold {' and '.join(sorted(kinds))}; plot one kind")
+  kind, first = kinds.pop(), runs[0][1]
+  ticks = list(dict.fromkeys(_tick(r, row) for _, r in runs for row in r["rows"]))
+  series = {}
+  for label, record in runs:
+    by_tick = {_tick(record, row): row for row in record["rows"]}
+    for side in ("ours", "torch"):
+      parts = [_parts(record, by_tick[t], side) if t in by_tick else None for t in ticks]
+      if any(p is not None for p in parts):
+        name = "ours" if side == "ours" else f"torch {record['torch'] or ''}".strip()
+        series[f"{label} {name}".strip()] = parts
+  width = 0.8 / len(series)
+  fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(ticks) + 2), 4.8))
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  hatches = (None, "//", "..", "xx", "\\\\", "--")
+  for k, (name, parts) in enumerate(series.items()):
+    xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(ticks))]
+    drawn = [(x, p) for x, p in zip(xs, parts) if p is not None]
+    bottom = [0.0] * len(drawn)
+    for j, direction in enumerate(PARTS[kind]):
+      heights = [p[j] for _, p in drawn]
+      ax.bar([x for x, _ in drawn], heights, width, bottom=bottom, color=colors[j],
+             hatch=hatches[k % len(hatches)], edgecolor="white",
+             label=direction if k == 0 else None)
+      bottom = [b + h for b, h in zip(bottom, heights)]
+    for (x, _), top in zip(drawn, bottom):
+      ax.annotate(f"{top:.0f}", (x, top), ha="center", va="bottom", fontsize=7)
+  # The series: one legend entry each, by hatch (the colours are the directions).
+  for k, name in enumerate(series):
+    ax.bar([0], [0], 0, color="white", hatch=hatches[k % len(hatches)],
+           edgecolor="dimgray", label=name)
+  ax.set_xticks(range(len(ticks)), ticks, fontsize=7)
+  ax.set_ylabel("ms per step (time x count)")
+  what = "convolutions" if kind == "convolutions" else "BatchNorms (+ ReLU)"
+  ax.set_title(f"{first['model']}'s {what}, batch {first['batch']}, on the CPU: where a "
+               "step's time goes", fontsize=10)
+  ax.legend(fontsize=7, ncol=2)
+  ax.grid(axis="y", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return series
+
+
+def plot_files(entries: Sequence[str], out: str | None) -> str:
+  """``--plot JSON[=LABEL] ...``: earlier invocations' ``--out`` JSON files in one PNG
+  (the label defaults to the file's name), written to ``out`` or beside the first."""
+  runs = []
+  for entry in entries:
+    path, _, label = entry.partition("=")
+    try:
+      with open(path) as f:
+        record = json.load(f)
+      record["kind"], record["rows"]  # pylint: disable=pointless-statement
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise ValueError(f"--plot {path}: not a JSON file that --out wrote "
+                       f"({type(e).__name__}: {e})") from None
+    runs.append((label or os.path.splitext(os.path.basename(path))[0], record))
+  out = out or os.path.splitext(entries[0].partition("=")[0])[0] + ".png"
+  if not out.endswith(".png"):
+    raise ValueError(f"--out {out}: with --plot, give a .png file")
+  plot(runs, out)
+  return out
 
 
 def time_norms(args: argparse.Namespace, norms: list[dict[str, Any]], torch) -> int:
   """``--norms``: the table of BatchNorm + ReLU timings, printed (and ``--out``)."""
-  rows, totals = [], {"ours": 0.0, "torch": 0.0}
+  rows, measured, totals = [], [], {"ours": 0.0, "torch": 0.0}
   head = ["input NHWC", "count", "ours fwd", "fwd+bwd", "torch fwd", "fwd+bwd",
           "ours / torch (fwd+bwd)"]
   fmt = lambda d, k: f"{d[k]:.2f}" if k in d else "-"
@@ -325,6 +455,8 @@ def time_norms(args: argparse.Namespace, norms: list[dict[str, Any]], torch) -> 
     theirs = time_norm_torch(torch, norm, args.repeats) if torch is not None else {}
     totals["ours"] += norm["count"] * ours["fwd+bwd"]
     totals["torch"] += norm["count"] * theirs.get("fwd+bwd", 0.0)
+    measured.append({"input": list(norm["input"]), "epsilon": norm["epsilon"],
+                     "count": norm["count"], "ours": ours, "torch": theirs})
     rows.append(["x".join(map(str, norm["input"])), str(norm["count"]),
                  fmt(ours, "fwd"), fmt(ours, "fwd+bwd"), fmt(theirs, "fwd"),
                  fmt(theirs, "fwd+bwd"),
@@ -335,17 +467,32 @@ def time_norms(args: argparse.Namespace, norms: list[dict[str, Any]], torch) -> 
            + (f", torch {totals['torch']:.1f}, ours / torch "
               f"{totals['ours'] / totals['torch']:.2f}" if totals["torch"] else "")
            + f"; load average {os.getloadavg()[0]:.2f}")
-  _report(_table(head, rows), total, args.out)
+  _report(_table(head, rows), total, args.out, _record("norms", args, measured, torch))
   return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+class UsageError(ValueError):
+  """A bad command line: one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line (argparse would print the usage too)
+    raise UsageError(message)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  """The command line, checked (``UsageError`` if not), with the defaults filled in and
+  ``shape`` the parsed ``--image_shape``."""
+  p = _Parser(description=__doc__.split("\n\n")[0])
   p.add_argument("--model", default="resnet20")
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--image_shape", default="32,32,3")
   p.add_argument("--repeats", type=int, help="timed calls per direction (default 10)")
-  p.add_argument("--out", help="also write the table (or the --hlo_ops listing) to this file")
+  p.add_argument("--out", help="also write the table to this .md file (its numbers to .json "
+                 "and a plot to .png beside it), or the --hlo_ops listing; with --plot, "
+                 "the .png")
+  p.add_argument("--plot", nargs="+", metavar="JSON[=LABEL]",
+                 help="time nothing: plot earlier --out JSON files into one PNG (--out)")
   p.add_argument("--formulation",
                  help=f"how JAX writes each convolution: {', '.join(FORMULATIONS)} "
                  "(default conv)")
@@ -354,28 +501,41 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--norms", action="store_true",
                  help="time each BatchNorm (with a ReLU after it) instead of the convolutions")
   args = p.parse_args(argv)
+  if args.plot:
+    if args.out is not None and not args.out.endswith(".png"):
+      raise UsageError(f"--out {args.out}: with --plot, give a .png file")
+    return args
   if args.hlo_ops and (args.formulation is not None or args.repeats is not None
                        or args.norms):
-    print("error: --hlo_ops times nothing and counts the network's own convolutions; "
-          "drop --formulation, --repeats and --norms", file=sys.stderr)
-    return 2
+    raise UsageError("--hlo_ops times nothing and counts the network's own convolutions; "
+                     "drop --formulation, --repeats and --norms")
   if args.norms and args.formulation is not None:
-    print("error: --formulation rewrites convolutions, and --norms times the BatchNorms; "
-          "drop one", file=sys.stderr)
-    return 2
+    raise UsageError("--formulation rewrites convolutions, and --norms times the "
+                     "BatchNorms; drop one")
   if args.repeats is not None and args.repeats < 1:
-    print(f"error: --repeats must be at least 1, got {args.repeats}", file=sys.stderr)
-    return 2
+    raise UsageError(f"--repeats must be at least 1, got {args.repeats}")
   args.formulation = "conv" if args.formulation is None else args.formulation
   args.repeats = 10 if args.repeats is None else args.repeats
   try:
-    shape = tuple(int(s) for s in args.image_shape.split(","))
-    if len(shape) != 3 or min(shape) < 1:
+    args.shape = tuple(int(s) for s in args.image_shape.split(","))
+    if len(args.shape) != 3 or min(args.shape) < 1:
       raise ValueError
   except ValueError:
-    print(f"error: --image_shape takes H,W,C (e.g. 32,32,3), got {args.image_shape!r}",
-          file=sys.stderr)
+    raise UsageError(f"--image_shape takes H,W,C (e.g. 32,32,3), got "
+                     f"{args.image_shape!r}") from None
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  try:
+    args = parse_args(argv)
+    if args.plot:
+      print(f"plot written to {plot_files(args.plot, args.out)}")
+      return 0
+  except ValueError as e:  # UsageError, or a --plot file that is not one
+    print(f"error: {e}", file=sys.stderr)
     return 2
+  shape = args.shape
   try:
     # One trace of the network: its BatchNorms with --norms, else its convolutions.
     norms = norm_shapes(args.model, args.batch, shape) if args.norms else []
@@ -407,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("torch: not installed; JAX only")
   if args.norms:
     return time_norms(args, norms, torch)
-  rows, totals = [], {"ours": 0.0, "torch": 0.0}
+  rows, measured, totals = [], [], {"ours": 0.0, "torch": 0.0}
   head = ["input NHWC", "kernel", "stride", "count", "ours fwd", "dgrad", "wgrad",
           "torch fwd", "dgrad", "wgrad", "ours / torch"]
   for conv in convs:
@@ -417,6 +577,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     totals["ours"] += conv["count"] * o_sum
     if t_sum:
       totals["torch"] += conv["count"] * t_sum
+    measured.append({**{k: conv[k] for k in ("input", "kernel", "strides", "padding",
+                                             "groups", "count")},
+                     "ours": ours, "torch": theirs})
     fmt = lambda d, k: f"{d[k]:.2f}" if k in d else "-"
     rows.append([
         "x".join(map(str, conv["input"])), "x".join(map(str, conv["kernel"])),
@@ -431,7 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
            + (f", torch {totals['torch']:.1f}, ours / torch {totals['ours'] / totals['torch']:.2f}"
               if totals["torch"] else "")
            + f"; load average {os.getloadavg()[0]:.2f}")
-  _report(lines, total, args.out)
+  _report(lines, total, args.out, _record("convolutions", args, measured, torch))
   return 0
 
 

@@ -1,6 +1,7 @@
 """benchmarks/throughput.py: a tiny run's numbers agree with each other, its torch
 modules match our parameter counts, its plot draws the ratios it measured, and bad input
-is one line with exit status 2."""
+is one line with exit status 2; benchmarks/conv_layers.py finds a network's convolutions
+and BatchNorms, writes what it timed as JSON and draws it."""
 
 import json
 import math
@@ -182,6 +183,64 @@ def test_conv_layers_bad_input_is_one_line(capsys):
   assert "'winograd' is not one of" in err[2] and "groups=" in err[3], err
   assert "--norms times the BatchNorms" in err[4], err
   assert "lenet5 has no BatchNorm" in err[5], err
+
+
+def _conv_row(count, ours, torch=None):
+  return {"input": [2, 8, 8, 4], "kernel": [3, 3, 4, 4], "strides": [1, 1],
+          "padding": [[1, 1], [1, 1]], "groups": 1, "count": count,
+          "ours": dict(zip(("fwd", "dgrad", "wgrad"), ours)),
+          "torch": dict(zip(("fwd", "dgrad", "wgrad"), torch)) if torch else {}}
+
+
+def test_conv_layers_out_writes_the_numbers_and_their_plot(tmp_path, capsys):
+  from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "conv.md"
+  assert conv_layers.main(["--model", "lenet1989", "--image_shape", "16,16,1", "--batch",
+                           "2", "--repeats", "1", "--out", str(out)]) == 0
+  record = json.loads((tmp_path / "conv.json").read_text())
+  assert (tmp_path / "conv.png").stat().st_size > 0
+  # The JSON holds the table's rows: LeNet-1989's two convolutions, each timed each way.
+  table = [line for line in out.read_text().splitlines() if line.startswith("| 2x")]
+  assert record["kind"] == "convolutions" and len(record["rows"]) == len(table) == 2
+  for row, line in zip(record["rows"], table):
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[0] == "x".join(map(str, row["input"])) and int(cells[3]) == row["count"]
+    assert [float(c) for c in cells[4:7]] == [round(row["ours"][d], 2)
+                                              for d in ("fwd", "dgrad", "wgrad")]
+  assert "conv.json" in capsys.readouterr().out
+
+
+def test_conv_layers_plot_stacks_each_direction_times_its_count(tmp_path, capsys):
+  from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  one = {"kind": "convolutions", "model": "m", "batch": 2, "torch": "2.13.0",
+         "rows": [_conv_row(3, (1.0, 2.0, 4.0), (0.5, 0.5, 1.0))]}
+  two = {"kind": "convolutions", "model": "m", "batch": 2, "torch": None,
+         "rows": [_conv_row(3, (1.0, 1.0, 1.0))]}
+  drawn = conv_layers.plot([("a", one), ("b", two)], str(tmp_path / "p.png"))
+  # Each bar: its direction's milliseconds times the count; no torch bar where torch
+  # was not timed.
+  assert drawn == {"a ours": [[3.0, 6.0, 12.0]], "a torch 2.13.0": [[1.5, 1.5, 3.0]],
+                   "b ours": [[3.0, 3.0, 3.0]]}
+  norms = {"kind": "norms", "model": "m", "batch": 2, "torch": None,
+           "rows": [{"input": [2, 8, 8, 4], "epsilon": 1e-5, "count": 2,
+                     "ours": {"fwd": 1.0, "fwd+bwd": 3.5}, "torch": {}}]}
+  # A BatchNorm's backward is its fwd+bwd less its forward.
+  assert conv_layers.plot([("", norms)], str(tmp_path / "n.png")) == {"ours": [[2.0, 5.0]]}
+  # From the files, one plot; two kinds in one plot, or a file --out did not write, are
+  # one line and status 2.
+  for name, record in (("one", one), ("norms", norms)):
+    (tmp_path / f"{name}.json").write_text(json.dumps(record))
+  assert conv_layers.main(["--plot", f"{tmp_path / 'one.json'}=a",
+                           "--out", str(tmp_path / "f.png")]) == 0
+  assert (tmp_path / "f.png").stat().st_size > 0
+  for argv, words in (([str(tmp_path / "one.json"), str(tmp_path / "norms.json")],
+                       "hold convolutions and norms"),
+                      (["/no/such.json"], "not a JSON file that --out wrote"),
+                      ([str(tmp_path / "one.json"), "--out", "x.md"], "give a .png")):
+    capsys.readouterr()
+    assert conv_layers.main(["--plot", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err, err
 
 
 HLO = """HloModule m, entry_computation_layout={(f32[2,4]{1,0})->f32[4,2]{1,0}}

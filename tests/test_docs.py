@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARSED_ONLY = ("experiments/run.py", "tools/inside.py", "tools/convert_weights.py",
                "tools/input_benchmark.py", "tools/model_report.py", "tools/soak.py")
 PROGRAMS = ("train.py", "benchmarks/speedrun.py", "benchmarks/throughput.py",
-            "launch/sweep.py", *PARSED_ONLY)
+            "benchmarks/conv_layers.py", "launch/sweep.py", *PARSED_ONLY)
 # Flags whose values are paths: a placeholder there (W, $RUNS/x) still leaves a command.
 PATH_FLAGS = ("--workdir", "--checkpoint", "--sweep_dir", "--out", "--data_dir")
 _COMMAND = re.compile(r"python3? (" + "|".join(re.escape(p) for p in PROGRAMS) + r")\b")
@@ -132,6 +132,19 @@ def _check_throughput(argv: list[str]) -> None:
   assert not unknown, f"not in the zoo: {unknown}"
 
 
+def _check_conv_layers(argv: list[str]) -> None:
+  """Its parser, and the model's name; with ``--plot``, the JSON files it would draw."""
+  import models  # pylint: disable=g-import-not-at-top
+  from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  args = conv_layers.parse_args(argv)
+  if args.plot:
+    missing = [e.partition("=")[0] for e in args.plot
+               if not os.path.isfile(os.path.join(ROOT, e.partition("=")[0]))]
+    assert not missing, f"no such file: {missing}"
+  else:
+    assert args.model in models.list_models(), f"not in the zoo: {args.model}"
+
+
 def _check_sweep(argv: list[str]) -> None:
   """The sweep's parser and plan, then each run's config as train.py would load it
   (launch/sweep.py traces each run's model too; the sweeps' own tests do that)."""
@@ -153,7 +166,8 @@ def _parser_of(program: str):
 
 
 CHECKS = {"train.py": _check_train, "benchmarks/speedrun.py": _check_speedrun,
-          "benchmarks/throughput.py": _check_throughput, "launch/sweep.py": _check_sweep,
+          "benchmarks/throughput.py": _check_throughput,
+          "benchmarks/conv_layers.py": _check_conv_layers, "launch/sweep.py": _check_sweep,
           **{program: _parser_of(program) for program in PARSED_ONLY}}
 
 
