@@ -37,6 +37,20 @@ import jax
 import numpy as np
 
 
+def keep_triton_out_beside_tensorflow() -> None:
+  """Where TensorFlow is loaded (a TFDS dataset was read), makes ``import triton`` an
+  ImportError instead of a crash.
+
+  TensorFlow and triton each bring their own LLVM: imported after TensorFlow, triton's
+  library ends the process with a segmentation fault (TF 2.21, torch 2.14.1's CUDA build
+  on a CPU machine, 2026-12-06). torchvision and timm import triton through
+  ``torch._dynamo``; without it they work, and ``torch.compile`` uses its C++ backend on
+  a CPU (on a GPU it would need triton, and say so)."""
+  import sys  # pylint: disable=g-import-not-at-top
+  if "tensorflow" in sys.modules and "triton" not in sys.modules:
+    sys.modules["triton"] = None
+
+
 def import_torch() -> tuple[Any, Any] | None:
   """``(torch, torchvision or None)``, or None without torch.
 
@@ -46,6 +60,7 @@ def import_torch() -> tuple[Any, Any] | None:
   (tests/torch_reference.py) and benchmarks/throughput.py.
   """
   import sys  # pylint: disable=g-import-not-at-top
+  keep_triton_out_beside_tensorflow()
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:

@@ -4,10 +4,16 @@ them near the end while the other sits idle."""
 
 import gc
 import os
+import sys
 
 import jax
 
 import train
+
+# The test processes load TensorFlow (TFDS), and where torch's CUDA build is installed its
+# triton would crash them when torchvision or timm import it afterwards (two LLVMs;
+# models/torch_convert.keep_triton_out_beside_tensorflow). The tests use no triton.
+sys.modules.setdefault("triton", None)
 
 # One persistent compilation cache for the suite, the same that train.py uses by
 # default (tests that run train.py share it too): the many tests that compile the same

@@ -60,3 +60,25 @@ def test_convert_save_and_evaluate_matches_torch(tmp_path):
   top1 = float(np.mean(ref.argmax(-1) == ds.test_labels))
   assert result["eval_top1"] == pytest.approx(top1, abs=1.5 / 256)  # at most one tie flips
   assert os.path.isdir(out) and "eval.json" in os.listdir(out)
+
+
+def test_triton_is_kept_out_only_where_tensorflow_is_loaded(monkeypatch):
+  """After TensorFlow, importing triton crashes the process (two LLVMs), and torchvision
+  and timm import it: ``import_torch`` makes it an ImportError there, and only there."""
+  import sys  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  from models import torch_convert  # pylint: disable=g-import-not-at-top
+  monkeypatch.delitem(sys.modules, "triton", raising=False)  # conftest's block, undone
+  monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+  torch_convert.keep_triton_out_beside_tensorflow()
+  assert "triton" not in sys.modules
+  monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+  torch_convert.keep_triton_out_beside_tensorflow()
+  assert sys.modules["triton"] is None
+  with pytest.raises(ImportError):
+    import triton  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  # A triton already imported is left as it is.
+  loaded = types.ModuleType("triton")
+  monkeypatch.setitem(sys.modules, "triton", loaded)
+  torch_convert.keep_triton_out_beside_tensorflow()
+  assert sys.modules["triton"] is loaded
