@@ -338,6 +338,7 @@ def _record(kind: str, args: argparse.Namespace, rows: list[dict[str, Any]],
   """What an invocation measured, as ``--out``'s JSON holds it: per row the shapes, the
   count and each side's milliseconds per direction (``parts``)."""
   return {"kind": kind, "model": args.model, "batch": args.batch,
+          "platform": jax.devices()[0].platform,
           "formulation": args.formulation if kind == "convolutions" else None,
           "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax": jax.__version__,
           "torch": getattr(torch, "__version__", None),
@@ -413,8 +414,9 @@ def plot(runs: Sequence[tuple[str, dict[str, Any]]], path: str
   ax.set_xticks(range(len(ticks)), ticks, fontsize=7)
   ax.set_ylabel("ms per step (time x count)")
   what = "convolutions" if kind == "convolutions" else "BatchNorms (+ ReLU)"
-  ax.set_title(f"{first['model']}'s {what}, batch {first['batch']}, on the CPU: where a "
-               "step's time goes", fontsize=10)
+  ax.set_title(f"{first['model']}'s {what}, batch {first['batch']}, on the "
+               f"{first.get('platform', 'cpu').upper()}: where a step's time goes",
+               fontsize=10)
   ax.legend(fontsize=7, ncol=2)
   ax.grid(axis="y", alpha=0.3)
   fig.tight_layout()
@@ -432,14 +434,13 @@ def plot_files(entries: Sequence[str], out: str | None) -> str:
     try:
       with open(path) as f:
         record = json.load(f)
-      record["kind"], record["rows"]  # pylint: disable=pointless-statement
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError) as e:
       raise ValueError(f"--plot {path}: not a JSON file that --out wrote "
                        f"({type(e).__name__}: {e})") from None
+    if not (isinstance(record, dict) and record.get("kind") in PARTS and "rows" in record):
+      raise ValueError(f"--plot {path}: not a JSON file that --out wrote (no kind and rows)")
     runs.append((label or os.path.splitext(os.path.basename(path))[0], record))
   out = out or os.path.splitext(entries[0].partition("=")[0])[0] + ".png"
-  if not out.endswith(".png"):
-    raise ValueError(f"--out {out}: with --plot, give a .png file")
   plot(runs, out)
   return out
 
@@ -484,9 +485,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   """The command line, checked (``UsageError`` if not), with the defaults filled in and
   ``shape`` the parsed ``--image_shape``."""
   p = _Parser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--model", default="resnet20")
-  p.add_argument("--batch", type=int, default=128)
-  p.add_argument("--image_shape", default="32,32,3")
+  p.add_argument("--model", help="a model of the zoo (default resnet20)")
+  p.add_argument("--batch", type=int, help="default 128")
+  p.add_argument("--image_shape", help="H,W,C (default 32,32,3)")
   p.add_argument("--repeats", type=int, help="timed calls per direction (default 10)")
   p.add_argument("--out", help="also write the table to this .md file (its numbers to .json "
                  "and a plot to .png beside it), or the --hlo_ops listing; with --plot, "
@@ -502,9 +503,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="time each BatchNorm (with a ReLU after it) instead of the convolutions")
   args = p.parse_args(argv)
   if args.plot:
+    given = [f"--{k}" for k in ("model", "batch", "image_shape", "repeats", "formulation")
+             if getattr(args, k) is not None]
+    given += [f"--{k}" for k in ("hlo_ops", "norms") if getattr(args, k)]
+    if given:
+      raise UsageError(f"--plot times nothing and draws what the files hold; drop "
+                       f"{', '.join(given)}")
     if args.out is not None and not args.out.endswith(".png"):
       raise UsageError(f"--out {args.out}: with --plot, give a .png file")
     return args
+  args.model = "resnet20" if args.model is None else args.model
+  args.batch = 128 if args.batch is None else args.batch
+  args.image_shape = "32,32,3" if args.image_shape is None else args.image_shape
   if args.hlo_ops and (args.formulation is not None or args.repeats is not None
                        or args.norms):
     raise UsageError("--hlo_ops times nothing and counts the network's own convolutions; "

@@ -236,6 +236,8 @@ def test_conv_layers_plot_stacks_each_direction_times_its_count(tmp_path, capsys
   for argv, words in (([str(tmp_path / "one.json"), str(tmp_path / "norms.json")],
                        "hold convolutions and norms"),
                       (["/no/such.json"], "not a JSON file that --out wrote"),
+                      ([str(tmp_path / "one.json"), "--norms"],
+                       "--plot times nothing and draws what the files hold; drop --norms"),
                       ([str(tmp_path / "one.json"), "--out", "x.md"], "give a .png")):
     capsys.readouterr()
     assert conv_layers.main(["--plot", *argv]) == 2
