@@ -1,7 +1,7 @@
 """The commands in the documentation still run: every ``python train.py``,
-``benchmarks/speedrun.py``, ``benchmarks/throughput.py``, ``launch/sweep.py`` and
-``experiments/run.py`` command in the markdown files goes through its program's own
-argument parser and config check, without training; the commands of the tools that read
+``benchmarks/speedrun.py``, ``benchmarks/throughput.py``, ``benchmarks/conv_layers.py``,
+``launch/sweep.py`` and ``experiments/run.py`` command in the markdown files goes
+through its program's own argument parser and config check, without training; the commands of the tools that read
 finished runs (``tools/inside.py``, ...) through their argument parser.
 
 The README's figures each come with the command that measured them; a renamed config,
