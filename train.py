@@ -240,8 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     tx = optim.create_optimizer(config, schedule, steps_per_epoch)
   except optim.LayerDecayError as e:
     raise config_lib.ConfigError(f"config.layer_decay: {e}") from None
-  init_fn = functools.partial(steps_lib.init_state, model, tx, image_shape=ds.image_shape,
-                              ema=bool(config.ema_decay))
+  init_fn = steps_lib.state_initializer(model, tx, ds.image_shape, config)
   if (tuple(ds.image_shape), ds.num_classes) == (checked.image_shape, checked.num_classes):
     abstract = checked.abstract_state  # the check traced this very init already
   else:  # the data differ from what the config alone says (e.g. an unknown TFDS dataset)

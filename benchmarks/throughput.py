@@ -237,8 +237,7 @@ def time_ours(case: Case, **timing) -> Timing:
   schedule = optim.create_schedule(config, source.steps_per_epoch)
   tx = optim.create_optimizer(config, schedule)
   state_sharding = parallel.state_shardings(checked.abstract_state, mesh)
-  init_fn = functools.partial(steps_lib.init_state, checked.model, tx,
-                              image_shape=checked.image_shape, ema=bool(config.ema_decay))
+  init_fn = steps_lib.state_initializer(checked.model, tx, checked.image_shape, config)
   carry = {"state": steps_lib.jit_init(init_fn, state_sharding)(init_rng),
            "metrics": data_lib.fresh_metrics(steps_lib.TRAIN_METRICS, mesh),
            "step": 0}

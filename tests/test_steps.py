@@ -284,3 +284,21 @@ def test_the_initial_state_compiled_for_compile_time_is_bitwise_the_default_one(
   assert len(fast) == len(default) > 4
   for a, b in zip(fast, default):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.99])
+def test_state_initializer_keeps_a_moving_average_only_where_the_config_asks(ema_decay):
+  config = common.base()
+  config.ema_decay = ema_decay
+  model = models.create_model("lenet1989", num_classes=10)
+  tx = optim.create_optimizer(config, optim.create_schedule(config, 1))
+  init = steps_lib.state_initializer(model, tx, [16, 16, 1], config)
+  state = jax.eval_shape(init, jax.random.key(0))
+  want = jax.eval_shape(lambda k: steps_lib.init_state(model, tx, k, (16, 16, 1),
+                                                       ema=bool(ema_decay)),
+                        jax.random.key(0))
+  assert jax.tree.structure(state) == jax.tree.structure(want)
+  if ema_decay:
+    assert jax.tree.structure(state.ema["params"]) == jax.tree.structure(state.params)
+  else:
+    assert state.ema == {}

@@ -418,7 +418,6 @@ def check(config: str | ml_collections.ConfigDict,
   ``jax.eval_shape``: nothing is compiled or run, and the dataset is not opened. Any
   problem is a one-line ConfigError.
   """
-  import functools  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top  (heavy: only when checking)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import models  # pylint: disable=g-import-not-at-top
@@ -449,8 +448,7 @@ def check(config: str | ml_collections.ConfigDict,
   if config.data_init_images and models.data_init(config.model) is None:
     raise ConfigError(f"config.data_init_images={config.data_init_images}: model "
                       f"{config.model!r} has no data-dependent init; set it to 0")
-  init = functools.partial(steps.init_state, model, tx, image_shape=image_shape,
-                           ema=bool(config.ema_decay))
+  init = steps.state_initializer(model, tx, image_shape, config)
   try:
     abstract = jax.eval_shape(lambda: init(jax.random.key(0)))
   except optim.LayerDecayError as e:

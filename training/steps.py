@@ -13,6 +13,7 @@ backward passes and the update are one XLA program per step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax
@@ -97,6 +98,16 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Arra
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                     opt_state=tx.init(params),
                     ema={"params": params, "batch_stats": batch_stats} if ema else {})
+
+
+def state_initializer(model: nn.Module, tx: optax.GradientTransformation,
+                      image_shape: tuple[int, ...], config: Any
+                      ) -> Callable[[jax.Array], TrainState]:
+  """``rng -> init_state(...)`` for ``config``'s run (with the weights' moving average
+  where ``config.ema_decay`` asks for one): what train.py compiles, the benchmark times
+  and the config check traces."""
+  return functools.partial(init_state, model, tx, image_shape=tuple(image_shape),
+                           ema=bool(config.ema_decay))
 
 
 def jit_init(init_fn: Callable[[jax.Array], TrainState], out_shardings: Any) -> Callable:
