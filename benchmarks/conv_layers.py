@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import json
 import os
 import re
 import statistics
@@ -74,6 +73,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402
+from benchmarks import report_files  # noqa: E402
+from benchmarks.report_files import InputError  # noqa: E402
 from models import torch_convert  # noqa: E402
 
 
@@ -326,10 +327,8 @@ def _report(lines: Sequence[str], total: str, out: str | None,
   text = "\n".join(lines) + "\n\n" + total
   print("\n" + text)
   if out:
-    _write_out(out, text + "\n")
-    stem = os.path.splitext(out)[0]
-    _write_out(stem + ".json", json.dumps(record, indent=1) + "\n")
-    plot([("", record)], stem + ".png")
+    stem = report_files.write(out, text + "\n", record,
+                              lambda png: plot([("", record)], png))
     print(f"written: {out}, {stem}.json, {stem}.png")
 
 
@@ -380,7 +379,8 @@ def plot(runs: Sequence[tuple[str, dict[str, Any]]], path: str
 
   kinds = {record["kind"] for _, record in runs}
   if len(kinds) != 1:
-    raise ValueError(f"--plot: the files hold {' and '.join(sorted(kinds))}; plot one kind")
+    raise InputError(f"--plot: the files hold {' and '.join(sorted(kinds))}; "
+                                  "plot one kind")
   kind, first = kinds.pop(), runs[0][1]
   ticks = list(dict.fromkeys(_tick(r, row) for _, r in runs for row in r["rows"]))
   series = {}
@@ -428,19 +428,12 @@ def plot(runs: Sequence[tuple[str, dict[str, Any]]], path: str
 def plot_files(entries: Sequence[str], out: str | None) -> str:
   """``--plot JSON[=LABEL] ...``: earlier invocations' ``--out`` JSON files in one PNG
   (the label defaults to the file's name), written to ``out`` or beside the first."""
-  runs = []
-  for entry in entries:
-    path, _, label = entry.partition("=")
-    try:
-      with open(path) as f:
-        record = json.load(f)
-    except (OSError, ValueError) as e:
-      raise ValueError(f"--plot {path}: not a JSON file that --out wrote "
-                       f"({type(e).__name__}: {e})") from None
-    if not (isinstance(record, dict) and record.get("kind") in PARTS and "rows" in record):
-      raise ValueError(f"--plot {path}: not a JSON file that --out wrote (no kind and rows)")
-    runs.append((label or os.path.splitext(os.path.basename(path))[0], record))
-  out = out or os.path.splitext(entries[0].partition("=")[0])[0] + ".png"
+  runs = report_files.read(entries)
+  for entry, (_, record) in zip(entries, runs):
+    if record.get("kind") not in PARTS:
+      raise InputError(f"--plot {entry.partition('=')[0]}: not a JSON file "
+                                    "that conv_layers.py --out wrote (no kind)")
+  out = report_files.plot_path(entries, out)
   plot(runs, out)
   return out
 
@@ -472,17 +465,13 @@ def time_norms(args: argparse.Namespace, norms: list[dict[str, Any]], torch) -> 
   return 0
 
 
-class UsageError(ValueError):
-  """A bad command line: one line, exit status 2."""
-
-
 class _Parser(argparse.ArgumentParser):
   def error(self, message):  # one line (argparse would print the usage too)
-    raise UsageError(message)
+    raise InputError(message)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  """The command line, checked (``UsageError`` if not), with the defaults filled in and
+  """The command line, checked (``InputError`` if not), with the defaults filled in and
   ``shape`` the parsed ``--image_shape``."""
   p = _Parser(description=__doc__.split("\n\n")[0])
   p.add_argument("--model", help="a model of the zoo (default resnet20)")
@@ -507,23 +496,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
              if getattr(args, k) is not None]
     given += [f"--{k}" for k in ("hlo_ops", "norms") if getattr(args, k)]
     if given:
-      raise UsageError(f"--plot times nothing and draws what the files hold; drop "
+      raise InputError(f"--plot times nothing and draws what the files hold; drop "
                        f"{', '.join(given)}")
-    if args.out is not None and not args.out.endswith(".png"):
-      raise UsageError(f"--out {args.out}: with --plot, give a .png file")
+    report_files.plot_path(args.plot, args.out)  # --out must be a .png
     return args
   args.model = "resnet20" if args.model is None else args.model
   args.batch = 128 if args.batch is None else args.batch
   args.image_shape = "32,32,3" if args.image_shape is None else args.image_shape
   if args.hlo_ops and (args.formulation is not None or args.repeats is not None
                        or args.norms):
-    raise UsageError("--hlo_ops times nothing and counts the network's own convolutions; "
+    raise InputError("--hlo_ops times nothing and counts the network's own convolutions; "
                      "drop --formulation, --repeats and --norms")
   if args.norms and args.formulation is not None:
-    raise UsageError("--formulation rewrites convolutions, and --norms times the "
+    raise InputError("--formulation rewrites convolutions, and --norms times the "
                      "BatchNorms; drop one")
   if args.repeats is not None and args.repeats < 1:
-    raise UsageError(f"--repeats must be at least 1, got {args.repeats}")
+    raise InputError(f"--repeats must be at least 1, got {args.repeats}")
   args.formulation = "conv" if args.formulation is None else args.formulation
   args.repeats = 10 if args.repeats is None else args.repeats
   try:
@@ -531,7 +519,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if len(args.shape) != 3 or min(args.shape) < 1:
       raise ValueError
   except ValueError:
-    raise UsageError(f"--image_shape takes H,W,C (e.g. 32,32,3), got "
+    raise InputError(f"--image_shape takes H,W,C (e.g. 32,32,3), got "
                      f"{args.image_shape!r}") from None
   return args
 
@@ -542,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
       print(f"plot written to {plot_files(args.plot, args.out)}")
       return 0
-  except ValueError as e:  # UsageError, or a --plot file that is not one
+  except InputError as e:  # the command line, or a --plot file
     print(f"error: {e}", file=sys.stderr)
     return 2
   shape = args.shape

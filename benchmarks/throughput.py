@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import statistics
 import sys
@@ -64,6 +63,7 @@ import ml_collections  # noqa: E402
 import analysis  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402  (train.compile_train: the function timed here)
+from benchmarks import report_files  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
 from models import torch_convert  # noqa: E402
 from training import config as config_lib  # noqa: E402
@@ -73,7 +73,7 @@ from training import parallel  # noqa: E402
 from training import steps as steps_lib  # noqa: E402
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(report_files.InputError):
   """Bad input: one line for the user, exit status 2."""
 
 
@@ -562,18 +562,9 @@ def plot_files(entries: Sequence[str], out: str | None) -> str:
   (the label defaults to the file's name; files of one label are one series), written to
   ``out`` or beside the first."""
   runs: dict[str, list] = {}
-  for entry in entries:
-    path, _, label = entry.partition("=")
-    try:
-      with open(path) as f:
-        rows = json.load(f)["rows"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-      raise BenchmarkError(f"--plot {path}: not a JSON file that --out wrote "
-                           f"({type(e).__name__}: {e})") from None
-    runs.setdefault(label or os.path.splitext(os.path.basename(path))[0], []).extend(rows)
-  out = out or os.path.splitext(entries[0].partition("=")[0])[0] + ".png"
-  if not out.endswith(".png"):
-    raise BenchmarkError(f"--out {out}: with --plot, give a .png file")
+  for label, record in report_files.read(entries):
+    runs.setdefault(label, []).extend(record["rows"])
+  out = report_files.plot_path(entries, out)
   plot(list(runs.items()), out)
   return out
 
@@ -634,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       cases = [make_case(**{**common, **e}) for e in entries]  # all checked before any runs
     else:
       cases = [make_case(model=args.model, config=args.config, **common)]
-  except (BenchmarkError, config_lib.ConfigError) as e:
+  except (report_files.InputError, config_lib.ConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   timing = dict(warmup=args.warmup, windows=args.windows, window_steps=args.window_steps)
@@ -644,16 +635,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown_table(rows)
     print("\n" + table)
     if args.out:
-      os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-      with open(args.out, "w") as f:
-        f.write(table + "\n")
-      stem = args.out[:-3] if args.out.endswith(".md") else args.out
-      with open(stem + ".json", "w") as f:
-        json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                   "argv": sys.argv if argv is None else list(argv),
-                   "load_average": os.getloadavg()[0],
-                   "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": rows}, f, indent=2)
-      plot([("", rows)], stem + ".png")
+      report_files.write(
+          args.out, table + "\n",
+          {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "argv": sys.argv if argv is None else list(argv),
+           "load_average": os.getloadavg()[0],
+           "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": rows},
+          lambda png: plot([("", rows)], png))
   return 0
 
 
