@@ -117,9 +117,18 @@ def base() -> ml_collections.ConfigDict:
   # or globs whose "*" spans "/"), each optionally ":epochs" it trains first, e.g.
   # "whiten/kernel,whiten/bias:3" (airbench).
   c.freeze = ""
+  # With freeze_anneal, a parameter that trains for its first E epochs ("pattern:E" above)
+  # does so at a rate falling linearly from the peak to 0 at E, in place of the run's
+  # schedule (airbench94_muon's whitening bias: over its own 3 of 8 epochs).
+  c.freeze_anneal = False
   # Learning-rate multipliers: comma-separated "pattern:m" ("*" spans "/"), e.g.
   # "*/norm*/bias:64" (airbench94's BatchNorm biases); each parameter named at most once.
   c.lr_mults = ""
+  # Weight-decay multipliers, the same way: the parameters named decay at m times
+  # weight_decay, biases and norm parameters too (others: kernels at 1, the rest 0), e.g.
+  # "*/norm*/bias:12.64" (airbench94_muon's per-group decay). Coupled L2 only: sgd, adam,
+  # rmsprop, sdlm and muon's SGD part.
+  c.wd_mults = ""
   # The model family's data-dependent init (airbench: the whitening filters from the
   # patches of this many first training images, normalised); 0: off.
   c.data_init_images = 0

@@ -39,6 +39,8 @@ Choices where we differ from airbench94.py, and why:
   learning-rate parameterisation are optimizer choices, left to the config (which uses
   SGD with Nesterov momentum or Muon, and EMA where it helps).
 * ``widths`` is a field, so the speedrun's CPU config can run a narrow net.
+* airbench94_muon's classifier (``head_unit_std`` with ``scaling_factor = 1 / 256``):
+  the weights rescaled to standard deviation 1 at init, the logits divided by the width.
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ def dirac_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32)
   n = min(cin, cout)
   eye = jnp.zeros((kh, kw, cin, n), dtype).at[kh // 2, kw // 2].set(jnp.eye(cin, n, dtype=dtype))
   return w.at[..., :n].set(eye)
+
+
+def unit_std_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
+  """PyTorch's default init divided by its own standard deviation (airbench94_muon's
+  classifier: ``w *= 1 / w.std()``; torch's ``std`` is the unbiased one)."""
+  w = torch_default_init(key, shape, dtype)
+  return w / jnp.std(w, ddof=1)
 
 
 def whitening_filters(images: np.ndarray, kernel_size: int = 2, eps: float = 5e-4) -> np.ndarray:
@@ -121,6 +130,9 @@ class Airbench(nn.Module):
   whiten_kernel: int = 2
   bn_momentum: float = 0.6  # the weight of the old running statistics
   scaling_factor: float = 1 / 9  # the logits' scale
+  # airbench94_muon: the classifier's PyTorch-default weights rescaled to standard
+  # deviation 1 at init (``w *= 1 / w.std()``), with scaling_factor = 1 / width.
+  head_unit_std: bool = False
   dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
@@ -140,7 +152,8 @@ class Airbench(nn.Module):
     for i, features in enumerate(self.widths):
       x = ConvGroup(features, self.bn_momentum, self.dtype, name=f"group{i + 1}")(x, train)
     x = jnp.max(x, axis=(1, 2))  # MaxPool2d(3) over the final 3x3 map
-    x = nn.Dense(self.num_classes, use_bias=False, kernel_init=torch_default_init,
+    x = nn.Dense(self.num_classes, use_bias=False,
+                 kernel_init=unit_std_init if self.head_unit_std else torch_default_init,
                  dtype=self.dtype, param_dtype=jnp.float32, name="head")(x)
     return x * self.scaling_factor
 

@@ -433,6 +433,43 @@ def test_lr_mults_scale_the_named_updates():
                  "head": {"kernel": pytest.approx(-0.05), "bias": pytest.approx(-0.05)}}
 
 
+def test_freeze_anneal_steps_the_named_parameter_down_to_zero_at_its_epochs():
+  """Linear schedule 1 -> 0 over 8 steps; the bias trains for 4 steps (2 epochs of 2) at
+  a rate 1 - step / 4 in place of the schedule's 1 - step / 8, then keeps its value."""
+  c = _config(optimizer="sgd", learning_rate=1.0, momentum=0.0, schedule="linear",
+              num_epochs=4, freeze="whiten/bias:2", freeze_anneal=True)
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 2), steps_per_epoch=2)
+  params = {"whiten": {"bias": jnp.zeros(2)}, "head": {"kernel": jnp.zeros((2, 2))}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  state, rates = tx.init(params), []
+  for _ in range(6):
+    u, state = tx.update(grads, state, params)
+    rates.append((-float(u["whiten"]["bias"][0]), -float(u["head"]["kernel"][0, 0])))
+  assert [b for b, _ in rates] == pytest.approx([1, 0.75, 0.5, 0.25, 0, 0], abs=1e-6)
+  assert [h for _, h in rates] == pytest.approx([1 - s / 8 for s in range(6)], abs=1e-6)
+  c.freeze = ""
+  with pytest.raises(optim.ParameterSpecError, match="freeze_anneal anneals.*names none"):
+    optim.create_optimizer(c, optim.create_schedule(c, 2))
+
+
+def test_wd_mults_decay_the_named_parameters_biases_too():
+  c = _config(optimizer="sgd", learning_rate=1.0, momentum=0.0, schedule="constant",
+              weight_decay=0.1, wd_mults="*/norm*/bias:3, head/kernel:0")
+  tx = optim.create_optimizer(c, optim.create_schedule(c, 1))
+  params = {"g1": {"norm1": {"bias": jnp.full(3, 2.0)}, "conv": {"kernel": jnp.full((3, 3), 2.0)}},
+            "head": {"kernel": jnp.full((3, 2), 2.0), "bias": jnp.full(2, 2.0)}}
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)  # only the decay moves them
+  got = jax.tree.map(lambda u: float(u.ravel()[0]), updates)
+  assert got == {"g1": {"norm1": {"bias": pytest.approx(-0.6)},  # 0.1 * 3 * 2
+                        "conv": {"kernel": pytest.approx(-0.2)}},  # a kernel: 0.1 * 2
+                 "head": {"kernel": 0.0, "bias": 0.0}}  # named at 0; a bias, not named
+  for name in ("adamw", "lamb"):  # their decay is decoupled: the multipliers do not apply
+    c.optimizer = name
+    with pytest.raises(optim.ParameterSpecError, match=f"wd_mults.*{name!r}"):
+      optim.create_optimizer(c, optim.create_schedule(c, 1))
+
+
 def test_parameter_spec_errors_name_the_field_and_entry():
   params = {"whiten": {"kernel": jnp.ones((2, 2, 1, 8))}, "head": {"kernel": jnp.ones((8, 3))}}
   for field, spec, match in (
@@ -441,7 +478,8 @@ def test_parameter_spec_errors_name_the_field_and_entry():
       ("freeze", "whiten:x", "must be a number"), ("freeze", "whiten:-1", ">= 0"),
       ("freeze", "whiten,*/kernel", "whiten/kernel is named by 'whiten' and '\\*/kernel'"),
       ("lr_mults", "head", "config.lr_mults: 'head' needs a value"),
-      ("lr_mults", "head:2,heads:3", "'heads' names no parameter")):
+      ("lr_mults", "head:2,heads:3", "'heads' names no parameter"),
+      ("wd_mults", "head/bias:2", "config.wd_mults: 'head/bias' names no parameter")):
     c = _config(**{field: spec})
     with pytest.raises(optim.ParameterSpecError, match=match):
       optim.create_optimizer(c, optim.create_schedule(c, 1)).init(params)

@@ -1,12 +1,14 @@
 """The speedrun's pieces: test-time flip averaging (``eval_mode=flip``), the config, and
 ``benchmarks/speedrun.py`` with train.py's training-time clock."""
 
+import functools
 import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import input_pipeline
@@ -15,6 +17,7 @@ from benchmarks import speedrun
 from configs import common
 from input_pipeline import recipe
 from training import config as config_lib
+from training import optim
 from training import steps as steps_lib
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "speedrun_fashion_mnist.py")
@@ -140,6 +143,61 @@ def test_whiten_and_bias64_add_airbenchs_init_frozen_layer_and_bias_rate_only():
   assert both["lr_mults"] == "*/norm*/bias:64"
   whiten = config_lib.load_config(f"{CONFIG}:muon,whiten")
   assert (whiten.freeze, whiten.lr_mults) == (both["freeze"], "")
+
+
+def _torch_sgd(p, grads, rates, decay, momentum=0.85):
+  """torch.optim.SGD(nesterov=True, weight_decay=decay) on the given gradients, in numpy."""
+  buf, out = None, []
+  for g, lr in zip(grads, rates):
+    d = g + decay * p
+    buf = d if buf is None else momentum * buf + d
+    p = p - lr * (d + momentum * buf)
+    out.append(p)
+  return out
+
+
+def test_airbench94_muon_steps_each_group_as_its_sgd_on_the_summed_loss():
+  """The biases, the head and the whitening bias move as airbench94_muon.py's SGD groups
+  move them (rates 0.053, 0.67, 0.053, decay 2e-6 * batch / rate, the summed loss), the
+  whitening bias at a rate that reaches 0 at its own last epoch."""
+  checked = config_lib.check(f"{CONFIG}:airbench94_muon,tiny")
+  c, model = checked.config, checked.model
+  assert (model.head_unit_std, model.scaling_factor) == (True, 1 / 16)  # tiny widths 8/16/16
+  per_epoch = c.synthetic.num_train // c.batch_size
+  total, whiten_steps = c.num_epochs * per_epoch, per_epoch  # the tiny variant's 1 epoch
+  schedule = optim.create_schedule(c, per_epoch)
+  tx = optim.create_optimizer(c, schedule, per_epoch)
+  params = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
+      jnp.zeros((1, *checked.image_shape)))["params"]
+  assert float(jnp.std(params["head"]["kernel"], ddof=1)) == pytest.approx(1.0, rel=1e-5)
+  rng = np.random.default_rng(0)
+  grads = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+           for _ in range(whiten_steps + 2)]
+  @jax.jit
+  def step(p, state, g):
+    updates, state = tx.update(g, state, p)
+    return optax.apply_updates(p, updates), state
+
+  state, p, ours = tx.init(params), params, []
+  for g in grads:
+    p, state = step(p, state, g)
+    ours.append(p)
+  b = c.batch_size
+  for path, rate, own_steps in ((("group2", "norm1", "bias"), 0.053, total),
+                                (("head", "kernel"), 0.67, total),
+                                (("whiten", "bias"), 0.053, whiten_steps)):
+    leaf = lambda tree: np.asarray(functools.reduce(lambda t, k: t[k], path, tree), np.float64)
+    rates = [rate * (1 - s / own_steps) if s < own_steps else 0.0 for s in range(len(grads))]
+    want = _torch_sgd(leaf(params), [b * leaf(g) for g in grads], rates, 2e-6 * b / rate)
+    for s, (got, expected) in enumerate(zip(map(leaf, ours), want)):
+      np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-6, err_msg=f"{path} step {s}")
+  np.testing.assert_array_equal(ours[-1]["whiten"]["kernel"], params["whiten"]["kernel"])
+  full = config_lib.load_config(f"{CONFIG}:airbench94_muon")
+  assert (full.batch_size, full.num_epochs, full.model_kwargs.widths) == (2000, 8, (64, 256, 256))
+  assert full.model_kwargs.scaling_factor == 1 / 256
+  assert (full.muon.learning_rate, full.muon.beta, full.muon.ns_steps) == (0.24, 0.6, 3)
+  with pytest.raises(config_lib.ConfigError, match="airbench94_muon.*drop muon, bias64"):
+    config_lib.load_config(f"{CONFIG}:airbench94_muon,muon,bias64")
 
 
 def test_warmup_and_final_rate_follow_overrides_of_epochs_and_batch():

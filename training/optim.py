@@ -25,6 +25,7 @@ import models
 from training import sdlm
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm", "muon")
+COUPLED_L2 = ("sgd", "adam", "rmsprop", "sdlm", "muon")  # muon: its SGD part
 SCHEDULES = ("constant", "step", "cosine", "linear")
 
 
@@ -114,15 +115,26 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   if config.get("lr_mults"):
     tx = optax.chain(tx, scale_by_parameter(config.lr_mults))
   if config.get("freeze"):
-    tx = optax.chain(tx, freeze(config.freeze, steps_per_epoch))
+    anneal = (schedule, peak_learning_rate(config)) if config.get("freeze_anneal") else None
+    tx = optax.chain(tx, freeze(config.freeze, steps_per_epoch, anneal))
+  elif config.get("freeze_anneal"):
+    raise ParameterSpecError("config.freeze_anneal anneals the parameters that "
+                             "config.freeze names, and it names none; set config.freeze "
+                             "(e.g. whiten/bias:3) or drop freeze_anneal")
   return tx
 
 
 def _base_optimizer(config: ml_collections.ConfigDict,
                     schedule: optax.Schedule) -> optax.GradientTransformation:
-  name, wd = config.optimizer, config.weight_decay
+  name, wd, wd_mults = config.optimizer, config.weight_decay, config.get("wd_mults", "")
+  if wd_mults and name not in COUPLED_L2:
+    raise ParameterSpecError(f"config.wd_mults scales coupled L2 decay ({', '.join(COUPLED_L2)}"
+                             f"), and optimizer {name!r} decays its weights its own way; "
+                             "drop wd_mults or use one of those")
 
   def coupled_l2(tx):  # classic L2: the decay is added to the gradient, before the step
+    if wd_mults:
+      return optax.chain(add_decay_by_parameter(wd, wd_mults), tx)
     return optax.chain(optax.add_decayed_weights(wd, decay_mask), tx) if wd else tx
 
   if name == "sgd":
@@ -335,12 +347,20 @@ def _with_values(fn, updates, values):
   return jax.tree.map(lambda u, v: u if v is None else fn(u, v), updates, values)
 
 
-def freeze(spec: str, steps_per_epoch: int) -> optax.GradientTransformation:
+def freeze(spec: str, steps_per_epoch: int,
+           anneal: tuple[optax.Schedule, float] | None = None) -> optax.GradientTransformation:
   """Zeroes the final update of the parameters that ``spec`` names (``pattern[:E]``,
   comma-separated) from the start, or after E epochs, so that they keep their values (as
   airbench's whitening filters, set from the data and never trained, and its whitening
   bias, trained for the first 3 epochs). The last transform of the chain: weight decay
-  and every optimizer's step are held off too."""
+  and every optimizer's step are held off too.
+
+  With ``anneal = (schedule, peak)`` (``config.freeze_anneal``) a parameter that trains
+  for its first E epochs does so at a rate that falls linearly from ``peak`` to 0 over
+  those epochs, in place of the run's ``schedule``: its update is multiplied by
+  ``peak * (1 - step / S) / schedule(step)`` (S = E epochs in steps; 0 where the schedule
+  is 0). airbench94_muon's whitening bias: rate ``0.053 * (1 - step / S)`` for S = 3 of
+  the 8 epochs, where the other biases' falls over all 8."""
   entries = parse_parameter_spec("freeze", spec, default=0.0)
 
   def init_fn(params):
@@ -350,9 +370,45 @@ def freeze(spec: str, steps_per_epoch: int) -> optax.GradientTransformation:
   def update_fn(updates, state, params=None):
     del params
     epochs = parameter_values("freeze", entries, updates)
-    updates = _with_values(lambda u, e: jnp.where(state.count < round(e * steps_per_epoch),
-                                                  u, jnp.zeros_like(u)), updates, epochs)
-    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+    count = state.count
+
+    def held(u, e):
+      steps = round(e * steps_per_epoch)
+      if anneal is not None and steps:
+        schedule, peak = anneal
+        rate = jnp.asarray(schedule(count), jnp.float32)
+        own = peak * (1.0 - count.astype(jnp.float32) / steps)
+        u = u * jnp.where(rate > 0, own / jnp.where(rate > 0, rate, 1.0), 0.0).astype(u.dtype)
+      return jnp.where(count < steps, u, jnp.zeros_like(u))
+
+    updates = _with_values(held, updates, epochs)
+    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def add_decay_by_parameter(weight_decay: float, spec: str) -> optax.GradientTransformation:
+  """Coupled L2 with a multiplier per parameter: adds ``weight_decay * m * p`` to each
+  gradient, where m is the value of the ``spec`` entry (``pattern:m``, comma-separated;
+  ``config.wd_mults``, big_vision's name) that names the parameter, and for the others 1
+  on kernels and 0 elsewhere (``weight_decay`` alone). So biases and norm parameters can
+  decay too: airbench94_muon decays each group at its summed-loss ``wd / lr``, on the
+  mean loss ``2e-6 / lr``: the classifier at 2.99e-6 and the biases at 12.6 times that."""
+  entries = parse_parameter_spec("wd_mults", spec)
+
+  def init_fn(params):
+    parameter_values("wd_mults", entries, params)  # the names checked when the state is made
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("add_decay_by_parameter needs the parameters")
+    mults = parameter_values("wd_mults", entries, params)
+
+    def add(u, p, m, kernel):
+      m = float(kernel) if m is None else m
+      return u + (weight_decay * m) * p if weight_decay * m else u
+    return jax.tree.map(add, updates, params, mults, decay_mask(params)), state
 
   return optax.GradientTransformation(init_fn, update_fn)
 
