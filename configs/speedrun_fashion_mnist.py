@@ -66,12 +66,12 @@ Arguments (comma-separated):
   its summed loss, each decayed at 2e-6 / its rate; every rate linear from the peak to 0
   with no warm-up, the whitening bias's over its own 3 epochs
   (``freeze_anneal``); the whitening layer from the data; logits divided by 256, the
-  classifier's weights at standard deviation 1; the raw weights, six test views. What
-  differs from the script: one input channel where the anchor repeats the grey image
-  three times (8 whitening filters, not 24), flips drawn per image each step where it
-  flips a fixed half and then all every other epoch, the six views' softmax averaged
-  evenly where it averages their logits with weights 1/4 and 1/8, float32 where it
-  computes in float16, and optax's Muon (its Nesterov momentum bias-corrected).
+  classifier's weights at standard deviation 1; its alternating flip
+  (``augment.flip_mode=alternate``); the raw weights, six test views. What differs from
+  the script: one input channel where the anchor repeats the grey image three times (8
+  whitening filters, not 24), the six views' softmax averaged evenly where it averages
+  their logits with weights 1/4 and 1/8, float32 where it computes in float16, and
+  optax's Muon (its Nesterov momentum bias-corrected).
 - ``epochs=N``: the number of passes (default: the variant's).
 - ``tiny``: seconds, on synthetic data, for the tests.
 
@@ -214,6 +214,7 @@ def use_airbench94_muon(c, num_epochs: int, tiny: bool = False) -> None:
   c.model_kwargs.scaling_factor = 1 / c.model_kwargs.widths[-1]  # 1 / the head's width
   c.model_kwargs.head_unit_std = True
   c.ema_decay = 0.0
+  c.augment.flip_mode = "alternate"  # a fixed random half mirrored, then all every other epoch
   c.augment.eval_mode = "flip_translate"  # its tta_level=2 views
   c.eval_every_epochs = c.num_epochs
   c.checkpoint_every_epochs = c.num_epochs

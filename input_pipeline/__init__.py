@@ -8,6 +8,7 @@ Importing this package does not import TensorFlow: it is imported only when a
 TFDS dataset is loaded, because the accelerator machines do not have it.
 """
 
+from input_pipeline.augment import alternating_flip
 from input_pipeline.augment import apply_ops
 from input_pipeline.augment import center_crop
 from input_pipeline.augment import color_jitter
@@ -34,6 +35,7 @@ from input_pipeline.device import num_eval_batches
 from input_pipeline.device import put_on_mesh
 from input_pipeline.device import steps_per_epoch
 from input_pipeline.device import train_batch
+from input_pipeline.device import train_indices
 from input_pipeline.recipe import Plan
 from input_pipeline.recipe import Recipe
 from input_pipeline.recipe import RecipeError
@@ -46,6 +48,7 @@ __all__ = [
     "Recipe",
     "RecipeError",
     "add_background_class",
+    "alternating_flip",
     "apply_ops",
     "center_crop",
     "color_jitter",
@@ -68,6 +71,7 @@ __all__ = [
     "steps_per_epoch",
     "ten_crop",
     "train_batch",
+    "train_indices",
     "translate_views",
     "train_subset",
 ]

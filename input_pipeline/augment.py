@@ -72,6 +72,18 @@ def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
   return jnp.where(flip[:, None, None, None], images[:, :, ::-1, :], images)
 
 
+def alternating_flip(key: jax.Array, images: jax.Array, example_ids: jax.Array,
+                     epoch: jax.Array | int) -> jax.Array:
+  """airbench's alternating flip: example ``i`` is mirrored in even epochs if a fixed
+  coin, ``bernoulli(fold_in(key, i))``, says so, and in odd epochs if it does not, so
+  every two consecutive epochs show each image once each way (where random flips leave
+  a quarter of the images unmirrored, and a quarter mirrored, over two epochs). ``key``
+  is the run's, the same at every step."""
+  coins = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(key, i)))(example_ids)
+  flip = coins != (jnp.asarray(epoch) % 2 == 1)
+  return jnp.where(flip[:, None, None, None], images[:, :, ::-1, :], images)
+
+
 def distortion_matrices(key: jax.Array, batch: int, translate: float = 2.0,
                         scale: float = 0.15, squeeze: float = 0.15,
                         shear: float = 0.3) -> tuple[jax.Array, jax.Array]:
@@ -694,13 +706,17 @@ def translate_views(images: jax.Array, mode: str = "constant") -> jax.Array:
 
 
 def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],
-              labels: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
+              labels: jax.Array | None = None, *, example_ids: jax.Array | None = None,
+              epoch: jax.Array | int | None = None,
+              run_key: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
   """Runs a plan's device ops (``recipe.plan``) on a batch, in order.
 
   Each op draws from ``fold_in(key, its index)``. ``mixup_cutmix`` turns ``labels``
   into soft targets; otherwise the labels come back unchanged. Evaluation chains
   (``key`` None) are deterministic; ``ten_crop``, ``flip_views``,
   ``flip_translate_views`` and ``translate_views`` add a view axis after the batch.
+  ``alternate_flip`` needs the batch's ``example_ids`` (indices into the training set),
+  the ``epoch`` and a ``run_key`` that stays the same over the run.
 
   Returns:
     (images, targets).
@@ -723,6 +739,11 @@ def apply_ops(key: jax.Array | None, images: jax.Array, ops: Sequence[Any],
       i += 1
     elif op == "flip":
       images = random_flip(k, images)
+    elif op == "alternate_flip":
+      if example_ids is None or epoch is None or run_key is None:
+        raise ValueError("alternate_flip needs the examples' indices, the epoch and the "
+                         "run's key (the device pipeline's training step passes them)")
+      images = alternating_flip(run_key, images, example_ids, epoch)
     elif op == "distort":
       images = distort(k, images, kw["prob"], kw["translate"], kw["scale"],
                        kw["squeeze"], kw["shear"])

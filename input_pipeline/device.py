@@ -67,16 +67,22 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size
 
 
-def train_batch(images: jax.Array, labels: jax.Array, perm: jax.Array,
-                step_in_epoch: jax.Array | int,
-                batch_size: int) -> tuple[jax.Array, jax.Array]:
-  """Rows perm[step_in_epoch * batch_size:][:batch_size] of images and labels.
+def train_indices(perm: jax.Array, step_in_epoch: jax.Array | int,
+                  batch_size: int) -> jax.Array:
+  """perm[step_in_epoch * batch_size:][:batch_size]: the training examples of the step.
 
   `step_in_epoch` must be below ``steps_per_epoch``: ``dynamic_slice`` clamps
   a start past the end, which would silently repeat the last full batch.
   """
   start = jnp.asarray(step_in_epoch, jnp.int32) * batch_size
-  idx = jax.lax.dynamic_slice(perm, (start,), (batch_size,))
+  return jax.lax.dynamic_slice(perm, (start,), (batch_size,))
+
+
+def train_batch(images: jax.Array, labels: jax.Array, perm: jax.Array,
+                step_in_epoch: jax.Array | int,
+                batch_size: int) -> tuple[jax.Array, jax.Array]:
+  """Rows ``train_indices(perm, step_in_epoch, batch_size)`` of images and labels."""
+  idx = train_indices(perm, step_in_epoch, batch_size)
   # Indices come from a permutation, so clipping never triggers; it only
   # spares the gather the out-of-bounds fill path.
   return (jnp.take(images, idx, axis=0, mode="clip"),

@@ -51,6 +51,7 @@ IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
                    (-0.5836, -0.6948, 0.4203))
 
 CROP_MODES = ("constant", "reflect", "edge", "wrap")
+FLIP_MODES = ("random", "alternate")
 RESIZE_METHODS = ("bilinear", "bicubic")
 ERASE_MODES = ("uniform", "pixel")
 # The evaluation modes whose views are all taken from the central image_size crop.
@@ -70,6 +71,7 @@ PLACEMENT = {
     "random_crop": ("host", "device"),
     "center_crop": ("host", "device"),
     "flip": ("host", "device"),
+    "alternate_flip": ("device",),  # needs each example's index and the epoch
     "distort": ("device",),  # batched resampling; after a host crop, sizes are fixed
     "translate": ("device",),  # needs fixed-size images
     "rand_augment": ("device",),
@@ -110,6 +112,10 @@ class Recipe:
   scale_jitter: tuple[int, int] = (0, 0)
   resize_method: str = "bilinear"  # bilinear | bicubic [interpolation]
   flip: bool = False  # horizontal flip (not for digits) [hflip 0.5]
+  # random: each image mirrored with probability 1/2 at each step; alternate (airbench):
+  # mirrored by a fixed random choice per image in even epochs and the other way in odd
+  # ones, so that any two consecutive epochs show each image both ways (device data only).
+  flip_mode: str = "random"
   # LeNet-5's "distorted" training set (LeCun et al. 1998, Sec. III.C): each example,
   # with probability distort_prob (the paper's mix: 0.9; 0 = off), is moved by a
   # random affine map, every magnitude uniform in its range (augment.distort). The
@@ -184,12 +190,16 @@ class Recipe:
   def check(self) -> None:
     """Choices, ranges and combinations that make no sense on any input path."""
     for name, value, options in (("crop_mode", self.crop_mode, CROP_MODES),
+                                 ("flip_mode", self.flip_mode, FLIP_MODES),
                                  ("resize_method", self.resize_method, RESIZE_METHODS),
                                  ("erase_mode", self.erase_mode, ERASE_MODES),
                                  ("eval_mode", self.eval_mode, EVAL_MODES)):
       if value not in options:
         raise RecipeError(f"config.augment.{name}={value!r} is not one of "
                           f"{', '.join(options)}")
+    if self.flip_mode != "random" and not self.flip:
+      raise RecipeError(f"config.augment.flip_mode={self.flip_mode!r} says how to mirror, "
+                        "and flip is off; set --config.augment.flip=true or drop flip_mode")
     for name in ("crop_padding", "color_jitter", "lighting", "mixup", "cutmix",
                  "eval_crop_pct", "distort_translate", "distort_shear"):
       if getattr(self, name) < 0:
@@ -391,7 +401,13 @@ def plan(recipe: Recipe, *, source: str, image_size: int, channels: int,
         "the host pipeline needs a crop that makes its variable-size images "
         f"{size}x{size}: set --config.augment.inception_crop=true or "
         "--config.augment.scale_jitter=256,256 (or use --config.input_pipeline=device)")
-  if r.flip:
+  if r.flip and r.flip_mode == "alternate":
+    if host:
+      raise RecipeError("config.augment.flip_mode='alternate' mirrors each image by its "
+                        "index and the epoch, which the host pipeline does not track; use "
+                        "flip_mode=random or --config.input_pipeline=device")
+    train_device.append(op("alternate_flip"))
+  elif r.flip:
     crop_ops.append(op("flip"))
   if r.distort_prob:
     train_device.append(op("distort", prob=float(r.distort_prob),

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from input_pipeline import alternating_flip
 from input_pipeline import apply_ops
 from input_pipeline import center_crop
 from input_pipeline import color_jitter
@@ -129,6 +130,30 @@ def test_flip_is_per_example_and_involutive():
   assert (flipped ^ kept).all()  # Each example is one or the other...
   assert 10 < flipped.sum() < 54  # ...and both happen within one batch.
   np.testing.assert_array_equal(random_flip(key, jnp.asarray(y)), x)
+
+
+def test_alternating_flip_shows_each_image_both_ways_in_two_epochs():
+  x = jnp.asarray(_images(b=64))
+  ids = jnp.arange(100, 164)
+  key = jax.random.key(5)
+
+  def mirrored(epoch, ids=ids, key=key):
+    y = np.asarray(jax.jit(alternating_flip)(key, x, ids, epoch))
+    out = np.array([np.array_equal(y[i], np.asarray(x)[i, :, ::-1]) for i in range(64)])
+    kept = np.array([np.array_equal(y[i], np.asarray(x)[i]) for i in range(64)])
+    assert (out ^ kept).all()
+    return out
+
+  first = mirrored(0)
+  assert 10 < first.sum() < 54  # a random half, fixed per example...
+  np.testing.assert_array_equal(mirrored(1), ~first)  # ...the other way the next epoch
+  np.testing.assert_array_equal(mirrored(6), first)
+  # The coin is the example's (its index), not its place in the batch; another run's key
+  # draws other coins.
+  np.testing.assert_array_equal(mirrored(0, ids=ids[::-1])[::-1], first)  # ids reversed
+  assert (mirrored(0, key=jax.random.key(6)) != first).any()
+  with pytest.raises(ValueError, match="alternate_flip needs the examples' indices"):
+    apply_ops(key, x, (op("alternate_flip"),))
 
 
 def test_augment_flip_without_crop_only_flips():

@@ -32,7 +32,7 @@ def _expected_ops(r: Recipe, host: bool) -> list[str]:
   if tuple(r.scale_jitter) != (0, 0):
     ops += ["resize_shorter", "random_crop"]
   if r.flip:
-    ops.append("flip")
+    ops.append("alternate_flip" if r.flip_mode == "alternate" else "flip")
   if r.distort_prob:
     ops.append("distort")
   if r.rand_augment:
@@ -148,6 +148,8 @@ def test_printed_plans_of_alexnet_and_vgg():
     (dict(inception_crop=True, scale_jitter=(256, 480)), "two crops"),
     (dict(scale_jitter=(300, 256)), "scale_jitter"),
     (dict(crop_mode="mirror"), "crop_mode='mirror' is not one of"),
+    (dict(flip=True, flip_mode="sideways"), "flip_mode='sideways' is not one of random"),
+    (dict(flip_mode="alternate"), "flip_mode='alternate' says how to mirror, and flip is off"),
     (dict(eval_mode="dense"), "needs eval_scales"),
     (dict(eval_scales=(256,)), "only by eval_mode='dense'"),
     (dict(eval_mode="ten_crop"), "eval_crop_pct in (0, 1)"),
@@ -192,6 +194,12 @@ def test_ops_with_nowhere_to_run_are_refused():
                         scale_jitter=(200, 256)))
   with pytest.raises(RecipeError, match="below the 224-pixel crop"):
     recipe.plan(Recipe.from_config(c.augment), source="host", image_size=224, channels=3)
+  c.augment.update(dict(scale_jitter=(256, 256), flip=True, flip_mode="alternate"))
+  with pytest.raises(RecipeError, match="host pipeline does not track"):
+    recipe.plan(Recipe.from_config(c.augment), source="host", image_size=224, channels=3)
+  plan = recipe.plan(Recipe.from_config(c.augment), source="device", image_size=224,
+                     channels=3, stored_size=256)
+  assert "alternate_flip" in plan.op_names() and "flip" not in plan.op_names()
 
 
 def test_distortions_run_on_the_device_on_either_path():

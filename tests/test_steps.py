@@ -1,5 +1,8 @@
 """The pure train and eval steps."""
 
+import dataclasses
+import types
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -80,6 +83,37 @@ def test_train_step_updates_batch_stats_once_per_micro_batch():
     cfg = steps_lib.StepConfig.normalizing((0.5,) * 3, (0.25,) * 3, grad_accum_steps=3)
     jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(1)))(
         state, steps_lib.zero_metrics(steps_lib.TRAIN_METRICS), images, labels)
+
+
+def test_the_device_loop_gives_the_step_its_examples_and_their_epoch():
+  """What alternate_flip needs: the indices of the step's examples and the epoch."""
+  seen = {}
+
+  def step(state, metrics, images, labels, example_ids=None, epoch=None):
+    seen.update(images=images, labels=labels, ids=example_ids, epoch=epoch)
+    return state, metrics
+
+  loop = steps_lib.device_train_loop(step, batch_size=4, steps_per_epoch=3)
+  perm = jnp.asarray(np.random.default_rng(0).permutation(12), jnp.int32)
+  data = {"train_images": jnp.arange(12.0)[:, None, None, None] * jnp.ones((12, 2, 2, 1)),
+          "train_labels": jnp.arange(12) + 100}
+  state = types.SimpleNamespace(step=jnp.int32(7))  # epoch 2, its second batch
+  loop(state, {}, data, perm, 1, False)
+  assert int(seen["epoch"]) == 2
+  np.testing.assert_array_equal(seen["ids"], perm[4:8])
+  np.testing.assert_array_equal(seen["images"][:, 0, 0, 0], perm[4:8])
+  np.testing.assert_array_equal(seen["labels"], perm[4:8] + 100)
+  # The step passes them on to the plan's ops: without them, alternate_flip cannot run.
+  model, tx, state = _setup()
+  cfg = steps_lib.StepConfig.normalizing((0.5,), (0.5,))
+  cfg = dataclasses.replace(cfg, train_ops=(recipe.op("alternate_flip"), *cfg.train_ops))
+  train = jax.jit(steps_lib.make_train_step(model, tx, cfg, jax.random.key(0)))
+  x, y = _batch(4)
+  with pytest.raises(ValueError, match="alternate_flip needs the examples' indices"):
+    train(state, steps_lib.zero_metrics(steps_lib.TRAIN_METRICS), x, y)
+  new, _ = train(state, steps_lib.zero_metrics(steps_lib.TRAIN_METRICS), x, y,
+                 jnp.arange(4), jnp.int32(0))
+  assert int(new.step) == 1
 
 
 def test_eval_step_masks_padding():

@@ -241,11 +241,17 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
 
   forward_backward = loss_and_grads if k == 1 else accumulated
 
-  def train_step(state: TrainState, metrics: dict, images: jax.Array, labels: jax.Array):
+  def train_step(state: TrainState, metrics: dict, images: jax.Array, labels: jax.Array,
+                 example_ids: jax.Array | None = None, epoch: jax.Array | None = None):
     images, labels = constrain((images, labels))
     rng = jax.random.fold_in(base_rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
-    x, targets = input_pipeline.apply_ops(aug_rng, images, cfg.train_ops, labels)
+    # example_ids, epoch: the device pipeline's, for ops that follow an example over the
+    # epochs (alternate_flip, whose coins are the run's: base_rng folded with 2^32 - 1, a
+    # step the run never reaches).
+    x, targets = input_pipeline.apply_ops(
+        aug_rng, images, cfg.train_ops, labels, example_ids=example_ids, epoch=epoch,
+        run_key=jax.random.fold_in(base_rng, 2**32 - 1))
     loss, logits, batch_stats, grads = forward_backward(
         state.params, state.batch_stats, x, targets, dropout_rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -365,10 +371,10 @@ def device_train_loop(train_step: Callable, batch_size: int, steps_per_epoch: in
   def loop(state, metrics, data, perm, num_steps, looped: bool):
     def body(_, carry):
       state, metrics = carry
-      images, labels = input_pipeline.train_batch(
-          data["train_images"], data["train_labels"], perm,
-          state.step % steps_per_epoch, batch_size)
-      return train_step(state, metrics, images, labels)
+      idx = input_pipeline.train_indices(perm, state.step % steps_per_epoch, batch_size)
+      images = jnp.take(data["train_images"], idx, axis=0, mode="clip")
+      labels = jnp.take(data["train_labels"], idx, axis=0, mode="clip")
+      return train_step(state, metrics, images, labels, idx, state.step // steps_per_epoch)
     if not looped:  # one step, no loop: XLA:CPU runs convolutions ~7x slower in loops
       return body(0, (state, metrics))
     return jax.lax.fori_loop(0, num_steps, body, (state, metrics))
