@@ -45,6 +45,9 @@ def base() -> ml_collections.ConfigDict:
   # Add a "none of the above" class (blank and off-centre digits, labelled num_classes)
   # to both splits, as LeNet-5's sliding-window training did (input_pipeline/background.py).
   c.background_class = False
+  # A one-channel dataset's grey images repeated as R, G and B on load (for RGB networks
+  # and weights on digits; the airbench Fashion-MNIST anchor's 32x32x3). In memory only.
+  c.grey_to_rgb = False
   # dataset (its mean/std) | symmetric ([-1, 1]) | unit ([0, 1]) | imagenet (the
   # ImageNet mean/std that torchvision and timm weights expect) | lenet5 (background
   # -0.1, ink 1.175: LeCun et al. 1998, Sec. III.A)

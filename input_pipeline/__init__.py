@@ -27,6 +27,7 @@ from input_pipeline.background import add_background_class
 from input_pipeline.datasets import ArrayDataset
 from input_pipeline.datasets import DatasetError
 from input_pipeline.datasets import KNOWN_DATASETS
+from input_pipeline.datasets import grey_to_rgb
 from input_pipeline.datasets import load_dataset
 from input_pipeline.datasets import train_subset
 from input_pipeline.device import epoch_permutation
@@ -58,6 +59,7 @@ __all__ = [
     "eval_batch",
     "flip_translate_views",
     "flip_views",
+    "grey_to_rgb",
     "load_dataset",
     "mixup_cutmix",
     "normalize",

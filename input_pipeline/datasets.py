@@ -218,6 +218,17 @@ def local_file(name: str) -> str | None:
   return None
 
 
+def grey_to_rgb(ds: ArrayDataset) -> ArrayDataset:
+  """The dataset with its one grey channel repeated as R, G and B (mean and std too)."""
+  channels = ds.train_images.shape[-1]
+  if channels != 1:
+    raise DatasetError(f"grey_to_rgb repeats one grey channel, and {ds.name} has {channels}")
+  rgb = lambda x: np.repeat(x, 3, axis=-1)
+  return dataclasses.replace(ds, train_images=rgb(ds.train_images),
+                             test_images=rgb(ds.test_images), mean=tuple(ds.mean) * 3,
+                             std=tuple(ds.std) * 3)
+
+
 def train_subset(ds: ArrayDataset, num_examples: int, seed: int = 0) -> ArrayDataset:
   """The dataset with a fixed, class-balanced subset of ``num_examples`` train images.
 

@@ -191,6 +191,19 @@ def test_data_shape_from_the_config(dataset, image_size, pad, shape, classes):
   assert config_lib.data_shape(c) == (shape, classes)
 
 
+def test_grey_to_rgb_gives_a_grey_dataset_three_channels_and_refuses_others():
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
+  c.dataset, c.pad, c.grey_to_rgb = "npz:/nowhere/fashion_mnist.npz", 2, True
+  assert config_lib.data_shape(c) == ((32, 32, 3), 10)
+  c.dataset = "cifar10"
+  with pytest.raises(config_lib.ConfigError, match="cifar10 has 3 channels; drop grey_to_rgb"):
+    config_lib.data_shape(c)
+  c.dataset, c.image_size = "imagenette/160px-v2", 128  # streamed: the host pipeline
+  with pytest.raises(config_lib.ConfigError, match="grey_to_rgb repeats the channel of a "
+                     "dataset held in memory; this run streams"):
+    config_lib.validate(c)
+
+
 def test_data_shape_reads_an_unknown_npz_header(tmp_path):
   path = tmp_path / "blobs.npz"
   np.savez(path, x_train=np.zeros((4, 12, 12, 3), np.uint8), y_train=np.array([0, 1, 2, 6]),

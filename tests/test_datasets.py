@@ -233,6 +233,20 @@ def test_synthetic_shapes_and_determinism():
   assert not np.array_equal(a.train_images, c.train_images)
 
 
+def test_grey_to_rgb_repeats_the_channel_and_its_statistics():
+  cfg = {"shape": (6, 5, 1), "num_classes": 4, "num_train": 40, "num_test": 12}
+  grey = load_dataset("synthetic", synthetic=cfg)
+  rgb = datasets.grey_to_rgb(grey)
+  assert rgb.train_images.shape == (40, 6, 5, 3) and rgb.test_images.shape == (12, 6, 5, 3)
+  for c in range(3):
+    np.testing.assert_array_equal(rgb.train_images[..., c], grey.train_images[..., 0])
+    np.testing.assert_array_equal(rgb.test_images[..., c], grey.test_images[..., 0])
+  assert rgb.mean == tuple(grey.mean) * 3 and rgb.std == tuple(grey.std) * 3
+  np.testing.assert_array_equal(rgb.train_labels, grey.train_labels)
+  with pytest.raises(DatasetError, match="has 3"):
+    datasets.grey_to_rgb(rgb)
+
+
 def test_synthetic_is_learnable():
   ds = load_dataset("synthetic", synthetic={"shape": (8, 8, 3), "num_train": 500,
                                             "num_test": 200})

@@ -249,6 +249,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       "use --config.loss=cross_entropy or --config.map_j=None")
   in_memory = {"config.background_class adds examples to a dataset held in memory":
                    config.get("background_class"),
+               "config.grey_to_rgb repeats the channel of a dataset held in memory":
+                   config.get("grey_to_rgb"),
                "optimizer=sdlm estimates its curvature on training images held on the "
                "device": config.optimizer == "sdlm",
                "config.data_init_images initialises the model from training images held "
@@ -359,8 +361,20 @@ def data_shape(config: ml_collections.ConfigDict) -> tuple[tuple[int, int, int],
   ``DATASET_SHAPES`` (TFDS base name, or an npz file's stem), or, for an npz file not in
   it, from the file's ``x_train`` header and labels; else 3 channels and 10 classes (and
   a side of 32 without image_size). A dataset of variable-size images (imagenet2012,
-  imagenette) without image_size is a ConfigError, as it is for train.py.
+  imagenette) without image_size is a ConfigError, as it is for train.py. With
+  ``grey_to_rgb`` a one-channel dataset has 3 channels (any other is a ConfigError).
   """
+  shape, num_classes = _stored_shape(config)
+  if config.get("grey_to_rgb"):
+    if shape[-1] != 1:
+      raise ConfigError(f"config.grey_to_rgb repeats one grey channel as three, and "
+                        f"{config.dataset} has {shape[-1]} channels; drop grey_to_rgb")
+    shape = (*shape[:2], 3)
+  return shape, num_classes
+
+
+def _stored_shape(config: ml_collections.ConfigDict) -> tuple[tuple[int, int, int], int]:
+  """``data_shape`` before ``grey_to_rgb``."""
   name = config.dataset
   if name == "synthetic":
     shape = tuple(int(s) for s in config.synthetic.shape)

@@ -83,7 +83,8 @@ def wants_host_pipeline(config: ml_collections.ConfigDict) -> bool:
 
 
 def load_in_memory(config: ml_collections.ConfigDict) -> input_pipeline.ArrayDataset:
-  """The dataset as ``DeviceSource`` holds it: loaded, subset, background class added."""
+  """The dataset as ``DeviceSource`` holds it: loaded, subset, background class added,
+  grey repeated as RGB."""
   ds = input_pipeline.load_dataset(
       config.dataset, data_dir=config.data_dir, image_size=config.image_size,
       pad=config.pad,
@@ -93,6 +94,8 @@ def load_in_memory(config: ml_collections.ConfigDict) -> input_pipeline.ArrayDat
     ds = input_pipeline.train_subset(ds, config.num_train_examples)
   if config.get("background_class"):
     ds = input_pipeline.add_background_class(ds)
+  if config.get("grey_to_rgb"):
+    ds = input_pipeline.grey_to_rgb(ds)
   return ds
 
 
