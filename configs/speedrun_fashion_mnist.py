@@ -69,7 +69,7 @@ Arguments (comma-separated):
   classifier's weights at standard deviation 1; its alternating flip
   (``augment.flip_mode=alternate``); the raw weights, six test views. What differs from
   the script: one input channel where the anchor repeats the grey image three times (8
-  whitening filters, not 24), the six views' softmax averaged evenly where it averages
+  whitening filters, not 24; ``--config.grey_to_rgb=true`` gives its input), the six views' softmax averaged evenly where it averages
   their logits with weights 1/4 and 1/8, float32 where it computes in float16, and
   optax's Muon (its Nesterov momentum bias-corrected).
 - ``epochs=N``: the number of passes (default: the variant's).
