@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from tests import test_train
 from training import parallel
+from training import pretrained
 
 ROOT = test_train.ROOT
 
@@ -178,6 +179,12 @@ def test_devices_processes_and_fsdp_match_one_device(tmp_path, capsys):
                         split, devices=8)
   assert "parameter arrays split over 2 devices" in fsdp.stdout
   np.testing.assert_allclose(_losses(split), a[:4], atol=1e-5, rtol=0)
+  # The 8-device checkpoint read back on this one device, as tools/evaluate.py and
+  # --config.init_from read it (without a target orbax refuses: a topology mismatch).
+  variables, saved_config = pretrained.load_trained(str(split))
+  assert saved_config["mesh"]["fsdp"] == 2
+  assert all(isinstance(v, np.ndarray) for v in jax.tree.leaves(variables))
+  assert {"params", "batch_stats"} <= set(variables)
   proc = test_train.run_here(train, split, capsys)
   assert "resumed from" in proc.stdout and "(step 4/8)" in proc.stdout
   np.testing.assert_allclose(_losses(split), a, atol=1e-5, rtol=0)

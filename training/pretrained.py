@@ -101,9 +101,16 @@ def load_trained(path: str, step: int | None = None,
     raise PretrainedError(f"{path} has no checkpoint of step {step}; it has steps "
                           f"{', '.join(map(str, steps))}")
   import orbax.checkpoint as ocp
-  step_dir = os.path.join(checkpoints, str(step), "default")
+  step_dir = os.path.abspath(os.path.join(checkpoints, str(step), "default"))
   try:
-    state = ocp.StandardCheckpointer().restore(os.path.abspath(step_dir))
+    # Onto this process's first device, whatever devices the run saved from (a run on two
+    # devices or hosts restored without a target is a "topology mismatch").
+    checkpointer = ocp.StandardCheckpointer()
+    saved = checkpointer.metadata(step_dir).item_metadata
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=here),
+                          getattr(saved, "tree", saved))
+    state = checkpointer.restore(step_dir, target)
   except Exception as e:  # noqa: BLE001 - orbax raises many types; all mean "unreadable"
     reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
     raise PretrainedError(f"cannot read the checkpoint of step {step} in {path} "
