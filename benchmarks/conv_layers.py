@@ -180,13 +180,6 @@ def gradient_hlo(model_name: str, batch: int, image_shape: tuple[int, int, int],
   return jax.jit(jax.grad(loss)).lower(params, rest, x).compile().as_text()
 
 
-def _write_out(path: str, text: str) -> None:
-  """``--out``: the listing or table, in a file whose folder is made if need be."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w") as f:
-    f.write(text)
-
-
 def _median_ms(fn: Callable[[], Any], sync: Callable[[Any], Any], repeats: int) -> float:
   sync(fn())  # compile / warm up
   times = []
@@ -380,7 +373,7 @@ def plot(runs: Sequence[tuple[str, dict[str, Any]]], path: str
   kinds = {record["kind"] for _, record in runs}
   if len(kinds) != 1:
     raise InputError(f"--plot: the files hold {' and '.join(sorted(kinds))}; "
-                                  "plot one kind")
+                     "plot one kind")
   kind, first = kinds.pop(), runs[0][1]
   ticks = list(dict.fromkeys(_tick(r, row) for _, r in runs for row in r["rows"]))
   series = {}
@@ -432,7 +425,7 @@ def plot_files(entries: Sequence[str], out: str | None) -> str:
   for entry, (_, record) in zip(entries, runs):
     if record.get("kind") not in PARTS:
       raise InputError(f"--plot {entry.partition('=')[0]}: not a JSON file "
-                                    "that conv_layers.py --out wrote (no kind)")
+                       "that conv_layers.py --out wrote (no kind)")
   out = report_files.plot_path(entries, out)
   plot(runs, out)
   return out
@@ -557,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    + ", ".join(f"{n} x {s}" for s, n in shapes.most_common()))
     print("\n".join(lines))
     if args.out:
-      _write_out(args.out, "\n".join(lines) + "\n")
+      report_files.write_text(args.out, "\n".join(lines) + "\n")
     return 0
   imported = torch_convert.import_torch()
   torch = imported[0] if imported else None

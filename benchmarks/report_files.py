@@ -14,13 +14,18 @@ class InputError(ValueError):
   """Bad input: one line for the user, exit status 2."""
 
 
-def write(out: str, table: str, record: dict[str, Any],
-          draw: Callable[[str], Any]) -> str:
-  """``table`` to ``out`` (its folder made if need be), ``record`` to the JSON file
-  beside it and ``draw(path)``'s plot to the PNG; returns their common stem."""
+def write_text(out: str, text: str) -> None:
+  """``text`` to ``out``, its folder made if need be."""
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out, "w") as f:
-    f.write(table)
+    f.write(text)
+
+
+def write(out: str, table: str, record: dict[str, Any],
+          draw: Callable[[str], Any]) -> str:
+  """``table`` to ``out`` (``write_text``), ``record`` to the JSON file beside it and
+  ``draw(path)``'s plot to the PNG; returns their common stem."""
+  write_text(out, table)
   stem = out[:-3] if out.endswith(".md") else out
   with open(stem + ".json", "w") as f:
     json.dump(record, f, indent=2)

@@ -35,6 +35,7 @@ from input_pipeline.device import eval_batch
 from input_pipeline.device import num_eval_batches
 from input_pipeline.device import put_on_mesh
 from input_pipeline.device import steps_per_epoch
+from input_pipeline.device import take_rows
 from input_pipeline.device import train_batch
 from input_pipeline.device import train_indices
 from input_pipeline.recipe import Plan
@@ -71,6 +72,7 @@ __all__ = [
     "random_resized_crop",
     "scale_jitter_crop",
     "steps_per_epoch",
+    "take_rows",
     "ten_crop",
     "train_batch",
     "train_indices",

@@ -78,15 +78,20 @@ def train_indices(perm: jax.Array, step_in_epoch: jax.Array | int,
   return jax.lax.dynamic_slice(perm, (start,), (batch_size,))
 
 
-def train_batch(images: jax.Array, labels: jax.Array, perm: jax.Array,
-                step_in_epoch: jax.Array | int,
-                batch_size: int) -> tuple[jax.Array, jax.Array]:
-  """Rows ``train_indices(perm, step_in_epoch, batch_size)`` of images and labels."""
-  idx = train_indices(perm, step_in_epoch, batch_size)
+def take_rows(images: jax.Array, labels: jax.Array,
+              idx: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Rows ``idx`` of images and labels."""
   # Indices come from a permutation, so clipping never triggers; it only
   # spares the gather the out-of-bounds fill path.
   return (jnp.take(images, idx, axis=0, mode="clip"),
           jnp.take(labels, idx, axis=0, mode="clip"))
+
+
+def train_batch(images: jax.Array, labels: jax.Array, perm: jax.Array,
+                step_in_epoch: jax.Array | int,
+                batch_size: int) -> tuple[jax.Array, jax.Array]:
+  """Rows ``train_indices(perm, step_in_epoch, batch_size)`` of images and labels."""
+  return take_rows(images, labels, train_indices(perm, step_in_epoch, batch_size))
 
 
 def num_eval_batches(num_examples: int, batch_size: int) -> int:

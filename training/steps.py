@@ -372,8 +372,8 @@ def device_train_loop(train_step: Callable, batch_size: int, steps_per_epoch: in
     def body(_, carry):
       state, metrics = carry
       idx = input_pipeline.train_indices(perm, state.step % steps_per_epoch, batch_size)
-      images = jnp.take(data["train_images"], idx, axis=0, mode="clip")
-      labels = jnp.take(data["train_labels"], idx, axis=0, mode="clip")
+      images, labels = input_pipeline.take_rows(data["train_images"],
+                                                data["train_labels"], idx)
       return train_step(state, metrics, images, labels, idx, state.step // steps_per_epoch)
     if not looped:  # one step, no loop: XLA:CPU runs convolutions ~7x slower in loops
       return body(0, (state, metrics))
