@@ -61,6 +61,26 @@ def test_batchnorm_running_statistics_move_by_0_4_of_the_batch():
   np.testing.assert_allclose(got, 0.4 * pooled.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_batchnorm_variance_of_a_channel_with_a_large_mean(fast):
+  # Channel 0 at 10 +- 1e-3: its variance is 1e-8 of its squared mean, under float32's
+  # resolution, so the one-pass E[x^2] - E[x]^2 loses it and the exact E[(x - E[x])^2]
+  # (PyTorch's) keeps it. The group's dirac-initialised conv passes channel 0 through.
+  z = jax.random.normal(jax.random.key(4), (8, 8, 8, 4))
+  x = z.at[..., 0].set(10.0 + 1e-3 * z[..., 0])
+  group = airbench.ConvGroup(4, bn_fast_variance=fast)
+  variables = group.init(jax.random.key(0), x, train=False)
+  _, new = group.apply(variables, x, train=True, mutable=["batch_stats", "intermediates"],
+                       capture_intermediates=True)
+  normed = np.asarray(new["intermediates"]["norm1"]["__call__"][0])
+  stds = normed.std(axis=(0, 1, 2))
+  np.testing.assert_allclose(stds[1:], 1.0, rtol=1e-3)  # ordinary channels: both agree
+  if fast:
+    assert abs(stds[0] - 1.0) > 0.1, stds[0]
+  else:
+    assert abs(stds[0] - 1.0) < 1e-3, stds[0]
+
+
 def test_logits_are_scaled_by_the_scaling_factor():
   x = jax.random.normal(jax.random.key(3), (2, 28, 28, 1))
   a = models.create_model("airbench94", num_classes=10, widths=(4, 8, 8))
