@@ -21,10 +21,15 @@ or None for a family that declares none.
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
+import sys
+import types
+import typing
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
+import numpy as np
 
 # Top-level parameter names -> (layer id of each name, number of layers L): the stem and
 # embeddings 0, blocks 1..L, what follows the last block L + 1.
@@ -90,6 +95,7 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> nn.Module:
   builder = _REGISTRY[name]
   try:
     check_positive(None, "num_classes", num_classes)
+    _check_field_types(builder, overrides)
     return builder(num_classes=num_classes, **overrides)
   except ModelOptionError as e:
     raise ModelOptionError(f"model {name!r}: {e}") from None
@@ -98,6 +104,60 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> nn.Module:
     raise TypeError(
         f"model {name!r} does not take {sorted(set(overrides) - fields) or overrides}: "
         f"{e}. Its fields are: {', '.join(sorted(fields))}") from None
+
+
+def _check_field_types(builder: Callable[..., nn.Module], overrides: dict[str, Any]) -> None:
+  """A value whose type the field's annotation rules out is a ModelOptionError: a
+  command-line ``--config.model_kwargs.flag=False`` typed as a string would otherwise be
+  a truthy ``"False"`` inside the module. Fields typed beyond bool, int, float, str,
+  tuples and their optional forms (callables, dtypes) are left to the module."""
+  cls = getattr(builder, "func", builder)
+  fields = getattr(cls, "__dataclass_fields__", {})
+  for key, value in overrides.items():
+    if key not in fields:
+      continue  # the call names the unknown field
+    hint = fields[key].type
+    if isinstance(hint, str):  # postponed annotations: resolved where the class lives
+      try:
+        hint = eval(hint, vars(sys.modules[cls.__module__]))  # pylint: disable=eval-used
+      except Exception:  # pylint: disable=broad-except  (a name only a type checker sees)
+        continue
+    if not _accepts(hint, value):
+      raise ModelOptionError(
+          f"{key}={value!r} is a {type(value).__name__}, but the field takes "
+          f"{_type_name(hint)}")
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+  origin = typing.get_origin(hint)
+  if origin in (typing.Union, types.UnionType):
+    return any(_accepts(arm, value) for arm in typing.get_args(hint))
+  if hint is type(None):
+    return value is None
+  if hint is bool:
+    return isinstance(value, (bool, np.bool_))
+  if hint is int:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+  if hint is float:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)))
+  if hint is str:
+    return isinstance(value, str)
+  if hint in (tuple, list) or origin in (tuple, list, collections.abc.Sequence):
+    return isinstance(value, (tuple, list))
+  if origin is typing.Literal:
+    return value in typing.get_args(hint)
+  return True  # Any, callables, dtypes, classes: the module checks them
+
+
+def _type_name(hint: Any) -> str:
+  names = {bool: "a bool (true/false)", int: "an int", float: "a float", str: "a string",
+           type(None): "None"}
+  if typing.get_origin(hint) in (typing.Union, types.UnionType):
+    return " or ".join(_type_name(arm) for arm in typing.get_args(hint))
+  if hint in names:
+    return names[hint]
+  return f"a {getattr(hint, '__name__', None) or str(hint)}"
 
 
 def _check_registered(name: str) -> None:

@@ -52,6 +52,14 @@ def test_overrides_parse_by_field_type():
   assert c.learning_rate == 1.0 and isinstance(c.learning_rate, float)
 
 
+def test_a_new_model_field_parses_true_and_false_as_bools():
+  # model_kwargs fields the config does not set have no declared type here: "false" must
+  # not reach the model as a truthy string.
+  checked = config_lib.check(f"{ROOT}/configs/speedrun_fashion_mnist.py:tiny", [
+      ("model_kwargs.bn_fast_variance", "false"), ("model_kwargs.head_unit_std", "True")])
+  assert checked.model.bn_fast_variance is False and checked.model.head_unit_std is True
+
+
 def test_split_override_args():
   rest, ov = config_lib.split_override_args(
       ["--config", "c.py", "--config.a=1", "--config.b", "2", "--workdir", "w"])
@@ -221,6 +229,9 @@ def test_data_shape_reads_an_unknown_npz_header(tmp_path):
     ("vgg.py:tiny", [("synthetic.shape", "8,8,3")],
      r"^config.model=vgg11 cannot initialise on \(8, 8, 3\) inputs: ValueError: .*too small"),
     ("lenet1989.py", [("num_epochs", "0")], "must be positive"),
+    ("speedrun_fashion_mnist.py:tiny", [("model_kwargs.scaling_factor", "1/256")],
+     r"^config.model_kwargs: model 'airbench94': scaling_factor='1/256' is a str, but "
+     r"the field takes a float$"),
 ])
 def test_check_errors_are_one_line(spec, overrides, match):
   with pytest.raises(config_lib.ConfigError, match=match) as e:

@@ -128,6 +128,23 @@ def test_bad_option_is_one_line_naming_the_valid_values(name, overrides, names, 
   assert valid in msg.partition("; valid values: ")[2], msg
 
 
+@pytest.mark.parametrize("name,overrides,match", [
+    ("airbench94", dict(head_unit_std="false"),
+     "head_unit_std='false' is a str, but the field takes a bool"),
+    ("resnet20", dict(width=1.5), "width=1.5 is a float, but the field takes an int"),
+    ("airbench94", dict(widths="64"), "widths='64' is a str, but the field takes a tuple"),
+])
+def test_a_value_of_the_wrong_type_is_one_line(name, overrides, match):
+  with pytest.raises(models.ModelOptionError, match=f"^model {name!r}: {match}"):
+    create_model(name, num_classes=10, **overrides)
+
+
+def test_values_of_the_declared_types_pass():
+  # An int where a float is declared, a list where a tuple is.
+  model = create_model("airbench94", num_classes=10, scaling_factor=1, widths=[4, 8, 8])
+  assert model.scaling_factor == 1 and tuple(model.widths) == (4, 8, 8)
+
+
 def test_bad_num_classes_and_direct_construction():
   with pytest.raises(models.ModelOptionError, match="num_classes 0; valid values: num_classes > 0"):
     create_model("resnet20", num_classes=0)

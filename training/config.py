@@ -149,7 +149,10 @@ def _parse(key: str, raw: str, current: Any, field_type: type | None) -> Any:
   if isinstance(current, ml_collections.ConfigDict):
     raise ConfigError(f"config.{key} is a group of fields ({', '.join(sorted(current))}); "
                       f"override one of them, e.g. --config.{key}.{sorted(current)[0]}=...")
-  # Untyped placeholder: take a Python literal when it is one, else the string.
+  # Untyped placeholder (a new model_kwargs field): true/false as for a typed bool (the
+  # model checks the field's type), else a Python literal when it is one, else the string.
+  if raw.lower() in ("true", "false"):
+    return raw.lower() == "true"
   try:
     return ast.literal_eval(raw)
   except (ValueError, SyntaxError):
