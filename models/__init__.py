@@ -109,7 +109,7 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> nn.Module:
 def _check_field_types(builder: Callable[..., nn.Module], overrides: dict[str, Any]) -> None:
   """A value whose type the field's annotation rules out is a ModelOptionError: a
   command-line ``--config.model_kwargs.flag=false`` taken as a string would otherwise be
-  a truthy ``"False"`` inside the module. Fields typed beyond bool, int, float, str,
+  a truthy ``"false"`` inside the module. Fields typed beyond bool, int, float, str,
   tuples and their optional forms (callables, dtypes) are left to the module."""
   cls = getattr(builder, "func", builder)
   fields = getattr(cls, "__dataclass_fields__", {})
