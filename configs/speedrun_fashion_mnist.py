@@ -73,7 +73,9 @@ Arguments (comma-separated):
   repeats the grey image three times (``--config.grey_to_rgb=true`` gives its input, whose
   16 whitening filters that see only the channels' differences answer with rounding
   noise, which the BatchNorm after the identity-initialised first convolution scales up:
-  that run learned far slower and was stopped); the six views' softmax averaged evenly
+  that run learned far slower and was stopped; with PyTorch's two-pass BatchNorm variance,
+  ``--config.model_kwargs.bn_fast_variance=false``, it learned for 24 steps and then
+  collapsed to chance); the six views' softmax averaged evenly
   where it averages their logits with weights 1/4 and 1/8 (on seed 0's weights both read
   95.08%); float32 where it computes in float16; and optax's Muon (its Nesterov momentum
   bias-corrected).

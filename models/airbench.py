@@ -47,7 +47,9 @@ Choices where we differ from airbench94.py, and why:
   with eps 1e-12 a channel whose variance is tiny beside its squared mean is lost to
   float32 rounding in the one-pass form and leaves BatchNorm as amplified noise. Grey
   images repeated as RGB (``grey_to_rgb``) make such channels: 16 of the 24 data-init
-  whitening filters see only the channels' differences.
+  whitening filters see only the channels' differences. The two-pass form kept that
+  run learning for 24 steps where the one-pass one did not, but it then collapsed all
+  the same (benchmarks/README.md, "The speedrun, run by run").
 """
 
 from __future__ import annotations
