@@ -221,12 +221,18 @@ def test_linear_bottleneck_option_adds_relu6_after_the_projection():
   np.testing.assert_allclose(outs[False], np.clip(outs[True], 0, 6), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,field", [("mobilenet_v1", "separable"),
-                                        ("mobilenet_v2", "linear_bottleneck")])
-def test_invalid_on_off_options_name_the_valid_values(name, field):
+@pytest.mark.parametrize("name,cls,field", [
+    ("mobilenet_v1", "MobileNetV1", "separable"),
+    ("mobilenet_v2", "MobileNetV2", "linear_bottleneck")])
+def test_invalid_on_off_options_name_the_valid_values(name, cls, field):
+  # Through the registry the field's annotation is checked first; the module itself
+  # checks when it is constructed directly.
+  with pytest.raises(models.ModelOptionError,
+                     match=f"{field}='yes' is a str, but the field takes a bool"):
+    create_model(name, num_classes=10, **{field: "yes"})
   with pytest.raises(models.ModelOptionError, match=f"{field} 'yes'; valid values: True, "
                      "False"):
-    create_model(name, num_classes=10, **{field: "yes"})
+    getattr(models.mobilenet, cls)(num_classes=10, **{field: "yes"})
 
 
 # ------------------------------------------------------------------ training
