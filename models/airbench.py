@@ -47,9 +47,10 @@ Choices where we differ from airbench94.py, and why:
   with eps 1e-12 a channel whose variance is tiny beside its squared mean is lost to
   float32 rounding in the one-pass form and leaves BatchNorm as amplified noise. Grey
   images repeated as RGB (``grey_to_rgb``) make such channels: 16 of the 24 data-init
-  whitening filters see only the channels' differences. The two-pass form kept that
-  run learning for 24 steps where the one-pass one did not, but it then collapsed all
-  the same (benchmarks/README.md, "The speedrun, run by run").
+  whitening filters see only the channels' differences. On that input the two-pass form
+  kept the speedrun learning to 78% at step 24, where the one-pass one had fallen back to
+  32%, but it then collapsed to chance all the same (benchmarks/README.md, "The
+  speedrun, run by run").
 """
 
 from __future__ import annotations
@@ -144,10 +145,8 @@ class Airbench(nn.Module):
   # airbench94_muon: the classifier's PyTorch-default weights rescaled to standard
   # deviation 1 at init (``w *= 1 / w.std()``), with scaling_factor = 1 / width.
   head_unit_std: bool = False
-  # BatchNorm's batch variance as Flax's one-pass E[x^2] - E[x]^2 (True, Flax's default)
-  # or as PyTorch computes it, E[(x - E[x])^2] (False). With eps 1e-12 they part on a
-  # channel whose variance is tiny beside its squared mean: the one-pass form loses it to
-  # float32 rounding and the channel leaves BatchNorm as amplified noise.
+  # BatchNorm's batch variance: Flax's one-pass form (True) or PyTorch's two-pass one
+  # (False); the module docstring says where they part.
   bn_fast_variance: bool = True
   dtype: Any = jnp.float32
 
