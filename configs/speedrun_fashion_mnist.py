@@ -68,7 +68,8 @@ Arguments (comma-separated):
   (``freeze_anneal``); the whitening layer from the data; logits divided by 256, the
   classifier's weights at standard deviation 1; its alternating flip
   (``augment.flip_mode=alternate``); the raw weights, six test views. On the CPU as two
-  devices: 95.08, 95.20 and 95.20% (seeds 0-2; 41-45 min each), against the anchor's 95.19%
+  devices: 95.08, 95.20, 95.20 and 95.19% (seeds 0-3; 41-45 min each), against the
+  anchor's 95.19%
   (README, "Speedrun"). What differs from the script: one input channel where the anchor
   repeats the grey image three times (``--config.grey_to_rgb=true`` gives its input, whose
   16 whitening filters that see only the channels' differences answer with rounding
