@@ -49,8 +49,9 @@ def base() -> ml_collections.ConfigDict:
   # and weights on digits; the airbench Fashion-MNIST anchor's 32x32x3). In memory only.
   c.grey_to_rgb = False
   # dataset (its mean/std) | symmetric ([-1, 1]) | unit ([0, 1]) | imagenet (the
-  # ImageNet mean/std that torchvision and timm weights expect) | lenet5 (background
-  # -0.1, ink 1.175: LeCun et al. 1998, Sec. III.A)
+  # ImageNet mean/std that torchvision and timm weights expect) | cifar10 (CIFAR-10's
+  # mean/std per channel, airbench's loaders') | lenet5 (background -0.1, ink 1.175:
+  # LeCun et al. 1998, Sec. III.A)
   c.normalization = "dataset"
   c.synthetic = ml_collections.ConfigDict(dict(
       shape=(32, 32, 3), num_classes=10, num_train=1024, num_test=256, seed=0))

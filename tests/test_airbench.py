@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -120,6 +121,41 @@ def test_whitening_filters_whiten_the_patches():
   assert np.abs(off).max() < 1e-4
   assert eigenvalues.max() / eigenvalues.min() > 100  # the raw patches are far from white
   np.testing.assert_array_equal(filters[..., 12:], -filters[..., :12])
+
+
+def test_cifar10_normalization_keeps_grey_repeated_as_rgb_apart():
+  """normalization='cifar10' is airbench's CIFAR_MEAN / CIFAR_STD. Grey images repeated
+  as R, G and B and normalised by their own statistics have three equal channels: 16 of
+  the 24 whitening filters (8 directions, each with its negation) see only the channels'
+  differences and answer with rounding noise. CIFAR-10's constants differ per channel,
+  so the channels are affine maps of the grey image, not copies: the offsets between
+  them are one more direction of data, and 14 filters are left blind."""
+  from training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from training import data as data_lib  # pylint: disable=g-import-not-at-top
+  import input_pipeline  # pylint: disable=g-import-not-at-top
+  grey = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
+  rgb = np.repeat(grey, 3, axis=-1)
+  info = data_lib.DataInfo("grey", (8, 8, 3), 10, 64, 64, False, (0.5,) * 3, (0.29,) * 3)
+
+  def blind_filters(normalization):
+    mean, std = data_lib.normalization_stats(
+        ml_collections.ConfigDict(dict(normalization=normalization)), info)
+    x = np.asarray(input_pipeline.normalize(rgb, mean, std))
+    filters = airbench.whitening_filters(x, 2)
+    y = np.asarray(jax.lax.conv_general_dilated(
+        x, filters, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    rms = np.sqrt((y.reshape(-1, 24) ** 2).mean(axis=0))
+    return int((rms < 1e-3 * rms.max()).sum()), mean, std
+
+  assert blind_filters("dataset")[0] == 16
+  blind, mean, std = blind_filters("cifar10")
+  assert (mean, std) == ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+  assert blind == 14
+  with pytest.raises(config_lib.ConfigError, match="normalization='cifar10' needs 3-channel "
+                     r"images; grey has 1 \(--config.grey_to_rgb=true"):
+    data_lib.normalization_stats(ml_collections.ConfigDict(dict(normalization="cifar10")),
+                                 data_lib.DataInfo("grey", (8, 8, 1), 10, 64, 64, False,
+                                                   (0.5,), (0.29,)))
 
 
 def test_data_init_sets_the_whitening_filters_only():

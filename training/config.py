@@ -189,7 +189,7 @@ def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[tuple[str,
 
 CHOICES = {
     "dtype": ("float32", "bfloat16"),
-    "normalization": ("dataset", "symmetric", "unit", "imagenet", "lenet5"),
+    "normalization": ("dataset", "symmetric", "unit", "imagenet", "cifar10", "lenet5"),
     "loss": ("cross_entropy", "mse"),
     "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm", "muon"),
     "schedule": ("constant", "step", "cosine", "linear"),

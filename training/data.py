@@ -35,6 +35,10 @@ from training import steps as steps_lib
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# CIFAR-10's per-channel (RGB) mean and std, the constants airbench's loaders normalise
+# with (airbench94_muon.py: CIFAR_MEAN, CIFAR_STD), whatever images they are given.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,7 +282,12 @@ def normalization_stats(config: ml_collections.ConfigDict,
   """Per-channel mean and std that normalise the raw [0, 255] pixels.
 
   ``dataset`` uses the training images' own statistics; a streamed dataset has none
-  measured, so it uses ImageNet's (3 channels) or 0.5 / 0.25.
+  measured, so it uses ImageNet's (3 channels) or 0.5 / 0.25. ``imagenet`` and
+  ``cifar10`` are those datasets' per-channel constants, for 3-channel images: what
+  pretrained weights expect, and what airbench normalises any input with. On grey images
+  repeated as RGB (``grey_to_rgb``) the per-channel constants keep the channels apart:
+  they differ by an affine map instead of being equal (benchmarks/README.md, "The
+  anchor's three repeated channels").
   """
   channels = info.image_shape[-1]
   norm = config.normalization
@@ -288,11 +297,12 @@ def normalization_stats(config: ml_collections.ConfigDict,
     return (0.5,) * channels, (0.5,) * channels
   if norm == "lenet5":  # background -0.1, ink 1.175 (LeCun et al. 1998, Sec. III.A)
     return (LENET5_MEAN,) * channels, (LENET5_STD,) * channels
-  if norm == "imagenet" or (norm == "dataset" and channels == 3):
+  if norm in ("imagenet", "cifar10") or (norm == "dataset" and channels == 3):
     if channels != 3:
-      raise config_lib.ConfigError(f"normalization='imagenet' needs 3-channel images; "
-                       f"{info.name} has {channels}")
-    return IMAGENET_MEAN, IMAGENET_STD
+      raise config_lib.ConfigError(
+          f"normalization={norm!r} needs 3-channel images; {info.name} has {channels} "
+          f"(--config.grey_to_rgb=true repeats a grey channel as three)")
+    return (CIFAR10_MEAN, CIFAR10_STD) if norm == "cifar10" else (IMAGENET_MEAN, IMAGENET_STD)
   if norm == "dataset":
     return (0.5,) * channels, (0.25,) * channels
   return (0.0,) * channels, (1.0,) * channels  # "unit": [0, 1]
