@@ -200,6 +200,18 @@ def test_airbench94_muon_steps_each_group_as_its_sgd_on_the_summed_loss():
     config_lib.load_config(f"{CONFIG}:airbench94_muon,muon,bias64")
 
 
+def test_rgb_gives_the_anchors_three_channels_normalised_as_airbench():
+  checked = config_lib.check(f"{CONFIG}:airbench94_muon,rgb,tiny")
+  assert (checked.config.grey_to_rgb, checked.config.normalization) == (True, "cifar10")
+  assert checked.image_shape == (28, 28, 3)  # tiny's synthetic grey, repeated
+  assert checked.abstract_state.params["whiten"]["kernel"].shape == (2, 2, 3, 24)
+  one = config_lib.check(f"{CONFIG}:airbench94_muon,tiny")
+  assert (one.config.grey_to_rgb, one.config.normalization, one.image_shape) == (
+      False, "dataset", (28, 28, 1))
+  full = config_lib.load_config(f"{CONFIG}:airbench94_muon,rgb")
+  assert config_lib.data_shape(full) == ((32, 32, 3), 10)  # the anchor's 32x32x3
+
+
 def test_warmup_and_final_rate_follow_overrides_of_epochs_and_batch():
   # The triangle is a shape: 23% of the epochs up, down to 0.07 of the peak. Overriding
   # the length or the batch on the command line moves both with it.
