@@ -82,10 +82,10 @@ Arguments (comma-separated):
   see only their differences, and the run learns slowly or not at all: airbench94_muon.py
   itself, run in float32 on this CPU, read 41, 30 and 46% training accuracy over steps
   1-8, 9-16 and 17-24 at seed 0 (55, 80 and 84% on one channel) and learned more slowly
-  at seed 1; ours collapsed after step 24 at both seeds. With CIFAR-10's constants the
-  channels differ by an affine map and both learn as on one channel; seed 0 of
-  ``airbench94_muon,rgb`` read 95.02% (95.08% on one channel; benchmarks/README.md, "The
-  anchor's three repeated channels").
+  at seed 1; ours, even with PyTorch's two-pass BatchNorm variance, collapsed after step
+  24 at both seeds. With CIFAR-10's constants the channels differ by an affine map and
+  both learn as on one channel; seed 0 of ``airbench94_muon,rgb`` read 95.02% (95.08% on
+  one channel; benchmarks/README.md, "The anchor's three repeated channels").
 - ``epochs=N``: the number of passes (default: the variant's).
 - ``tiny``: seconds, on synthetic data, for the tests.
 
