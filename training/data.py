@@ -39,6 +39,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # with (airbench94_muon.py: CIFAR_MEAN, CIFAR_STD), whatever images they are given.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+# The named per-channel constants of ``config.normalization``, for 3-channel images.
+CHANNEL_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+                 "cifar10": (CIFAR10_MEAN, CIFAR10_STD)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,12 +300,12 @@ def normalization_stats(config: ml_collections.ConfigDict,
     return (0.5,) * channels, (0.5,) * channels
   if norm == "lenet5":  # background -0.1, ink 1.175 (LeCun et al. 1998, Sec. III.A)
     return (LENET5_MEAN,) * channels, (LENET5_STD,) * channels
-  if norm in ("imagenet", "cifar10") or (norm == "dataset" and channels == 3):
+  if norm in CHANNEL_STATS or (norm == "dataset" and channels == 3):
     if channels != 3:
       raise config_lib.ConfigError(
           f"normalization={norm!r} needs 3-channel images; {info.name} has {channels} "
           f"(--config.grey_to_rgb=true repeats a grey channel as three)")
-    return (CIFAR10_MEAN, CIFAR10_STD) if norm == "cifar10" else (IMAGENET_MEAN, IMAGENET_STD)
+    return CHANNEL_STATS.get(norm, CHANNEL_STATS["imagenet"])  # streamed RGB: ImageNet's
   if norm == "dataset":
     return (0.5,) * channels, (0.25,) * channels
   return (0.0,) * channels, (1.0,) * channels  # "unit": [0, 1]
