@@ -8,6 +8,10 @@
 #   OUT=runs/gpu WHAT=speedrun bash benchmarks/gpu.sh    # one
 #   OUT=runs/gpu WHAT=speedrun SPEEDRUN=airbench94_muon bash benchmarks/gpu.sh
 #     # airbench94_muon's recipe (the issue's 95.2% target)
+#   OUT=runs/gpu WHAT=speedrun SPEEDRUN=airbench94_muon SEEDS=3 \
+#       SPEEDRUN_ARGS=--config.dtype=bfloat16 SPEEDRUN_TAG=bf16 bash benchmarks/gpu.sh
+#     # the same in bfloat16 (the anchor computes in float16); SPEEDRUN_ARGS are config
+#     # overrides for every seed, SPEEDRUN_TAG names their outputs apart
 set -o pipefail
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
@@ -24,10 +28,11 @@ done
 # The runs' checkpoints stay in $RUNS; their table, numbers and plot are copied to $OUT.
 RUNS=${RUNS:-/tmp/gpu_runs}
 SPEEDRUN=${SPEEDRUN:-gpu}
+NAME=speedrun_${SPEEDRUN//,/_}${SPEEDRUN_TAG:+_$SPEEDRUN_TAG}  # no commas in file names
 [[ $WHAT == *speedrun* ]] && python3 benchmarks/speedrun.py \
     --config configs/speedrun_fashion_mnist.py:$SPEEDRUN --seeds ${SEEDS:-5} --target 95.2 \
-    --workdir "$RUNS/speedrun_$SPEEDRUN" 2>&1 | tee "$OUT/speedrun_$SPEEDRUN.log" && \
+    --workdir "$RUNS/$NAME" ${SPEEDRUN_ARGS:-} 2>&1 | tee "$OUT/$NAME.log" && \
     for f in md json png; do
-      cp "$RUNS/speedrun_$SPEEDRUN/speedrun.$f" "$OUT/speedrun_$SPEEDRUN.$f"
+      cp "$RUNS/$NAME/speedrun.$f" "$OUT/$NAME.$f"
     done
 cat "$OUT"/*.md 2>/dev/null
