@@ -290,18 +290,22 @@ def _pool(eqn, ins: list[Value]) -> list[Value]:
                     p["window_strides"], list(range(rank)))]
 
 
-def _reduce(eqn, ins: list[Value]) -> list[Value]:
-  (x,) = ins
-  axes = set(eqn.params["axes"])
+def _drop_axes(x: Field, gone: set[int]) -> list[Value]:
+  """``x`` with the axes ``gone`` removed (a reduction over them, or a squeeze)."""
   dims = []
   for d in x.dims:
     if d.axis is None:
       dims.append(d)
-    elif d.axis in axes:
+    elif d.axis in gone:
       dims.append(_collapse(d))
     else:
-      dims.append(_moved(d, d.axis - sum(a < d.axis for a in axes)))
+      dims.append(_moved(d, d.axis - sum(a < d.axis for a in gone)))
   return [Field(tuple(dims))]
+
+
+def _reduce(eqn, ins: list[Value]) -> list[Value]:
+  (x,) = ins
+  return _drop_axes(x, set(eqn.params["axes"]))
 
 
 def _regroup(old: tuple[int, ...], new: tuple[int, ...]) -> list[tuple[list, list]]:
@@ -359,16 +363,7 @@ def _transpose(eqn, ins: list[Value]) -> list[Value]:
 
 
 def _squeeze(eqn, ins: list[Value]) -> list[Value]:
-  gone = set(eqn.params["dimensions"])
-  dims = []
-  for d in ins[0].dims:
-    if d.axis is None:
-      dims.append(d)
-    elif d.axis in gone:
-      dims.append(_collapse(d))
-    else:
-      dims.append(_moved(d, d.axis - sum(a < d.axis for a in gone)))
-  return [Field(tuple(dims))]
+  return _drop_axes(ins[0], set(eqn.params["dimensions"]))
 
 
 def _broadcast(eqn, ins: list[Value]) -> list[Value]:
