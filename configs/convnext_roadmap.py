@@ -101,7 +101,6 @@ def _classic_recipe(c) -> None:
                                  for f in (30 / 90, 60 / 90, 80 / 90)}))
   c.decay_factor = 0.1
   c.warmup_epochs = 0.0
-  c.min_learning_rate = 0.0
   c.label_smoothing = 0.0
   c.model_kwargs.drop_path_rate = 0.0
   c.augment.update(dict(rand_augment="", color_jitter=0.0, random_erasing=0.0, mixup=0.0,

@@ -2,10 +2,12 @@
 
 import glob
 import os
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 import pytest
 
 from training import config as config_lib
@@ -38,7 +40,8 @@ def test_overrides_parse_by_field_type():
   c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
   config_lib.apply_overrides(c, [
       ("num_epochs", "5"), ("learning_rate", "3e-4"), ("augment.flip", "true"),
-      ("decay_epochs", "30,60"), ("data_dir", "/tmp/x"), ("image_size", "16"),
+      ("schedule", "step"), ("decay_epochs", "30,60"), ("data_dir", "/tmp/x"),
+      ("image_size", "16"),
       ("optimizer", "adamw"), ("model_kwargs.activation", "relu"),
       ("model_kwargs.h3_dropout", "0.5")])
   assert c.num_epochs == 5 and isinstance(c.num_epochs, int)
@@ -50,6 +53,63 @@ def test_overrides_parse_by_field_type():
   # An int is accepted where a float is declared.
   config_lib.apply_overrides(c, [("learning_rate", "1")])
   assert c.learning_rate == 1.0 and isinstance(c.learning_rate, float)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ([("b1", "0.5")], "config.b1=0.5 is not read when optimizer='sgd'; it applies to "
+                      "optimizer adam, adamw, lamb"),
+    ([("optimizer", "sdlm"), ("momentum", "0.9")], "config.momentum=0.9 is not read when "
+                                                   "optimizer='sdlm'"),
+    ([("rms_decay", "0.5"), ("optimizer", "adam")], "config.rms_decay=0.5 is not read"),
+    ([("optimizer", "adam"), ("nesterov", "true")], "config.nesterov=True is not read"),
+    ([("min_learning_rate", "1e-5")], "config.min_learning_rate=1e-05 is not read when "
+                                      "schedule='constant'; it applies to schedule cosine, "
+                                      "linear"),
+    ([("decay_factor", "0.5"), ("schedule", "cosine")], "config.decay_factor=0.5 is not read"),
+])
+def test_an_override_that_nothing_reads_is_an_error(overrides, message):
+  # lenet1989.py: SGD without momentum, a constant rate. The optimizer or schedule that
+  # would read the field may come before or after it on the command line.
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
+  with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+    config_lib.apply_overrides(c, overrides)
+
+
+def test_overrides_that_are_read_or_that_empty_a_field_pass():
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
+  config_lib.apply_overrides(c, [("optimizer", "adamw"), ("b1", "0.8"), ("eps", "1e-6"),
+                                 ("schedule", "cosine"), ("min_learning_rate", "1e-5")])
+  assert (c.b1, c.eps, c.min_learning_rate) == (0.8, 1e-6, 1e-5)
+  # Emptying a list another recipe set asks for nothing (experiments/data_scaling.py).
+  config_lib.apply_overrides(c, [("decay_epochs", "()")])
+  assert tuple(c.decay_epochs) == ()
+  # A config file may keep a field of the optimizer it switched from: lenet1989.py:sdlm
+  # keeps the SGD recipe's momentum 0.
+  assert config_lib.load_config(f"{ROOT}/configs/lenet1989.py:sdlm").momentum == 0.0
+  config_lib.check(f"{ROOT}/configs/lenet1989.py:sdlm,tiny")
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("momentum", "-0.5", "config.momentum must be >= 0, got -0.5"),
+    ("b2", "-0.1", "config.b2 must be in [0, 1), got -0.1"),
+    ("b1", "1.0", "config.b1 must be in [0, 1), got 1.0"),
+    ("eps", "-1", "config.eps must be >= 0"),
+    ("rms_decay", "2", "config.rms_decay must be in [0, 1], got 2.0"),
+    ("decay_factor", "0", "config.decay_factor must be positive, got 0.0"),
+    ("decay_factors", "0.5,0", "config.decay_factors=(0.5, 0) must all be positive"),
+    ("synthetic.num_train", "0", "config.synthetic.num_train must be positive, got 0"),
+    ("synthetic.num_test", "-3", "config.synthetic.num_test must be positive, got -3"),
+])
+def test_optimizer_and_synthetic_ranges(key, value, message):
+  # Each field with the optimizer or schedule that reads it.
+  reader = {"b1": "adam", "b2": "adam", "eps": "adam", "rms_decay": "rmsprop"}.get(key)
+  overrides = [("optimizer", reader)] if reader else []
+  if key.startswith("decay_factor"):
+    overrides += [("schedule", "step"), ("decay_epochs", "5,10")]
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
+  config_lib.apply_overrides(c, overrides + [(key, value)])
+  with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+    config_lib.validate(c)
 
 
 def test_a_new_model_field_parses_true_and_false_as_bools():

@@ -80,7 +80,42 @@ def apply_overrides(config: ml_collections.ConfigDict,
       parent[leaf] = value
     except (TypeError, ValueError) as e:
       raise ConfigError(f"cannot set config.{key} to {raw!r}: {e}") from None
+  _check_overrides_are_read(config, [key for key, _ in overrides])
   return config
+
+
+# Fields that only some optimizers or schedules read: (the field that picks, the values
+# that read it). training/optim.py is where they are read.
+READ_ONLY_BY = {
+    "momentum": ("optimizer", ("sgd", "rmsprop", "muon")),  # muon: its SGD for the rest
+    "nesterov": ("optimizer", ("sgd", "muon")),
+    "b1": ("optimizer", ("adam", "adamw", "lamb")),
+    "b2": ("optimizer", ("adam", "adamw", "lamb")),
+    "eps": ("optimizer", ("adam", "adamw", "lamb", "rmsprop")),
+    "rms_decay": ("optimizer", ("rmsprop",)),
+    "decay_epochs": ("schedule", ("step",)),
+    "decay_factor": ("schedule", ("step",)),
+    "decay_factors": ("schedule", ("step",)),
+    "min_learning_rate": ("schedule", ("cosine", "linear")),
+}
+
+
+def _check_overrides_are_read(config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
+  """An override of a field that this run's optimizer or schedule does not read would
+  change nothing, silently: it is an error. A config file may leave such fields set
+  for a variant it switched away from, so only overrides are checked; and an override
+  that empties a field (``--config.decay_epochs=()`` under a cosine schedule, clearing
+  what the recipe it came from set) asks for nothing to be read."""
+  for key in keys:
+    if key not in READ_ONLY_BY:
+      continue
+    picker, readers = READ_ONLY_BY[key]
+    if config[picker] in readers or config[key] == ():
+      continue
+    raise ConfigError(
+        f"config.{key}={config[key]!r} is not read when {picker}={config[picker]!r}; it "
+        f"applies to {picker} {', '.join(readers)}. Drop the override, or set "
+        f"--config.{picker} to one of those")
 
 
 def _resolve(config: ml_collections.ConfigDict, key: str):
@@ -200,12 +235,15 @@ CHOICES = {
 POSITIVE = ("mesh.fsdp", "num_epochs", "batch_size", "eval_batch_size", "eval_every_epochs",
             "checkpoint_every_epochs", "keep_checkpoints", "grad_accum_steps",
             "host.shuffle_buffer", "host.prefetch", "sdlm.mu", "sdlm.num_samples",
-            "muon.learning_rate", "muon.ns_steps")
+            "muon.learning_rate", "muon.ns_steps", "decay_factor", "synthetic.num_train",
+            "synthetic.num_test", "synthetic.num_classes")
 NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epochs", "pad",
                 "log_every_steps", "stop_after_steps", "checkpoint_every_minutes",
                 "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm",
-                "lr_base_batch_size", "muon.weight_decay", "data_init_images")
-PROBABILITIES = ("ema_decay", "layer_decay")
+                "lr_base_batch_size", "muon.weight_decay", "data_init_images", "momentum",
+                "eps")
+PROBABILITIES = ("ema_decay", "layer_decay", "rms_decay")  # in [0, 1]
+BELOW_ONE = ("label_smoothing", "b1", "b2", "muon.beta")  # in [0, 1): PyTorch's betas
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -229,11 +267,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in NON_NEGATIVE:
     if get(key) < 0:
       raise ConfigError(f"config.{key} must be >= 0, got {get(key)}")
-  if not 0 <= config.label_smoothing < 1:
-    raise ConfigError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}")
   for key in PROBABILITIES:
     if not 0 <= get(key) <= 1:
       raise ConfigError(f"config.{key} must be in [0, 1], got {get(key)}")
+  for key in BELOW_ONE:
+    if not 0 <= get(key) < 1:
+      raise ConfigError(f"config.{key} must be in [0, 1), got {get(key)}")
   # The augmentation recipe checks its own fields and their combinations.
   from input_pipeline import recipe  # pylint: disable=g-import-not-at-top
   try:
@@ -280,8 +319,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
       if changed:
         raise ConfigError(f"config.{group}.{changed[0]} is set but optimizer="
                           f"{config.optimizer}; it applies only to --config.optimizer={group}")
-  if not 0 <= config.muon.beta < 1:
-    raise ConfigError(f"config.muon.beta must be in [0, 1), got {config.muon.beta}")
   if config.optimizer == "muon" and not config.learning_rate:
     # The filters' rate is the schedule scaled to muon.learning_rate at its peak: a peak
     # of 0 leaves no schedule to follow.

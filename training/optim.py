@@ -57,6 +57,9 @@ def decay_factors(config: ml_collections.ConfigDict) -> tuple[float, ...]:
   factors = tuple(config.get("decay_factors", ()) or ())
   if not factors:
     return (config.decay_factor,) * len(config.decay_epochs)
+  if min(factors) <= 0:
+    raise ValueError(f"config.decay_factors={factors} must all be positive (the rate is "
+                     "multiplied by each)")
   if len(factors) != len(config.decay_epochs):
     raise ValueError(f"config.decay_factors has {len(factors)} factors for "
                      f"{len(config.decay_epochs)} decay_epochs; give one per boundary "
