@@ -89,6 +89,53 @@ def test_overrides_that_are_read_or_that_empty_a_field_pass():
   config_lib.check(f"{ROOT}/configs/lenet1989.py:sdlm,tiny")
 
 
+def test_read_only_by_says_which_optimizers_and_schedules_read_each_field():
+  """READ_ONLY_BY against training/optim.py itself: changing a field changes the updates
+  (or the rates) of exactly the optimizers (schedules) it names."""
+  from configs import common  # pylint: disable=g-import-not-at-top
+  from training import optim  # pylint: disable=g-import-not-at-top
+  params = {"conv": {"kernel": jnp.linspace(-1, 1, 72).reshape(3, 3, 2, 4)},
+            "head": {"kernel": jnp.linspace(1, 2, 8).reshape(4, 2), "bias": jnp.ones(2)}}
+  other = {"momentum": 0.5, "nesterov": True, "b1": 0.5, "b2": 0.9, "eps": 0.5,
+           "rms_decay": 0.5, "decay_epochs": (1,), "decay_factor": 0.5,
+           "decay_factors": (0.25,), "min_learning_rate": 0.05}
+
+  def config(**fields):
+    c = common.base()
+    c.update(dict(learning_rate=0.1, weight_decay=0.0, num_epochs=4, **fields))
+    return c
+
+  def updates(c):  # two steps, each with other gradients (Adam's betas need two)
+    tx = optim.create_optimizer(c, optim.create_schedule(c, steps_per_epoch=2))
+    state = tx.init(params)
+    out = []
+    for i in range(2):
+      u, state = tx.update(jax.tree.map(lambda p: jnp.cos(3 * p + i), params), state, params)
+      out.append(u)
+    return out
+
+  def rates(c):
+    schedule = optim.create_schedule(c, steps_per_epoch=2)
+    return [float(schedule(i)) for i in range(8)]
+
+  def run(picker, **fields):  # the optimizer's updates or the schedule's rates
+    if picker == "optimizer":
+      return jax.tree.leaves(updates(config(**fields)))
+    return [rates(config(**fields))]
+
+  baselines = {}
+  for key, (picker, readers) in config_lib.READ_ONLY_BY.items():
+    extra = {"decay_epochs": (1,)} if key.startswith("decay_factor") else {}
+    for choice in config_lib.CHOICES[picker]:
+      fields = {picker: choice, **extra}
+      name = (picker, choice, tuple(extra))
+      if name not in baselines:
+        baselines[name] = run(picker, **fields)
+      changed = run(picker, **fields, **{key: other[key]})
+      moved = any(not np.allclose(x, y) for x, y in zip(baselines[name], changed))
+      assert moved == (choice in readers), (key, choice)
+
+
 @pytest.mark.parametrize("key,value,message", [
     ("momentum", "-0.5", "config.momentum must be >= 0, got -0.5"),
     ("b2", "-0.1", "config.b2 must be in [0, 1), got -0.1"),
