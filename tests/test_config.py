@@ -66,6 +66,8 @@ def test_overrides_parse_by_field_type():
                                       "schedule='constant'; it applies to schedule cosine, "
                                       "linear"),
     ([("decay_factor", "0.5"), ("schedule", "cosine")], "config.decay_factor=0.5 is not read"),
+    ([("synthetic.num_train", "64")], "config.synthetic.num_train=64 is not read when "
+                                      "dataset='digits'; it applies to dataset synthetic"),
 ])
 def test_an_override_that_nothing_reads_is_an_error(overrides, message):
   # lenet1989.py: SGD without momentum, a constant rate. The optimizer or schedule that
@@ -125,6 +127,8 @@ def test_read_only_by_says_which_optimizers_and_schedules_read_each_field():
 
   baselines = {}
   for key, (picker, readers) in config_lib.READ_ONLY_BY.items():
+    if picker == "dataset":  # the data loader's fields
+      continue
     extra = {"decay_epochs": (1,)} if key.startswith("decay_factor") else {}
     for choice in config_lib.CHOICES[picker]:
       fields = {picker: choice, **extra}
@@ -148,11 +152,13 @@ def test_read_only_by_says_which_optimizers_and_schedules_read_each_field():
     ("synthetic.num_test", "-3", "config.synthetic.num_test must be positive, got -3"),
 ])
 def test_optimizer_and_synthetic_ranges(key, value, message):
-  # Each field with the optimizer or schedule that reads it.
+  # Each field with the optimizer, schedule or dataset that reads it.
   reader = {"b1": "adam", "b2": "adam", "eps": "adam", "rms_decay": "rmsprop"}.get(key)
   overrides = [("optimizer", reader)] if reader else []
   if key.startswith("decay_factor"):
     overrides += [("schedule", "step"), ("decay_epochs", "5,10")]
+  if key.startswith("synthetic."):
+    overrides += [("dataset", "synthetic")]
   c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
   config_lib.apply_overrides(c, overrides + [(key, value)])
   with pytest.raises(config_lib.ConfigError, match=re.escape(message)):

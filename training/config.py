@@ -84,8 +84,9 @@ def apply_overrides(config: ml_collections.ConfigDict,
   return config
 
 
-# Fields that only some optimizers or schedules read: (the field that picks, the values
-# that read it). training/optim.py is where they are read.
+# Fields that only some optimizers, schedules or datasets read: (the field that picks,
+# the values that read it). training/optim.py is where the optimizers' and schedules'
+# are read (tests/test_config.py checks this table against it).
 READ_ONLY_BY = {
     "momentum": ("optimizer", ("sgd", "rmsprop", "muon")),  # muon: its SGD for the rest
     "nesterov": ("optimizer", ("sgd", "muon")),
@@ -97,23 +98,26 @@ READ_ONLY_BY = {
     "decay_factor": ("schedule", ("step",)),
     "decay_factors": ("schedule", ("step",)),
     "min_learning_rate": ("schedule", ("cosine", "linear")),
+    **{f"synthetic.{k}": ("dataset", ("synthetic",))
+       for k in ("shape", "num_classes", "num_train", "num_test", "seed")},
 }
 
 
 def _check_overrides_are_read(config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
-  """An override of a field that this run's optimizer or schedule does not read would
-  change nothing, silently: it is an error. A config file may leave such fields set
-  for a variant it switched away from, so only overrides are checked; and an override
-  that empties a field (``--config.decay_epochs=()`` under a cosine schedule, clearing
-  what the recipe it came from set) asks for nothing to be read."""
+  """An override of a field that this run's optimizer, schedule or dataset does not read
+  would change nothing, silently: it is an error. A config file may leave such fields
+  set for a variant it switched away from, so only overrides are checked; and an
+  override that empties a field (``--config.decay_epochs=()`` under a cosine schedule,
+  clearing what the recipe it came from set) asks for nothing to be read."""
   for key in keys:
     if key not in READ_ONLY_BY:
       continue
     picker, readers = READ_ONLY_BY[key]
-    if config[picker] in readers or config[key] == ():
+    parent, leaf = _resolve(config, key)
+    if config[picker] in readers or parent[leaf] == ():
       continue
     raise ConfigError(
-        f"config.{key}={config[key]!r} is not read when {picker}={config[picker]!r}; it "
+        f"config.{key}={parent[leaf]!r} is not read when {picker}={config[picker]!r}; it "
         f"applies to {picker} {', '.join(readers)}. Drop the override, or set "
         f"--config.{picker} to one of those")
 
