@@ -178,7 +178,7 @@ def test_the_lenet5_schedule_has_one_factor_per_boundary():
      "sdlm.curvature='rbf_mle' is the curvature of LeNet-5's RBF output; model=lenet1989"),
     ([("optimizer", "sdlm"), ("sdlm.curvature", "mle")],
      "config.sdlm.curvature='mle' is not one of loss, rbf_mle"),
-    ([("decay_epochs", "(2, 5)"), ("decay_factors", "(0.5,)")],
+    ([("schedule", "step"), ("decay_epochs", "(2, 5)"), ("decay_factors", "(0.5,)")],
      "decay_factors has 1 factors for 2 decay_epochs"),
 ])
 def test_sdlm_config_mistakes_are_one_line(overrides, message):
