@@ -140,6 +140,36 @@ def test_read_only_by_says_which_optimizers_and_schedules_read_each_field():
       assert moved == (choice in readers), (key, choice)
 
 
+@pytest.mark.parametrize("overrides,unread", [
+    ([("augment.crop_scale", "0.5,1.0")], "augment.crop_scale=(0.5, 1.0)"),  # no inception_crop
+    ([("augment.mixup_prob", "0.5")], "augment.mixup_prob=0.5"),  # no Mixup or CutMix
+    ([("augment.distort_shear", "0.1")], "augment.distort_shear=0.1"),  # distort_prob=0
+    ([("augment.crop_mode", "wrap")], "augment.crop_mode='wrap'"),  # no translation
+    # turned on, then off again by a later override: what it turned on reads nothing
+    ([("augment.inception_crop", "true"), ("augment.crop_scale", "0.5,1.0"),
+      ("augment.inception_crop", "false")], "augment.crop_scale=(0.5, 1.0)"),
+])
+def test_an_augment_override_that_changes_no_planned_op_is_an_error(overrides, unread):
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")  # no augmentation
+  with pytest.raises(config_lib.ConfigError,
+                     match=re.escape(f"config.{unread} changes nothing in this run's data "
+                                     "augmentation")):
+    config_lib.apply_overrides(c, overrides)
+
+
+@pytest.mark.parametrize("overrides", [
+    [("augment.crop_padding", "2"), ("augment.crop_mode", "wrap")],
+    [("augment.eval_mode", "translate"), ("augment.crop_mode", "edge")],  # the views' fill
+    [("augment.distort_prob", "0.9"), ("augment.distort_shear", "0.1")],
+    [("augment.inception_crop", "true"), ("augment.crop_scale", "0.5,1.0")],
+    [("augment.crop_padding", "0")],  # the value it has: nothing to tell
+])
+def test_augment_overrides_that_change_the_plan_pass(overrides):
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
+  config_lib.apply_overrides(c, overrides)
+  config_lib.validate(c)
+
+
 @pytest.mark.parametrize("key,value,message", [
     ("momentum", "-0.5", "config.momentum must be >= 0, got -0.5"),
     ("b2", "-0.1", "config.b2 must be in [0, 1), got -0.1"),

@@ -64,6 +64,7 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 def apply_overrides(config: ml_collections.ConfigDict,
                     overrides: Sequence[tuple[str, str]]) -> ml_collections.ConfigDict:
   """Applies ``(dotted.key, raw_value)`` pairs in place and returns the config."""
+  previous = {}  # each augment field's value before its first override
   for key, raw in overrides:
     if key.startswith(FREE_FORM + ".") and key.count(".") == 1:
       # Model fields are checked by the model itself (create_model names the valid ones).
@@ -74,6 +75,8 @@ def apply_overrides(config: ml_collections.ConfigDict,
         continue
     parent, leaf = _resolve(config, key)
     current = parent[leaf]
+    if key.startswith("augment."):
+      previous.setdefault(key, current)
     field_type = _field_type(parent, leaf)
     value = _parse(key, raw, current, field_type)
     try:
@@ -81,6 +84,7 @@ def apply_overrides(config: ml_collections.ConfigDict,
     except (TypeError, ValueError) as e:
       raise ConfigError(f"cannot set config.{key} to {raw!r}: {e}") from None
   _check_overrides_are_read(config, [key for key, _ in overrides])
+  _check_augment_overrides_are_read(config, previous)
   return config
 
 
@@ -120,6 +124,44 @@ def _check_overrides_are_read(config: ml_collections.ConfigDict, keys: Sequence[
         f"config.{key}={parent[leaf]!r} is not read when {picker}={config[picker]!r}; it "
         f"applies to {picker} {', '.join(readers)}. Drop the override, or set "
         f"--config.{picker} to one of those")
+
+
+def _check_augment_overrides_are_read(config: ml_collections.ConfigDict,
+                                      previous: dict[str, Any]) -> None:
+  """An augment override that leaves the run's planned data ops as they were with the
+  field's earlier value (``input_pipeline.recipe.plan``, which reads every augment
+  field) changes nothing: e.g. ``crop_scale`` without ``inception_crop``, ``mixup_prob``
+  without Mixup or CutMix, ``distort_shear`` with ``distort_prob=0``. It is an error.
+  Where the recipe or the data cannot be planned yet, validate() and check() say why."""
+  from input_pipeline import recipe  # pylint: disable=g-import-not-at-top
+
+  def ops(c):
+    (side, _, channels), num_classes = data_shape(c)
+    p = recipe.plan(recipe.Recipe.from_config(c.augment), source=expected_source(c),
+                    image_size=side, channels=channels, stored_size=side,
+                    mean=(0.5,) * channels, std=(0.25,) * channels, num_classes=num_classes,
+                    label_smoothing=c.label_smoothing, dense_eval=True)
+    return p.train_host, p.train_device, p.eval_host, p.eval_device
+
+  for key, before in previous.items():
+    parent, leaf = _resolve(config, key)
+    after = parent[leaf]
+    if after == before:
+      continue
+    try:
+      planned = ops(config)
+      parent[leaf] = before
+      try:
+        unchanged = ops(config) == planned
+      finally:
+        parent[leaf] = after
+    except (ConfigError, recipe.RecipeError, ValueError, TypeError, KeyError):
+      continue
+    if unchanged:
+      raise ConfigError(
+          f"config.{key}={after!r} changes nothing in this run's data augmentation (its "
+          f"planned ops are the same as with {before!r}, given the other augment "
+          "fields); drop the override, or also turn on what reads it")
 
 
 def _resolve(config: ml_collections.ConfigDict, key: str):
