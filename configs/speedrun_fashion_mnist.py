@@ -85,8 +85,8 @@ Arguments (comma-separated):
   at seed 1; ours, even with PyTorch's two-pass BatchNorm variance, collapsed after step
   24 at both seeds. With CIFAR-10's constants the channels differ by an affine map and
   both learn as on one channel; seeds 0-2 of ``airbench94_muon,rgb`` read 95.02, 95.13
-  and 95.19% (95.11 +- 0.09%; on one channel 95.08, 95.20, 95.20%; benchmarks/README.md, "The
-  anchor's three repeated channels").
+  and 95.19% (95.11 +- 0.09%; on one channel 95.08, 95.20, 95.20%; benchmarks/README.md,
+  "The anchor's three repeated channels").
 - ``epochs=N``: the number of passes (default: the variant's).
 - ``tiny``: seconds, on synthetic data, for the tests.
 
