@@ -136,20 +136,17 @@ def _check_augment_overrides_are_read(config: ml_collections.ConfigDict,
   from input_pipeline import recipe  # pylint: disable=g-import-not-at-top
 
   def ops(c):
-    (side, _, channels), num_classes = data_shape(c)
-    p = recipe.plan(recipe.Recipe.from_config(c.augment), source=expected_source(c),
-                    image_size=side, channels=channels, stored_size=side,
-                    mean=(0.5,) * channels, std=(0.25,) * channels, num_classes=num_classes,
-                    label_smoothing=c.label_smoothing, dense_eval=True)
+    p = data_plan(c, *data_shape(c), dense_eval=True)
     return p.train_host, p.train_device, p.eval_host, p.eval_device
 
+  planned = None  # the run's ops, planned once
   for key, before in previous.items():
     parent, leaf = _resolve(config, key)
     after = parent[leaf]
     if after == before:
       continue
     try:
-      planned = ops(config)
+      planned = planned or ops(config)
       parent[leaf] = before
       try:
         unchanged = ops(config) == planned
@@ -561,22 +558,30 @@ def check(config: str | ml_collections.ConfigDict,
     raise ConfigError(f"config.model={config.model} cannot initialise on "
                       f"{image_shape} inputs: {type(e).__name__}: {_first_line(e)}") from e
   num_params = sum(x.size for x in jax.tree.leaves(abstract.params))
-  # The data plan on the path the run will take (normalisation statistics stand in:
-  # they do not change where an op runs).
+  # The data plan on the path the run will take.
   from input_pipeline import recipe  # pylint: disable=g-import-not-at-top
-  channels = image_shape[-1]
   try:
-    plan = recipe.plan(recipe.Recipe.from_config(config.augment),
-                       source=expected_source(config), image_size=image_shape[0],
-                       channels=channels, stored_size=image_shape[0],
-                       mean=(0.5,) * channels, std=(0.25,) * channels,
-                       num_classes=num_classes, label_smoothing=config.label_smoothing,
-                       dense_eval=hasattr(model, "dense"))
+    plan = data_plan(config, image_shape, num_classes, dense_eval=hasattr(model, "dense"))
   except recipe.RecipeError as e:
     raise ConfigError(str(e)) from None
   return Checked(config=config, model=model, num_params=int(num_params),
                  image_shape=tuple(image_shape), num_classes=num_classes,
                  abstract_state=abstract, plan=plan)
+
+
+def data_plan(config: ml_collections.ConfigDict, image_shape: Sequence[int],
+              num_classes: int, dense_eval: bool):
+  """The config's data plan (``input_pipeline.recipe.plan``) on the path the run will
+  take, for images of ``image_shape``. Normalisation statistics stand in: they do not
+  change where an op runs."""
+  from input_pipeline import recipe  # pylint: disable=g-import-not-at-top
+  channels = image_shape[-1]
+  return recipe.plan(recipe.Recipe.from_config(config.augment),
+                     source=expected_source(config), image_size=image_shape[0],
+                     channels=channels, stored_size=image_shape[0],
+                     mean=(0.5,) * channels, std=(0.25,) * channels,
+                     num_classes=num_classes, label_smoothing=config.label_smoothing,
+                     dense_eval=dense_eval)
 
 
 def _first_line(e: BaseException) -> str:
