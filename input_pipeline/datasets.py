@@ -1,6 +1,6 @@
 """Host loaders: every dataset becomes the same uint8 NHWC numpy arrays.
 
-    ds = load_dataset("digits")                      # sklearn, offline, 16x16x1
+    ds = load_dataset("digits")                      # scikit-learn's, offline, 16x16x1
     ds = load_dataset("npz:../shared/data/usps/usps.npz")
     ds = load_dataset("mnist", pad=2)                # TFDS, 28x28 -> 32x32 for LeNet-5
     ds = load_dataset("mnist16:../shared/data/mnist/mnist.npz")  # see _load_mnist16
@@ -263,20 +263,73 @@ def train_subset(ds: ArrayDataset, num_examples: int, seed: int = 0) -> ArrayDat
 
 
 def _load_digits(size: int):
-  """sklearn's 8x8 digits (embedded, offline), resized to size x size."""
-  from sklearn import datasets as sk_datasets  # Lazy: sklearn is slow to import.
-  from sklearn import model_selection
+  """scikit-learn's 8x8 digits (1,797 images, offline), resized to size x size, with the
+  split of ``sklearn.model_selection.train_test_split(images, labels, test_size=0.25,
+  stratify=labels, random_state=0)``.
 
-  digits = sk_datasets.load_digits()
-  images = digits.images[..., None] * (255.0 / 16.0)  # 0..16 -> 0..255.
-  labels = digits.target.astype(np.int32)
+  The file is read where scikit-learn installed it, without importing scikit-learn
+  (``sklearn.datasets.load_digits`` reads the same file the same way): importing it
+  took 0.75-1.1 s, a third of a short run's wall time on the 2-core machine, and every
+  train.py process on the digits paid it. ``_stratified_split`` is its split, spelled
+  out; tests/test_datasets.py checks both against scikit-learn itself.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.find_spec("sklearn")  # finds the package; does not import it
+  path = (os.path.join(spec.submodule_search_locations[0], "datasets", "data",
+                       "digits.csv.gz") if spec and spec.submodule_search_locations
+          else None)
+  if path is None or not os.path.isfile(path):
+    raise DatasetError("the digits dataset is the file scikit-learn ships "
+                       "(sklearn/datasets/data/digits.csv.gz), and it was not found; "
+                       "pip install scikit-learn (requirements.txt)")
+  data = np.loadtxt(path, delimiter=",")  # 64 pixels in 0..16, then the label
+  images = data[:, :-1].reshape(-1, 8, 8, 1) * (255.0 / 16.0)  # 0..16 -> 0..255.
+  labels = data[:, -1].astype(np.int32)
   # Resize the float images once, straight to the target size, so there is a
   # single rounding to uint8.
   images = _to_uint8(_resize(images, size))
-  # A fixed stratified split: sklearn ships no train/test partition.
-  x_train, x_test, y_train, y_test = model_selection.train_test_split(
-      images, labels, test_size=0.25, stratify=labels, random_state=0)
-  return x_train, y_train, x_test, y_test, 10
+  # A fixed stratified split: scikit-learn ships no train/test partition.
+  train, test = _stratified_split(labels, test_size=0.25, seed=0)
+  return images[train], labels[train], images[test], labels[test], 10
+
+
+def _stratified_split(labels: np.ndarray, test_size: float, seed: int):
+  """The (train, test) indices of ``train_test_split(..., test_size=test_size,
+  stratify=labels, random_state=seed)``: scikit-learn 1.x's StratifiedShuffleSplit,
+  with its draws from ``np.random.RandomState(seed)`` in its order."""
+  n = len(labels)
+  n_test = int(np.ceil(test_size * n))
+  n_train = n - n_test
+  _, y = np.unique(labels, return_inverse=True)
+  counts = np.bincount(y)
+  by_class = np.split(np.argsort(y, kind="mergesort"), np.cumsum(counts)[:-1])
+  rng = np.random.RandomState(seed)
+
+  def approximate_mode(class_counts, draws):
+    """Per class, its share of ``draws``, rounded down; the leftover goes to the largest
+    remainders, ties broken at random (sklearn.utils.extmath._approximate_mode)."""
+    continuous = class_counts / class_counts.sum() * draws
+    floored = np.floor(continuous)
+    need = int(draws - floored.sum())
+    if need > 0:
+      remainder = continuous - floored
+      for value in np.sort(np.unique(remainder))[::-1]:
+        (tied,) = np.where(remainder == value)
+        take = min(len(tied), need)
+        floored[rng.choice(tied, size=take, replace=False)] += 1
+        need -= take
+        if need == 0:
+          break
+    return floored.astype(int)
+
+  n_i = approximate_mode(counts, n_train)
+  t_i = approximate_mode(counts - n_i, n_test)
+  train, test = [], []
+  for i, members in enumerate(by_class):
+    order = members.take(rng.permutation(counts[i]), mode="clip")
+    train.extend(order[:n_i[i]])
+    test.extend(order[n_i[i]:n_i[i] + t_i[i]])
+  return rng.permutation(train), rng.permutation(test)
 
 
 def _load_npz(path: str):

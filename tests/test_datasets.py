@@ -52,6 +52,38 @@ def test_digits_split_is_fixed(digits):
   np.testing.assert_array_equal(again.test_labels, digits.test_labels)
 
 
+def test_digits_are_scikit_learns_images_and_split(digits):
+  """Read without importing scikit-learn, the digits and their split are still exactly
+  ``load_digits`` and ``train_test_split(test_size=0.25, stratify, random_state=0)``."""
+  sk_datasets = pytest.importorskip("sklearn.datasets")
+  model_selection = pytest.importorskip("sklearn.model_selection")
+  source = sk_datasets.load_digits()
+  images = datasets._to_uint8(datasets._resize(source.images[..., None] * (255 / 16), 16))
+  x_train, x_test, y_train, y_test = model_selection.train_test_split(
+      images, source.target, test_size=0.25, stratify=source.target, random_state=0)
+  np.testing.assert_array_equal(digits.train_images, x_train)
+  np.testing.assert_array_equal(digits.test_images, x_test)
+  np.testing.assert_array_equal(digits.train_labels, y_train)
+  np.testing.assert_array_equal(digits.test_labels, y_test)
+
+
+@pytest.mark.parametrize("counts,test_size,seed", [
+    ((7, 7, 7, 3), 0.25, 0),    # tied remainders: the draws break the ties
+    ((50, 2, 9, 23, 23), 0.3, 5),
+    ((4, 4, 4, 4, 4, 4), 0.5, 11),
+    ((12, 30, 2), 0.1, 3),
+])
+def test_stratified_split_is_scikit_learns(counts, test_size, seed):
+  model_selection = pytest.importorskip("sklearn.model_selection")
+  labels = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(counts)) * 3,
+                                                             counts))
+  train, test = datasets._stratified_split(labels, test_size=test_size, seed=seed)
+  expected = model_selection.train_test_split(np.arange(len(labels)), test_size=test_size,
+                                              stratify=labels, random_state=seed)
+  np.testing.assert_array_equal(train, expected[0])
+  np.testing.assert_array_equal(test, expected[1])
+
+
 def test_digits_image_size_resizes_from_source():
   ds = load_dataset("digits", image_size=12, pad=3)
   assert ds.train_images.shape == (1347, 18, 18, 1)

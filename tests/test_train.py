@@ -41,8 +41,11 @@ def cpu_env(devices: int) -> dict[str, str]:
 
 # train.py, and then a check that TensorFlow was never imported: the GPU machines have
 # none, so device-resident training must not need it (only the host pipeline imports it).
+# Nor scikit-learn: the digits are read from its file (datasets._load_digits), as its
+# import was a third of a short run.
 _NO_TF = ("import sys, train; rc = train.main(sys.argv[1:]); "
-          "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; sys.exit(rc)")
+          "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; "
+          "assert 'sklearn' not in sys.modules, 'sklearn was imported'; sys.exit(rc)")
 
 
 def run(args, workdir, devices=1, check=True, no_tensorflow=False):
