@@ -77,6 +77,33 @@ def test_an_override_that_nothing_reads_is_an_error(overrides, message):
     config_lib.apply_overrides(c, overrides)
 
 
+@pytest.mark.parametrize("spec,overrides,message", [
+    ("lenet1989.py", [("aux_loss_weight", "0.5")],
+     "config.aux_loss_weight=0.5 is not read: model 'lenet1989' has no auxiliary "
+     "classifiers (GoogLeNet has). Drop the override"),
+    # The heads turned off, before or after the weight on the command line.
+    ("googlenet.py:tiny", [("aux_loss_weight", "0.5"), ("model_kwargs.aux_logits", "false")],
+     "has model_kwargs.aux_logits=False. Drop the override, or set "
+     "--config.model_kwargs.aux_logits=true"),
+    ("googlenet.py:tiny", [("model_kwargs.aux_logits", "false"), ("aux_loss_weight", "1")],
+     "config.aux_loss_weight=1.0 is not read"),
+])
+def test_an_aux_loss_weight_without_auxiliary_classifiers_is_an_error(spec, overrides,
+                                                                       message):
+  c = config_lib.load_config(f"{ROOT}/configs/{spec}")
+  with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+    config_lib.apply_overrides(c, overrides)
+
+
+def test_an_aux_loss_weight_that_is_read_or_zero_passes():
+  c = config_lib.apply_overrides(config_lib.load_config(f"{ROOT}/configs/googlenet.py:tiny"),
+                                 [("aux_loss_weight", "0.5")])
+  assert c.aux_loss_weight == 0.5 and c.model_kwargs.get("aux_logits", True)
+  c = config_lib.apply_overrides(config_lib.load_config(f"{ROOT}/configs/lenet1989.py"),
+                                 [("aux_loss_weight", "0")])  # asks for nothing
+  assert c.aux_loss_weight == 0
+
+
 def test_overrides_that_are_read_or_that_empty_a_field_pass():
   c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
   config_lib.apply_overrides(c, [("optimizer", "adamw"), ("b1", "0.8"), ("eps", "1e-6"),

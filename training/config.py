@@ -85,7 +85,31 @@ def apply_overrides(config: ml_collections.ConfigDict,
       raise ConfigError(f"cannot set config.{key} to {raw!r}: {e}") from None
   _check_overrides_are_read(config, [key for key, _ in overrides])
   _check_augment_overrides_are_read(config, previous)
+  if any(key == "aux_loss_weight" for key, _ in overrides):
+    _check_aux_loss_weight_is_read(config)
   return config
+
+
+def _check_aux_loss_weight_is_read(config: ml_collections.ConfigDict) -> None:
+  """``aux_loss_weight`` weights the losses of auxiliary classifiers, which only a model
+  with an ``aux_logits`` field set (GoogLeNet's, ``models/inception.py``) has: an override
+  on any other model changes nothing, and is an error. An override to 0 asks for nothing
+  and passes; an unknown model or field is left to ``check``'s own message."""
+  if config.aux_loss_weight == 0:
+    return
+  import models  # pylint: disable=g-import-not-at-top  (heavy: only for this override)
+  try:  # the module's fields only: nothing is initialised, so any class count will do
+    model = models.create_model(config.model, num_classes=2,
+                                **config.model_kwargs.to_dict())
+  except Exception:  # pylint: disable=broad-except
+    return
+  if getattr(model, "aux_logits", False):
+    return
+  why = ("has model_kwargs.aux_logits=False. Drop the override, or set "
+         "--config.model_kwargs.aux_logits=true" if hasattr(model, "aux_logits")
+         else "has no auxiliary classifiers (GoogLeNet has). Drop the override")
+  raise ConfigError(f"config.aux_loss_weight={config.aux_loss_weight!r} is not read: model "
+                    f"{config.model!r} {why}")
 
 
 # Fields that only some optimizers, schedules or datasets read: (the field that picks,
