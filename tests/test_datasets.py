@@ -67,6 +67,16 @@ def test_digits_are_scikit_learns_images_and_split(digits):
   np.testing.assert_array_equal(digits.test_labels, y_test)
 
 
+def test_digits_without_scikit_learn_is_one_error(monkeypatch):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name == "sklearn" else find_spec(name, *a))
+  with pytest.raises(DatasetError, match=r"digits.csv.gz\), and it was not found; "
+                                         r"pip install scikit-learn"):
+    load_dataset("digits")
+
+
 @pytest.mark.parametrize("counts,test_size,seed", [
     ((7, 7, 7, 3), 0.25, 0),    # tied remainders: the draws break the ties
     ((50, 2, 9, 23, 23), 0.3, 5),

@@ -101,7 +101,7 @@ def _check_aux_loss_weight_is_read(config: ml_collections.ConfigDict) -> None:
   try:  # the module's fields only: nothing is initialised, so any class count will do
     model = models.create_model(config.model, num_classes=2,
                                 **config.model_kwargs.to_dict())
-  except Exception:  # pylint: disable=broad-except
+  except (models.UnknownModelError, TypeError, ValueError):  # check() says which
     return
   if getattr(model, "aux_logits", False):
     return
