@@ -222,6 +222,25 @@ def test_optimizer_and_synthetic_ranges(key, value, message):
     config_lib.validate(c)
 
 
+@pytest.mark.parametrize("num_epochs,warmup,ok", [
+    ("10", "2", True), ("10", "0", True), ("2", "0", True), ("2", "1.9", True),
+    ("2", "2", False), ("2", "5", False),
+])
+def test_a_warm_up_as_long_as_the_run_is_an_error(num_epochs, warmup, ok):
+  # mobilenet_v1 warms up for 5 epochs; shortened to 2 its rate would never reach
+  # learning_rate, and its cosine would never start.
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
+  config_lib.apply_overrides(c, [("schedule", "cosine"), ("num_epochs", num_epochs),
+                                 ("warmup_epochs", warmup)])
+  if ok:
+    config_lib.validate(c)
+    return
+  with pytest.raises(config_lib.ConfigError, match=re.escape(
+      f"config.warmup_epochs={float(warmup)} is not shorter than num_epochs={num_epochs}: "
+      "the rate would never leave its warm-up. Lower --config.warmup_epochs")):
+    config_lib.validate(c)
+
+
 def test_a_new_model_field_parses_true_and_false_as_bools():
   # model_kwargs fields the config does not set have no declared type here: "false" must
   # not reach the model as a truthy string.

@@ -334,6 +334,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in NON_NEGATIVE:
     if get(key) < 0:
       raise ConfigError(f"config.{key} must be >= 0, got {get(key)}")
+  if config.warmup_epochs and config.warmup_epochs >= config.num_epochs:
+    # The schedule would end inside its warm-up (training/optim.create_schedule): the
+    # rate never reaches learning_rate and the decay after it never runs.
+    raise ConfigError(f"config.warmup_epochs={config.warmup_epochs} is not shorter than "
+                      f"num_epochs={config.num_epochs}: the rate would never leave its "
+                      "warm-up. Lower --config.warmup_epochs or raise --config.num_epochs")
   for key in PROBABILITIES:
     if not 0 <= get(key) <= 1:
       raise ConfigError(f"config.{key} must be in [0, 1], got {get(key)}")
