@@ -203,6 +203,7 @@ def test_augment_overrides_that_change_the_plan_pass(overrides):
     ("b1", "1.0", "config.b1 must be in [0, 1), got 1.0"),
     ("eps", "-1", "config.eps must be >= 0"),
     ("rms_decay", "2", "config.rms_decay must be in [0, 1], got 2.0"),
+    ("ema_decay", "1", "config.ema_decay must be in [0, 1), got 1.0"),  # never moves
     ("decay_factor", "0", "config.decay_factor must be positive, got 0.0"),
     ("decay_factors", "0.5,0", "config.decay_factors=(0.5, 0) must all be positive"),
     ("synthetic.num_train", "0", "config.synthetic.num_train must be positive, got 0"),
@@ -238,6 +239,28 @@ def test_a_warm_up_as_long_as_the_run_is_an_error(num_epochs, warmup, ok):
   with pytest.raises(config_lib.ConfigError, match=re.escape(
       f"config.warmup_epochs={float(warmup)} is not shorter than num_epochs={num_epochs}: "
       "the rate would never leave its warm-up. Lower --config.warmup_epochs")):
+    config_lib.validate(c)
+
+
+@pytest.mark.parametrize("schedule,overrides,peak", [
+    ("cosine", [("learning_rate", "0.01")], None),
+    ("linear", [("learning_rate", "0.01")], None),
+    # the linear scaling rule's peak: 0.1 x 32 / 256
+    ("cosine", [("learning_rate", "0.1"), ("lr_base_batch_size", "256"),
+                ("batch_size", "32")], "0.0125"),
+    ("cosine", [("learning_rate", "0.1")], ""),  # above the minimum: passes
+    ("linear", [("learning_rate", "0.02")], ""),  # equal: a constant rate, passes
+])
+def test_a_minimum_rate_above_the_peak_is_an_error(schedule, overrides, peak):
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
+  config_lib.apply_overrides(c, [("schedule", schedule), ("min_learning_rate", "0.02"),
+                                 *overrides])
+  if peak == "":
+    config_lib.validate(c)
+    return
+  with pytest.raises(config_lib.ConfigError, match=re.escape(
+      f"config.min_learning_rate=0.02 is above the peak rate {peak or '0.01'}: the "
+      f"{schedule} schedule would rise, not decay")):
     config_lib.validate(c)
 
 

@@ -309,8 +309,9 @@ NON_NEGATIVE = ("learning_rate", "weight_decay", "label_smoothing", "warmup_epoc
                 "min_learning_rate", "num_train_examples", "aux_loss_weight", "grad_clip_norm",
                 "lr_base_batch_size", "muon.weight_decay", "data_init_images", "momentum",
                 "eps")
-PROBABILITIES = ("ema_decay", "layer_decay", "rms_decay")  # in [0, 1]
-BELOW_ONE = ("label_smoothing", "b1", "b2", "muon.beta")  # in [0, 1): PyTorch's betas
+PROBABILITIES = ("layer_decay", "rms_decay")  # in [0, 1]
+# in [0, 1): PyTorch's betas; an EMA decay of 1 would keep the initial weights
+BELOW_ONE = ("label_smoothing", "b1", "b2", "muon.beta", "ema_decay")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -402,6 +403,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
       and config.model != "lenet5"):
     raise ConfigError(f"config.sdlm.curvature='rbf_mle' is the curvature of LeNet-5's RBF "
                       f"output; model={config.model} has none. Use sdlm.curvature='loss'")
+  if (config.schedule in ("cosine", "linear")
+      and config.min_learning_rate > optim.peak_learning_rate(config)):
+    raise ConfigError(
+        f"config.min_learning_rate={config.min_learning_rate} is above the peak rate "
+        f"{optim.peak_learning_rate(config):g}: the {config.schedule} schedule would rise, "
+        "not decay. Lower --config.min_learning_rate or raise --config.learning_rate")
 
 
 # ------------------------------------------------------------------------------- check
