@@ -112,9 +112,7 @@ def _check_same_experiment(config: ml_collections.ConfigDict,
   config is refused (naming the fields) unless ``allow_config_change``. Returns the
   allowed changes (to record), or []."""
   path = os.path.join(workdir, rundir.CONFIG)
-  ckpt = os.path.join(workdir, "checkpoints")
-  if not (os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))
-          and os.path.exists(path)):
+  if not (rundir.has_checkpoints(workdir) and os.path.exists(path)):
     return []
   try:
     with open(path) as f:
@@ -196,6 +194,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   say = print if primary else (lambda *a, **k: None)
   _check_workdir(workdir)
   changes = _check_same_experiment(config, workdir)
+  if config.init_from and not rundir.has_checkpoints(workdir):  # a resumed run does not read it
+    pretrained.check_path(config.init_from)
 
   # Devices: a (data, fsdp) mesh over every device of every process. Every batch is
   # split over all devices; parameters over the fsdp axis when mesh.fsdp > 1.

@@ -339,6 +339,12 @@ def check_config(config_spec: str, run: Run, trace: bool = True) -> dict[str, An
       config_lib.validate(config)
   except config_lib.ConfigError as e:
     raise SweepError(f"{where}: {e}") from None
+  if config.init_from and not rundir.has_checkpoints(run.workdir):  # as train.py asks
+    from training import pretrained  # pylint: disable=g-import-not-at-top
+    try:
+      pretrained.check_path(config.init_from)
+    except pretrained.PretrainedError as e:
+      raise SweepError(f"{where}: {e}") from None
   from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
   path = datasets.local_file(config.dataset)
   if path is not None and not os.path.isfile(path):

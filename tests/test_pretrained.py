@@ -1,6 +1,7 @@
 """training/pretrained.py and train.py's --config.init_from (fine-tuning)."""
 
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -87,9 +88,19 @@ def test_train_starts_from_init_from(tmp_path, capsys):
                              theirs["params"]["conv1"]["kernel"], rtol=0, atol=0)
   assert state["params"]["fc"]["kernel"].shape == (16, 10)
 
+  # The run resumes from its checkpoint without the file it started from.
+  shutil.rmtree(tmp_path / "w")
+  assert train.main(args + [f"--config.init_from={tmp_path / 'w'}", "--config.stop_after_steps=2",
+                            "--workdir", str(workdir)]) == 0
+  out = capsys.readouterr().out
+  assert "resumed from" in out and "initialised from" not in out
+
+  # A file that is not there: one line before the data are read, and no workdir.
   assert train.main(args + [f"--config.init_from={tmp_path / 'none.pth'}",
                             "--workdir", str(tmp_path / "bad")]) == 2
-  assert "not found" in capsys.readouterr().err
+  out, err = capsys.readouterr()
+  assert err.count("\n") == 1 and "pretrained weights not found" in err
+  assert "data:" not in out and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("name", ["w.pth", "w.safetensors", "w.bin", "w.pt"])

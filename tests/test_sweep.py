@@ -268,6 +268,7 @@ def test_runs_that_differ_only_in_their_seed_are_traced_once(tmp_path, monkeypat
     (["--run", "learning_rate"], "is not KEY=VALUE"),
     (["--run", "seed=1", "--config.seed=2", "--run", "seed=3"], "the sweep varies seed"),
     (["--run", "dataset=npz:/nowhere.npz"], "npz file not found: /nowhere.npz"),
+    (["--run", "init_from=/nowhere.pth"], "pretrained weights not found: '/nowhere.pth'"),
     (["--runner", "processes"], "--runner processes runs --parallel N at once, N >= 2 (got 0)"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, args, message):

@@ -42,14 +42,9 @@ def load_variables(path: str, model_name: str, model, image_shape: tuple[int, ..
   A PyTorch file is converted with ``model_name``'s converter; a directory must have been
   written by :func:`save_variables` (``tools/convert_weights.py``).
   """
+  check_path(path)
   if os.path.isdir(path):
     return _restore(path)
-  if not os.path.exists(path):
-    raise PretrainedError(f"pretrained weights not found: {path!r}")
-  if not path.endswith(TORCH_SUFFIXES):
-    raise PretrainedError(
-        f"cannot tell the format of {path!r}: expected a PyTorch file "
-        f"({', '.join(TORCH_SUFFIXES)}) or a directory written by tools/convert_weights.py")
   notes: list[str] = []
   try:
     state_dict = torch_convert.load_state_dict(path)
@@ -60,6 +55,22 @@ def load_variables(path: str, model_name: str, model, image_shape: tuple[int, ..
     for note in notes:
       print(f"note: {path}: {note}", flush=True)
   return variables
+
+
+def check_path(path: str) -> None:
+  """A PretrainedError unless ``path`` is a directory or a PyTorch file that exists: what
+  train.py asks before it loads data or builds the state, so that a wrong
+  ``--config.init_from`` costs a second, not the start-up."""
+  if os.path.isdir(path):
+    return
+  if not os.path.exists(path):
+    raise PretrainedError(f"pretrained weights not found: {path!r}; give a PyTorch file "
+                          f"({', '.join(TORCH_SUFFIXES)}) or a directory written by "
+                          "tools/convert_weights.py")
+  if not path.endswith(TORCH_SUFFIXES):
+    raise PretrainedError(
+        f"cannot tell the format of {path!r}: expected a PyTorch file "
+        f"({', '.join(TORCH_SUFFIXES)}) or a directory written by tools/convert_weights.py")
 
 
 def save_variables(path: str, variables: dict) -> None:

@@ -64,6 +64,12 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
   return logger.read_rows(path) if os.path.exists(path) else []
 
 
+def has_checkpoints(workdir: str) -> bool:
+  """Whether ``workdir`` holds a step checkpoint: a run that train.py resumes."""
+  ckpt = os.path.join(workdir, CHECKPOINTS)
+  return os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))
+
+
 def is_finished(summary: dict[str, Any] | None) -> bool:
   """A run that reached its last step and was evaluated there."""
   return bool(summary) and ("eval_top1" in summary and "step" in summary
