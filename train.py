@@ -14,7 +14,6 @@ would.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
@@ -36,6 +35,7 @@ import input_pipeline
 import models
 from input_pipeline import recipe as recipe_lib
 from training import checkpoint as checkpoint_lib
+from training import cli
 from training import config as config_lib
 from training import data as data_lib
 from training import logger as logger_lib
@@ -557,7 +557,7 @@ def _stop_trace(state, profile_dir: str, say) -> bool:
 
 def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
   rest, overrides = config_lib.split_override_args(argv)
-  parser = argparse.ArgumentParser(
+  parser = cli.ArgumentParser(
       description=__doc__.split("\n\n")[0],
       epilog="Any config field can be overridden: --config.FIELD=VALUE "
              "(e.g. --config.num_epochs=5 --config.augment.crop_padding=2).")

@@ -19,20 +19,20 @@ aborted; every 48 steps, or never, aborted within the first thousand steps.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):  # one line, exit status 2
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+from training import cli  # noqa: E402  (argparse only: jax must not start here)
+
 
 
 def main(argv=None) -> int:
-  p = _Parser(description=__doc__.split("\n\n")[0])
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--sync_every", type=int, default=16, help="steps between waits (0: never)")
   p.add_argument("--steps", type=int, default=20_000)
   p.add_argument("--timeout", type=int, default=10, help="XLA's collective timeout, s")

@@ -50,6 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import rundir  # noqa: E402
 
@@ -67,17 +68,12 @@ def run_env(cpu_devices: int) -> dict[str, str]:
   return env
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):  # one line, exit status 2
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   """The options, and the overrides as train.py arguments (checked with the config: a
   mistake is one line and exit status 2 before any run starts)."""
   rest, overrides = config_lib.split_override_args(argv)
-  p = _Parser(description=__doc__.split("\n\n")[0].strip())
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
   p.add_argument("--config", default=DEFAULT_CONFIG, help="configs/x.py[:arg]")
   p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
   p.add_argument("--first_seed", type=int, default=0)

@@ -66,6 +66,7 @@ import train  # noqa: E402  (train.compile_train: the function timed here)
 from benchmarks import report_files  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
 from models import torch_convert  # noqa: E402
+from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import data as data_lib  # noqa: E402
 from training import optim  # noqa: E402
@@ -572,15 +573,10 @@ def plot_files(entries: Sequence[str], out: str | None) -> str:
 # ------------------------------------------------------------------------------- main
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):  # one line, exit status 2 (argparse prints the usage too)
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
   rest, overrides = config_lib.split_override_args(argv)
-  p = _Parser(description=__doc__.split("\n\n")[0].strip(),
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
               formatter_class=argparse.RawDescriptionHelpFormatter,
               epilog="Any config field can be overridden: --config.FIELD=VALUE.")
   what = p.add_mutually_exclusive_group(required=True)

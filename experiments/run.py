@@ -35,17 +35,13 @@ if ROOT not in sys.path:
 import experiments  # noqa: E402
 from experiments import entry as entry_lib  # noqa: E402
 from launch import collect  # noqa: E402
+from training import cli  # noqa: E402
 from training import rundir  # noqa: E402
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):  # one line, exit status 2
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-  p = _Parser(description=__doc__.split("\n\n")[0].strip())
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
   p.add_argument("--budget", choices=entry_lib.BUDGETS, default="cpu")
   p.add_argument("--only", help="comma-separated entry ids (default: all)")
   p.add_argument("--runs_dir", default="runs/history", help="where the sweeps run")

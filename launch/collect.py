@@ -25,7 +25,6 @@ else derived from config.json (synthetic, digits, npz files, known TFDS datasets
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -39,6 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import rundir  # noqa: E402
 
@@ -443,7 +443,7 @@ def _overrides_from_configs(rows: list[dict[str, Any]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="launch/sweep.py collect",
+  parser = cli.ArgumentParser(prog="launch/sweep.py collect",
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("--sweep_dir", required=True)
   args = parser.parse_args(argv)

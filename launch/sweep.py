@@ -59,6 +59,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from launch import collect  # noqa: E402
+from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import rundir  # noqa: E402
 
@@ -584,7 +585,7 @@ def write_manifest(sweep_dir: str, config_spec: str, runs: Sequence[Run],
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
   rest, fixed = config_lib.split_override_args(argv)
-  parser = argparse.ArgumentParser(
+  parser = cli.ArgumentParser(
       prog="launch/sweep.py", description=__doc__.split("\n\n")[0],
       formatter_class=argparse.RawDescriptionHelpFormatter,
       epilog="Fields fixed for every run: --config.FIELD=VALUE, as train.py takes them.\n"

@@ -58,6 +58,7 @@ import models  # noqa: E402
 import train  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
 from models import torch_convert  # noqa: E402
+from training import cli  # noqa: E402
 from training import data as data_lib  # noqa: E402
 from training import pretrained  # noqa: E402
 from training import steps as steps_lib  # noqa: E402
@@ -210,7 +211,7 @@ def run_export(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--list", action="store_true", help="list the models with a converter")
   p.add_argument("--model", help="our registered model name (e.g. resnet50, convnext_t)")

@@ -24,7 +24,6 @@ line, ``error: ...``, and exit status 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -42,6 +41,7 @@ import numpy as np  # noqa: E402
 
 import models  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
+from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import data as data_lib  # noqa: E402
 from training import pretrained  # noqa: E402
@@ -113,14 +113,9 @@ def evaluate(config: ml_collections.ConfigDict, ds, model, variables: dict,
           "eval_top5": float(m["top5"] / m["count"]), "eval_count": int(m["count"])}
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):  # one line, exit status 2
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
-  p = _Parser(description=__doc__.split("\n\n")[0].strip())
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
   p.add_argument("workdirs", nargs="+", help="train.py workdirs")
   p.add_argument("--eval_modes",
                  help=f"comma-separated, of {', '.join(recipe_lib.EVAL_MODES)} (default: "

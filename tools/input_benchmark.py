@@ -38,10 +38,11 @@ if ROOT not in sys.path:
 
 from input_pipeline import host  # noqa: E402
 from input_pipeline.datasets import DatasetError  # noqa: E402
+from training import cli  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--config", default=os.path.join(ROOT, "configs", "convnext_t.py"),
                  help="config whose augmentation recipe is timed (path[:arg])")

@@ -71,6 +71,7 @@ import numpy as np  # noqa: E402
 import analysis  # noqa: E402
 import models  # noqa: E402
 from tools import model_report  # noqa: E402
+from training import cli  # noqa: E402
 
 WHATS = ("filters", "features", "rf", "shift", "strip", "timeline", "dead")
 REFERENCE = os.path.join(os.environ.get("SHARED_DIR", os.path.join(ROOT, "..", "shared")),
@@ -840,7 +841,7 @@ COMMANDS = {"filters": run_filters, "features": run_features, "rf": run_rf,
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("what", choices=WHATS)
   p.add_argument("--checkpoint", dest="nets", action="append", default=[],

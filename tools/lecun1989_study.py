@@ -38,6 +38,7 @@ import models  # noqa: E402
 import train  # noqa: E402
 from configs import lecun1989_nets as nets_config  # noqa: E402
 from models import lecun1989_nets  # noqa: E402
+from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import rundir  # noqa: E402
 
@@ -148,7 +149,7 @@ def plot(path: str, table: list[dict], title: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+  parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data", choices=("usps", "digits"), default="usps")
   parser.add_argument("--seeds", type=int, default=1, help="runs per net, seeds 0..N-1")

@@ -34,6 +34,7 @@ if ROOT not in sys.path:
 
 import analysis  # noqa: E402
 import models  # noqa: E402
+from training import cli  # noqa: E402
 
 # Models designed for another input than 224x224x3 with 1000 classes (the README's
 # model table): (name patterns, image size, channels, classes).
@@ -116,7 +117,7 @@ def format_report(name: str, report: analysis.Report, num_classes: int,
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--model", required=True, help="a registered name (models.list_models())")
   p.add_argument("--image_size", type=int, default=None,

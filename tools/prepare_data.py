@@ -26,6 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from training import cli  # noqa: E402
+
 
 class PrepareError(RuntimeError):
   """One line for the user."""
@@ -72,7 +74,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("name", help="TFDS dataset name, e.g. cifar10 or imagenet2012")
   p.add_argument("--data_dir", help="TFDS data directory (default: TFDS's own)")

@@ -24,7 +24,6 @@ show the same trace as a timeline.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
@@ -35,6 +34,8 @@ from typing import Any, Sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+from training import cli  # noqa: E402
 
 
 class ProfileSummaryError(Exception):
@@ -131,7 +132,7 @@ def table(times: dict[str, dict[str, list[float]]], steps: int | None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("path", help="a run's profile folder (WORKDIR/profile) or an .xplane.pb")
   p.add_argument("--top", type=int, default=20, help="ops listed per device (default 20)")
   p.add_argument("--steps", type=int,
