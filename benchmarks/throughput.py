@@ -577,8 +577,8 @@ def plot_files(entries: Sequence[str], out: str | None) -> str:
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
   rest, overrides = config_lib.split_override_args(argv)
   p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-              formatter_class=argparse.RawDescriptionHelpFormatter,
-              epilog="Any config field can be overridden: --config.FIELD=VALUE.")
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="Any config field can be overridden: --config.FIELD=VALUE.")
   what = p.add_mutually_exclusive_group(required=True)
   what.add_argument("--model", help="a model of the zoo, with its config's recipe")
   what.add_argument("--config", help="a config file: configs/x.py[:arg]")

@@ -444,7 +444,7 @@ def _overrides_from_configs(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = cli.ArgumentParser(prog="launch/sweep.py collect",
-                                   description=__doc__.split("\n\n")[0])
+                              description=__doc__.split("\n\n")[0])
   parser.add_argument("--sweep_dir", required=True)
   args = parser.parse_args(argv)
   try:

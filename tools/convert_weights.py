@@ -212,7 +212,7 @@ def run_export(args: argparse.Namespace) -> dict:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--list", action="store_true", help="list the models with a converter")
   p.add_argument("--model", help="our registered model name (e.g. resnet50, convnext_t)")
   p.add_argument("--checkpoint", help="a torchvision or timm .pth/.safetensors state dict")

@@ -43,7 +43,7 @@ from training import cli  # noqa: E402
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--config", default=os.path.join(ROOT, "configs", "convnext_t.py"),
                  help="config whose augmentation recipe is timed (path[:arg])")
   p.add_argument("--dataset", default="fake_jpeg",

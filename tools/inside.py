@@ -842,7 +842,7 @@ COMMANDS = {"filters": run_filters, "features": run_features, "rf": run_rf,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("what", choices=WHATS)
   p.add_argument("--checkpoint", dest="nets", action="append", default=[],
                  type=lambda s: ("checkpoint", s), metavar="WORKDIR",

@@ -150,7 +150,7 @@ def plot(path: str, table: list[dict], title: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data", choices=("usps", "digits"), default="usps")
   parser.add_argument("--seeds", type=int, default=1, help="runs per net, seeds 0..N-1")
   parser.add_argument("--epochs", type=int, default=None, help="override the config's 100")

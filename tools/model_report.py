@@ -118,7 +118,7 @@ def format_report(name: str, report: analysis.Report, num_classes: int,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--model", required=True, help="a registered name (models.list_models())")
   p.add_argument("--image_size", type=int, default=None,
                  help="input height and width (default: the model's own, 224 for most)")

@@ -75,7 +75,7 @@ def _first_line(e: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
   p = cli.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("name", help="TFDS dataset name, e.g. cifar10 or imagenet2012")
   p.add_argument("--data_dir", help="TFDS data directory (default: TFDS's own)")
   p.add_argument("--manual_dir", help="where manually downloaded files are "
