@@ -40,7 +40,8 @@ def test_overrides_parse_by_field_type():
   c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")
   config_lib.apply_overrides(c, [
       ("num_epochs", "5"), ("learning_rate", "3e-4"), ("augment.flip", "true"),
-      ("schedule", "step"), ("decay_epochs", "30,60"), ("data_dir", "/tmp/x"),
+      ("schedule", "step"), ("decay_epochs", "30,60"), ("dataset", "mnist"),
+      ("data_dir", "/tmp/x"),
       ("image_size", "16"),
       ("optimizer", "adamw"), ("model_kwargs.activation", "relu"),
       ("model_kwargs.h3_dropout", "0.5")])
@@ -262,6 +263,33 @@ def test_a_minimum_rate_above_the_peak_is_an_error(schedule, overrides, peak):
       f"config.min_learning_rate=0.02 is above the peak rate {peak or '0.01'}: the "
       f"{schedule} schedule would rise, not decay")):
     config_lib.validate(c)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ([("data_dir", "/data/tfds")], "config.data_dir='/data/tfds' is not read: dataset "
+                                   "'digits' is not loaded by TFDS"),
+    ([("dataset", "npz:x.npz"), ("download", "true")], "config.download=True is not read"),
+    ([("host.prefetch", "4")], "config.host.prefetch=4 is not read: this run keeps 'digits' "
+                               "on the device"),
+    ([("dataset", "cifar10"), ("host.shuffle_buffer", "100")],  # fits: kept on the device
+     "config.host.shuffle_buffer=100 is not read"),
+    ([("ema_warmup", "true")], "config.ema_warmup=True is not read: ema_decay=0 keeps no "
+                               "moving average"),
+    # ... and what they read passes
+    ([("dataset", "mnist"), ("data_dir", "/data/tfds"), ("download", "true")], None),
+    ([("input_pipeline", "host"), ("host.prefetch", "4")], None),
+    ([("dataset", "tfds:imagenette"), ("host.prefetch", "4")], None),  # sizes vary: host
+    ([("dataset", "not_in_the_table"), ("host.prefetch", "4")], None),  # decided by data
+    ([("ema_decay", "0.99"), ("ema_warmup", "true")], None),
+    ([("download", "false"), ("data_dir", "None")], None),  # asks for nothing
+])
+def test_a_data_or_ema_override_that_is_not_read_is_an_error(overrides, message):
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")  # digits, on the device
+  if message is None:
+    config_lib.apply_overrides(c, overrides)
+    return
+  with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+    config_lib.apply_overrides(c, overrides)
 
 
 def test_a_new_model_field_parses_true_and_false_as_bools():

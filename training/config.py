@@ -84,6 +84,7 @@ def apply_overrides(config: ml_collections.ConfigDict,
     except (TypeError, ValueError) as e:
       raise ConfigError(f"cannot set config.{key} to {raw!r}: {e}") from None
   _check_overrides_are_read(config, [key for key, _ in overrides])
+  _check_data_overrides_are_read(config, [key for key, _ in overrides])
   _check_augment_overrides_are_read(config, previous)
   if any(key == "aux_loss_weight" for key, _ in overrides):
     _check_aux_loss_weight_is_read(config)
@@ -148,6 +149,37 @@ def _check_overrides_are_read(config: ml_collections.ConfigDict, keys: Sequence[
         f"config.{key}={parent[leaf]!r} is not read when {picker}={config[picker]!r}; it "
         f"applies to {picker} {', '.join(readers)}. Drop the override, or set "
         f"--config.{picker} to one of those")
+
+
+def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
+                                   keys: Sequence[str]) -> None:
+  """Overrides that the run's data or its weights' average would not read: ``data_dir``
+  and ``download`` for a dataset that TFDS does not load (digits, synthetic, an npz
+  file), ``host.*`` for a run whose dataset is kept on the device, ``ema_warmup`` with
+  no moving average. An override to False, None or "" asks for nothing and passes."""
+  from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
+  name = config.dataset
+  from_tfds = not (name in ("digits", "synthetic") or datasets.local_file(name))
+  # "auto" on a dataset the table does not know is decided from the data: not here.
+  known = not from_tfds or name.removeprefix("tfds:").split("/")[0] in DATASET_SHAPES
+  on_device = config.input_pipeline == "device" or (
+      config.input_pipeline == "auto" and known and expected_source(config) == "device")
+  for key in dict.fromkeys(keys):
+    parent, leaf = _resolve(config, key)
+    value = parent[leaf]
+    if value in (False, None, ""):
+      continue
+    if key in ("data_dir", "download") and not from_tfds:
+      why = (f"dataset {name!r} is not loaded by TFDS (data_dir and download are TFDS's)."
+             " Drop the override")
+    elif key.startswith("host.") and on_device:
+      why = (f"this run keeps {name!r} on the device, and only the host pipeline reads "
+             "host.*. Drop the override, or set --config.input_pipeline=host")
+    elif key == "ema_warmup" and not config.ema_decay:
+      why = "ema_decay=0 keeps no moving average. Drop the override, or set --config.ema_decay"
+    else:
+      continue
+    raise ConfigError(f"config.{key}={value!r} is not read: {why}")
 
 
 def _check_augment_overrides_are_read(config: ml_collections.ConfigDict,
