@@ -275,12 +275,15 @@ def test_a_minimum_rate_above_the_peak_is_an_error(schedule, overrides, peak):
      "config.host.shuffle_buffer=100 is not read"),
     ([("ema_warmup", "true")], "config.ema_warmup=True is not read: ema_decay=0 keeps no "
                                "moving average"),
+    ([("dataset", "tfds:imagenette"), ("device_loop", "true")],
+     "config.device_loop=True is not read: the host pipeline streams 'tfds:imagenette'"),
     # ... and what they read passes
     ([("dataset", "mnist"), ("data_dir", "/data/tfds"), ("download", "true")], None),
     ([("input_pipeline", "host"), ("host.prefetch", "4")], None),
     ([("dataset", "tfds:imagenette"), ("host.prefetch", "4")], None),  # sizes vary: host
     ([("dataset", "not_in_the_table"), ("host.prefetch", "4")], None),  # decided by data
     ([("ema_decay", "0.99"), ("ema_warmup", "true")], None),
+    ([("device_loop", "true")], None),
     ([("download", "false"), ("data_dir", "None")], None),  # asks for nothing
 ])
 def test_a_data_or_ema_override_that_is_not_read_is_an_error(overrides, message):

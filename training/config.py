@@ -155,8 +155,8 @@ def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
                                    keys: Sequence[str]) -> None:
   """Overrides that the run's data or its weights' average would not read: ``data_dir``
   and ``download`` for a dataset that TFDS does not load (digits, synthetic, an npz
-  file), ``host.*`` for a run whose dataset is kept on the device, ``ema_warmup`` with
-  no moving average. An override to False, None or "" asks for nothing and passes."""
+  file), ``host.*`` for a run whose dataset is kept on the device, ``device_loop`` for
+  one streamed by the host pipeline, ``ema_warmup`` with no moving average. An override to False, None or "" asks for nothing and passes."""
   from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
   name = config.dataset
   from_tfds = not (name in ("digits", "synthetic") or datasets.local_file(name))
@@ -164,6 +164,8 @@ def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
   known = not from_tfds or name.removeprefix("tfds:").split("/")[0] in DATASET_SHAPES
   on_device = config.input_pipeline == "device" or (
       config.input_pipeline == "auto" and known and expected_source(config) == "device")
+  on_host = config.input_pipeline == "host" or (
+      config.input_pipeline == "auto" and known and expected_source(config) == "host")
   for key in dict.fromkeys(keys):
     parent, leaf = _resolve(config, key)
     value = parent[leaf]
@@ -175,6 +177,9 @@ def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
     elif key.startswith("host.") and on_device:
       why = (f"this run keeps {name!r} on the device, and only the host pipeline reads "
              "host.*. Drop the override, or set --config.input_pipeline=host")
+    elif key == "device_loop" and on_host:
+      why = (f"the host pipeline streams {name!r} one step per call. Drop the override, or "
+             "set --config.input_pipeline=device for a dataset that fits in memory")
     elif key == "ema_warmup" and not config.ema_decay:
       why = "ema_decay=0 keeps no moving average. Drop the override, or set --config.ema_decay"
     else:
