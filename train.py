@@ -194,7 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   say = print if primary else (lambda *a, **k: None)
   _check_workdir(workdir)
   changes = _check_same_experiment(config, workdir)
-  if config.init_from and not rundir.has_checkpoints(workdir):  # a resumed run does not read it
+  if config.init_from and not rundir.has_checkpoints(workdir):  # resuming does not read it
     pretrained.check_path(config.init_from)
 
   # Devices: a (data, fsdp) mesh over every device of every process. Every batch is

@@ -8,10 +8,11 @@ import pytest
 from training import cli
 
 ENTRY_POINTS = ("train", "launch.sweep", "launch.collect", "experiments.run",
-                "tools.evaluate", "tools.convert_weights", "tools.inside", "tools.model_report",
-                "tools.profile_summary", "tools.prepare_data", "tools.input_benchmark",
-                "tools.lecun1989_study", "tools.soak", "benchmarks.throughput",
-                "benchmarks.speedrun", "benchmarks.conv_layers", "benchmarks.cpu_dispatch")
+                "tools.evaluate", "tools.convert_weights", "tools.inside",
+                "tools.model_report", "tools.profile_summary", "tools.prepare_data",
+                "tools.input_benchmark", "tools.lecun1989_study", "tools.soak",
+                "benchmarks.throughput", "benchmarks.speedrun", "benchmarks.conv_layers",
+                "benchmarks.cpu_dispatch")
 
 
 def test_an_error_is_one_line_and_help_keeps_the_usage(capsys):

@@ -269,8 +269,8 @@ def test_a_minimum_rate_above_the_peak_is_an_error(schedule, overrides, peak):
     ([("data_dir", "/data/tfds")], "config.data_dir='/data/tfds' is not read: dataset "
                                    "'digits' is not loaded by TFDS"),
     ([("dataset", "npz:x.npz"), ("download", "true")], "config.download=True is not read"),
-    ([("host.prefetch", "4")], "config.host.prefetch=4 is not read: this run keeps 'digits' "
-                               "on the device"),
+    ([("host.prefetch", "4")],
+     "config.host.prefetch=4 is not read: this run keeps 'digits' on the device"),
     ([("dataset", "cifar10"), ("host.shuffle_buffer", "100")],  # fits: kept on the device
      "config.host.shuffle_buffer=100 is not read"),
     ([("ema_warmup", "true")], "config.ema_warmup=True is not read: ema_decay=0 keeps no "

@@ -90,8 +90,8 @@ def test_train_starts_from_init_from(tmp_path, capsys):
 
   # The run resumes from its checkpoint without the file it started from.
   shutil.rmtree(tmp_path / "w")
-  assert train.main(args + [f"--config.init_from={tmp_path / 'w'}", "--config.stop_after_steps=2",
-                            "--workdir", str(workdir)]) == 0
+  assert train.main(args + [f"--config.init_from={tmp_path / 'w'}",
+                            "--config.stop_after_steps=2", "--workdir", str(workdir)]) == 0
   out = capsys.readouterr().out
   assert "resumed from" in out and "initialised from" not in out
 

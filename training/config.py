@@ -156,7 +156,8 @@ def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
   """Overrides that the run's data or its weights' average would not read: ``data_dir``
   and ``download`` for a dataset that TFDS does not load (digits, synthetic, an npz
   file), ``host.*`` for a run whose dataset is kept on the device, ``device_loop`` for
-  one streamed by the host pipeline, ``ema_warmup`` with no moving average. An override to False, None or "" asks for nothing and passes."""
+  one streamed by the host pipeline, ``ema_warmup`` with no moving average. An override
+  to False, None or "" asks for nothing and passes."""
   from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
   name = config.dataset
   from_tfds = not (name in ("digits", "synthetic") or datasets.local_file(name))
@@ -181,7 +182,8 @@ def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
       why = (f"the host pipeline streams {name!r} one step per call. Drop the override, or "
              "set --config.input_pipeline=device for a dataset that fits in memory")
     elif key == "ema_warmup" and not config.ema_decay:
-      why = "ema_decay=0 keeps no moving average. Drop the override, or set --config.ema_decay"
+      why = ("ema_decay=0 keeps no moving average. Drop the override, or set "
+             "--config.ema_decay")
     else:
       continue
     raise ConfigError(f"config.{key}={value!r} is not read: {why}")
