@@ -68,8 +68,8 @@ Arguments (comma-separated):
   (``freeze_anneal``); the whitening layer from the data; logits divided by 256, the
   classifier's weights at standard deviation 1; its alternating flip
   (``augment.flip_mode=alternate``); the raw weights, six test views. On the CPU as two
-  devices: 95.08, 95.20, 95.20, 95.19 and 95.15% (seeds 0-4, mean 95.16 +- 0.05%; 41-45
-  min each), against the anchor's 95.19 +- 0.05%
+  devices: 95.08, 95.20, 95.20, 95.19, 95.15, 95.05 and 95.04% (seeds 0-6, mean 95.13
+  +- 0.07%; 40-45 min each), against the anchor's 95.19 +- 0.05%
   (README, "Speedrun"). What differs from the script: one input channel where the anchor
   repeats the grey image three times (``rgb`` below gives its input); the six views'
   softmax averaged evenly where it averages their logits with weights 1/4 and 1/8 (on
