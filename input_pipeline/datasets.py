@@ -218,6 +218,11 @@ def local_file(name: str) -> str | None:
   return None
 
 
+def from_tfds(name: str) -> bool:
+  """Whether TFDS loads the dataset ``name`` (not digits, synthetic or a local file)."""
+  return not (name in ("digits", "synthetic") or local_file(name))
+
+
 def grey_to_rgb(ds: ArrayDataset) -> ArrayDataset:
   """The dataset with its one grey channel repeated as R, G and B (mean and std too)."""
   channels = ds.train_images.shape[-1]

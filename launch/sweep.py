@@ -352,7 +352,7 @@ def check_config(config_spec: str, run: Run, trace: bool = True) -> dict[str, An
     kind = config.dataset.split(":")[0]
     raise SweepError(f"{where}: {kind} file not found: {path} (from "
                      f"{os.getcwd()}); fix --config.dataset or run from the repository root")
-  if not (config.dataset in ("digits", "synthetic") or path is not None):
+  if datasets.from_tfds(config.dataset):
     try:  # a TFDS dataset: prepared, or one the run can download
       datasets.check_tfds_ready(config.dataset, data_dir=config.data_dir,
                                 download=config.download)

@@ -160,13 +160,11 @@ def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
   to False, None or "" asks for nothing and passes."""
   from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
   name = config.dataset
-  from_tfds = not (name in ("digits", "synthetic") or datasets.local_file(name))
+  from_tfds = datasets.from_tfds(name)
   # "auto" on a dataset the table does not know is decided from the data: not here.
   known = not from_tfds or name.removeprefix("tfds:").split("/")[0] in DATASET_SHAPES
-  on_device = config.input_pipeline == "device" or (
-      config.input_pipeline == "auto" and known and expected_source(config) == "device")
-  on_host = config.input_pipeline == "host" or (
-      config.input_pipeline == "auto" and known and expected_source(config) == "host")
+  source = expected_source(config) if known or config.input_pipeline != "auto" else None
+  on_device, on_host = source == "device", source == "host"
   for key in dict.fromkeys(keys):
     parent, leaf = _resolve(config, key)
     value = parent[leaf]

@@ -74,7 +74,7 @@ def wants_host_pipeline(config: ml_collections.ConfigDict) -> bool:
   if config.input_pipeline != "auto":
     return config.input_pipeline == "host"
   name = config.dataset
-  if name in ("digits", "synthetic") or input_pipeline.datasets.local_file(name):
+  if not input_pipeline.datasets.from_tfds(name):
     return False
   if config.data_dir is not None and not os.path.isdir(config.data_dir):
     return False  # the loader's error names the missing directory
