@@ -41,12 +41,19 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
   """
   from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
   _, tfds = datasets._import_tf()  # pylint: disable=protected-access
+  # An unknown name sends TFDS to Google Cloud's metadata server, and TensorFlow's C++
+  # logs the failed probe on file descriptor 2 before our one line: keep it quiet.
+  quiet = datasets._quiet_native_stderr  # pylint: disable=protected-access
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    with quiet():
+      builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # pylint: disable=broad-except
-    close = difflib.get_close_matches(name.split("/")[0], tfds.list_builders(), n=3)
+    with quiet():
+      builders = tfds.list_builders()
+    close = difflib.get_close_matches(name.split("/")[0], builders, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise PrepareError(f"unknown TFDS dataset {name!r}: {_first_line(e)}.{hint}") from None
+    cause = _first_line(e).rstrip(".")
+    raise PrepareError(f"unknown TFDS dataset {name!r}: {cause}.{hint}") from None
   manual_dir = manual_dir or os.path.join(_root(builder, data_dir), "downloads", "manual")
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   try:
