@@ -275,8 +275,6 @@ def test_a_minimum_rate_above_the_peak_is_an_error(schedule, overrides, peak):
      "config.host.shuffle_buffer=100 is not read"),
     ([("ema_warmup", "true")], "config.ema_warmup=True is not read: ema_decay=0 keeps no "
                                "moving average"),
-    ([("dataset", "tfds:imagenette"), ("device_loop", "true")],
-     "config.device_loop=True is not read: the host pipeline streams 'tfds:imagenette'"),
     # ... and what they read passes
     ([("dataset", "mnist"), ("data_dir", "/data/tfds"), ("download", "true")], None),
     ([("input_pipeline", "host"), ("host.prefetch", "4")], None),
@@ -293,6 +291,22 @@ def test_a_data_or_ema_override_that_is_not_read_is_an_error(overrides, message)
     return
   with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
     config_lib.apply_overrides(c, overrides)
+
+
+@pytest.mark.parametrize("overrides", [
+    [("input_pipeline", "host")],  # the config file's device_loop=True, lost before
+    [("dataset", "tfds:imagenette"), ("image_size", "64"), ("device_loop", "true")],
+])
+def test_a_device_loop_over_streamed_data_is_an_error(overrides):
+  c = config_lib.load_config(f"{ROOT}/configs/lenet1989.py")  # device_loop=True
+  config_lib.apply_overrides(c, overrides)
+  with pytest.raises(config_lib.ConfigError, match=re.escape(
+      "config.device_loop=True runs a log interval's steps in one call over batches held "
+      "on the device (--config.device_loop=False runs one step per call); this run "
+      "streams them through the host pipeline")):
+    config_lib.validate(c)
+  config_lib.apply_overrides(c, [("device_loop", "false")])
+  config_lib.validate(c)
 
 
 def test_a_new_model_field_parses_true_and_false_as_bools():
@@ -467,7 +481,7 @@ def test_data_shape_reads_an_unknown_npz_header(tmp_path):
 @pytest.mark.parametrize("spec,overrides,match", [
     ("lenet1989.py", [("model", "lenet1989x")], r"^config.model: unknown model 'lenet1989x'"),
     ("lenet1989.py", [("model_kwargs.bogus", "1")], r"^config.model_kwargs: .*bogus"),
-    ("lenet1989.py", [("dataset", "imagenet2012")],
+    ("resnet20_cifar.py", [("dataset", "imagenet2012")],
      r"imagenet2012 has images of varying size: set --config.image_size"),
     ("vgg.py:tiny", [("synthetic.shape", "8,8,3")],
      r"^config.model=vgg11 cannot initialise on \(8, 8, 3\) inputs: ValueError: .*too small"),

@@ -158,6 +158,7 @@ def test_end_to_end_outputs_and_resume(tmp_path, capsys):
     (["--config.data_init_images=100"], "model 'lenet1989' has no data-dependent init"),
     (["--config.data_init_images=100", "--config.dataset=mnist", "--config.model=airbench94",
       "--config.input_pipeline=host"], "data_init_images initialises the model from"),
+    (["--config.input_pipeline=host"], "config.device_loop=True runs a log interval's"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
   # In this process; the exit status through train.py's entry point:
@@ -288,6 +289,23 @@ def test_host_pipeline_end_to_end(tmp_path, capsys):
   assert summary["image_shape"] == [32, 32, 3] and "ema_eval_top1" in summary
   evals = [r for r in rows(workdir) if "eval_count" in r]
   assert evals[-1]["eval_count"] == 4  # every validation example exactly once
+
+
+def test_a_device_loop_on_a_dataset_the_data_send_to_the_host_is_an_error(tmp_path, capsys):
+  """A TFDS dataset the config's table does not know is placed by its data (images of
+  varying size: the host pipeline), after the config check: the host pipeline says that
+  it cannot run the config's device_loop, instead of running one step per call."""
+  pytest.importorskip("tensorflow_datasets")
+  import train  # pylint: disable=g-import-not-at-top
+  data = _jpeg_dataset_args(tmp_path)
+  capsys.readouterr()  # TFDS's progress bars while preparing it
+  rc = train.main(["--config", "configs/convnext_t.py:tiny", "--workdir", str(tmp_path / "w"),
+                   *data, "--config.image_size=32", "--config.device_loop=true"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and len(err) == 1, err
+  assert err[0].startswith("error: config.device_loop=True runs a log interval's steps")
+  assert "the host pipeline streams" in err[0]
+  assert not (tmp_path / "w").exists()
 
 
 def test_imagenet_not_prepared_says_how_to_prepare_it(tmp_path, capsys):

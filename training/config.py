@@ -155,8 +155,8 @@ def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
                                    keys: Sequence[str]) -> None:
   """Overrides that the run's data or its weights' average would not read: ``data_dir``
   and ``download`` for a dataset that TFDS does not load (digits, synthetic, an npz
-  file), ``host.*`` for a run whose dataset is kept on the device, ``device_loop`` for
-  one streamed by the host pipeline, ``ema_warmup`` with no moving average. An override
+  file), ``host.*`` for a run whose dataset is kept on the device, ``ema_warmup`` with
+  no moving average (``device_loop`` on the host pipeline: ``validate``). An override
   to False, None or "" asks for nothing and passes."""
   from input_pipeline import datasets  # pylint: disable=g-import-not-at-top
   name = config.dataset
@@ -164,7 +164,7 @@ def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
   # "auto" on a dataset the table does not know is decided from the data: not here.
   known = not from_tfds or name.removeprefix("tfds:").split("/")[0] in DATASET_SHAPES
   source = expected_source(config) if known or config.input_pipeline != "auto" else None
-  on_device, on_host = source == "device", source == "host"
+  on_device = source == "device"
   for key in dict.fromkeys(keys):
     parent, leaf = _resolve(config, key)
     value = parent[leaf]
@@ -176,9 +176,6 @@ def _check_data_overrides_are_read(config: ml_collections.ConfigDict,
     elif key.startswith("host.") and on_device:
       why = (f"this run keeps {name!r} on the device, and only the host pipeline reads "
              "host.*. Drop the override, or set --config.input_pipeline=host")
-    elif key == "device_loop" and on_host:
-      why = (f"the host pipeline streams {name!r} one step per call. Drop the override, or "
-             "set --config.input_pipeline=device for a dataset that fits in memory")
     elif key == "ema_warmup" and not config.ema_decay:
       why = ("ema_decay=0 keeps no moving average. Drop the override, or set "
              "--config.ema_decay")
@@ -351,6 +348,13 @@ PROBABILITIES = ("layer_decay", "rms_decay")  # in [0, 1]
 BELOW_ONE = ("label_smoothing", "b1", "b2", "muon.beta", "ema_decay")
 
 
+# What device_loop needs; validate() and the host pipeline (train.py's ``auto`` choice
+# for a dataset the config alone cannot place) raise it.
+DEVICE_LOOP_NEEDS_DEVICE_DATA = (
+    "config.device_loop=True runs a log interval's steps in one call over batches held "
+    "on the device (--config.device_loop=False runs one step per call)")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks choices and ranges; raises ConfigError naming the field and the fix."""
   def get(key):
@@ -407,7 +411,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                "optimizer=sdlm estimates its curvature on training images held on the "
                "device": config.optimizer == "sdlm",
                "config.data_init_images initialises the model from training images held "
-               "in memory": config.data_init_images}
+               "in memory": config.data_init_images,
+               DEVICE_LOOP_NEEDS_DEVICE_DATA: config.device_loop}
   for what in (w for w, wanted in in_memory.items() if wanted):
     if expected_source(config) == "host":
       raise ConfigError(f"{what}; this run streams them through the host pipeline (use "

@@ -211,6 +211,11 @@ class HostSource:
       raise input_pipeline.DatasetError(
           f"the host pipeline crops {config.dataset} to image_size; set "
           "--config.image_size (e.g. 224)")
+    if config.device_loop:
+      raise config_lib.ConfigError(
+          f"{config_lib.DEVICE_LOOP_NEEDS_DEVICE_DATA}; the host pipeline streams "
+          f"{config.dataset} (use --config.input_pipeline=device for a dataset that fits in "
+          "memory)")
     self._host, self._config, self._mesh = host, config, mesh
     self._limit = parallel.DispatchLimit(mesh)
     self._data_seed = int(jax.random.randint(data_rng, (), 0, 2**31 - 1))
@@ -222,7 +227,7 @@ class HostSource:
                          num_classes=s.num_classes, num_train=s.num_train,
                          num_test=s.num_eval, flip=s.flip, mean=None, std=None)
     self.description = f"host pipeline (tf.data; eval split {s.eval_split!r})"
-    self.device_loop = False
+    self.device_loop = False  # validate() and the check above: the config says so too
     self.steps_per_epoch = input_pipeline.steps_per_epoch(self.info.num_train,
                                                          config.batch_size)
     self._iterator, self._plan = None, None
