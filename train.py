@@ -223,6 +223,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     print(f"warning: {warning}", file=sys.stderr)
   steps_per_epoch = input_pipeline.steps_per_epoch(num_train, config.batch_size)
   total_steps = config.num_epochs * steps_per_epoch
+  if config.profile_steps and config.profile_steps[1] > total_steps:  # before the workdir
+    raise TrainingError(f"config.profile_steps={tuple(config.profile_steps)} ends past the "
+                        f"run's last step ({total_steps}); trace steps within it")
   log_every = config.log_every_steps or -(-steps_per_epoch // 4)  # four rows per epoch
   fsdp = f", parameters split over {config.mesh.fsdp}" if config.mesh.fsdp > 1 else ""
   say(f"data: {ds.name}: {num_train} train / {ds.num_test} test images of "
@@ -385,9 +388,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   profile = tuple(config.profile_steps)
   profile_dir = os.path.join(workdir, "profile")
   tracing = False
-  if profile and profile[1] > total_steps:
-    raise TrainingError(f"config.profile_steps={profile} ends past the run's last step "
-                        f"({total_steps}); trace steps within it")
   t_start = t_saved = time.time()
   # Training time: the wall time of the steps after the first (which compiles), less
   # evaluation and checkpointing (speedruns' convention; the state is synchronised at

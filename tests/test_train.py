@@ -612,9 +612,11 @@ def test_profile_steps_write_a_trace_of_those_steps(tmp_path, capsys):
   assert len(traces) == 1
   for bad, message in (("3,1", "must be two step numbers a < b"),
                        ("2,99", "ends past the run's last step (4)")):
-    assert train.main(args[:-1] + ["--workdir", str(tmp_path / bad.replace(",", "_")),
+    bad_workdir = tmp_path / bad.replace(",", "_")
+    assert train.main(args[:-1] + ["--workdir", str(bad_workdir),
                                    f"--config.profile_steps={bad}"]) == 2
     assert message in capsys.readouterr().err
+    assert not bad_workdir.exists()  # asked before the workdir is made
 
 
 def test_compilation_cache_directory_and_switch(tmp_path, monkeypatch):
