@@ -24,27 +24,34 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-import jax
-import jax.numpy as jnp
-import ml_collections
-import numpy as np
-from jax.experimental import multihost_utils
-from jax.sharding import PartitionSpec as P
+from training import host_memory  # the standard library only
 
-import input_pipeline
-import models
-from input_pipeline import recipe as recipe_lib
-from training import checkpoint as checkpoint_lib
-from training import cli
-from training import config as config_lib
-from training import data as data_lib
-from training import logger as logger_lib
-from training import optim
-from training import parallel
-from training import pretrained
-from training import rundir
-from training import sdlm
-from training import steps as steps_lib
+if __name__ == "__main__":  # before JAX starts: huge pages for XLA:CPU's large buffers
+  host_memory.use_huge_pages()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.experimental import multihost_utils  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import input_pipeline  # noqa: E402
+import models  # noqa: E402
+from input_pipeline import recipe as recipe_lib  # noqa: E402
+from training import checkpoint as checkpoint_lib  # noqa: E402
+from training import cli  # noqa: E402
+from training import config as config_lib  # noqa: E402
+from training import data as data_lib  # noqa: E402
+from training import logger as logger_lib  # noqa: E402
+from training import optim  # noqa: E402
+from training import parallel  # noqa: E402
+from training import pretrained  # noqa: E402
+from training import rundir  # noqa: E402
+from training import sdlm  # noqa: E402
+from training import steps as steps_lib  # noqa: E402
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 class TrainingError(RuntimeError):
@@ -321,6 +328,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
             # XLA's options change speed and rounding (README, Speed: YNNPACK's share)
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            # malloc's huge pages change speed, not results (training/host_memory.py)
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
             "start_step": start_step, "total_steps": total_steps,
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "command": sys.argv}

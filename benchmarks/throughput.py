@@ -56,6 +56,10 @@ from typing import Any, Callable, Sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+from training import host_memory  # noqa: E402  (the standard library only)
+
+if __name__ == "__main__":  # before JAX starts, as train.py runs
+  host_memory.use_huge_pages()
 
 import jax  # noqa: E402
 import ml_collections  # noqa: E402
@@ -442,8 +446,8 @@ def run_case(case: Case, *, compare: str | None, peak_tflops: float | None, say,
       f"{config.optimizer}; {checked.num_params:,} parameters, {macs / 1e9:.4g} G "
       f"multiply-adds per image; {jax.device_count()} {jax.devices()[0].platform} "
       f"device(s), load average {os.getloadavg()[0]:.2f}"
-      + (f"; XLA_FLAGS={os.environ['XLA_FLAGS']}" if os.environ.get("XLA_FLAGS") else ""),
-      flush=True)
+      + "".join(f"; {var}={os.environ[var]}" for var in ("XLA_FLAGS", "GLIBC_TUNABLES")
+                if os.environ.get(var)), flush=True)
   ours = time_ours(case, **timing)
   tflops = 6 * macs * ours.images_per_s / 1e12
   row = {"model": config.model, "name": case.name, "image_size": h, "channels": c,
@@ -636,7 +640,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "argv": sys.argv if argv is None else list(argv),
            "load_average": os.getloadavg()[0],
-           "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": rows},
+           "xla_flags": os.environ.get("XLA_FLAGS", ""),
+           "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""), "rows": rows},
           lambda png: plot([("", rows)], png))
   return 0
 

@@ -36,6 +36,7 @@ def test_tiny_run_reports_consistent_numbers(tmp_path, capsys):
   assert (tmp_path / "speed.png").stat().st_size > 0  # the plot beside the table
   record = json.loads((tmp_path / "speed.json").read_text())
   assert record["xla_flags"] == os.environ.get("XLA_FLAGS", "")  # results depend on them
+  assert record["glibc_tunables"] == os.environ.get("GLIBC_TUNABLES", "")  # and on these
   (row,) = record["rows"]
   assert (row["batch"], row["image_size"], row["optimizer"]) == (8, 28, "adamw")
   assert row["images_per_s"] > 0 and row["step_s"] > 0 and row["compile_s"] >= 0

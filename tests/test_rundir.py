@@ -28,6 +28,7 @@ def test_train_py_writes_run_info_at_start(tiny_run):
   assert info["model"] == "airbench94" and info["devices"] >= 1
   assert info["start_step"] == 0 and info["total_steps"] == summary["total_steps"]
   assert info["xla_flags"] == os.environ.get("XLA_FLAGS", "")  # tests/conftest.py sets some
+  assert info["glibc_tunables"] == os.environ.get("GLIBC_TUNABLES", "")
   assert rundir.is_finished(summary)
 
 

@@ -6,7 +6,7 @@ benchmarks/speedrun.py, experiments/ and the tools read:
   config.json      the validated config (written at start)
   run_info.json    what the run is, measured at start: model, dataset, input shape,
                    classes, parameters, devices, processes, platform, versions, command,
-                   XLA_FLAGS
+                   XLA_FLAGS, GLIBC_TUNABLES
   recipe.json      the data plan: every augmentation op and where it runs
   metrics.jsonl    one JSON row per log point and evaluation (training/logger.py)
   summary.json     the final numbers (written at the end; ``is_finished``)
