@@ -66,6 +66,10 @@ from typing import Any, Callable, Sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+from training import host_memory  # noqa: E402  (the standard library only)
+
+if __name__ == "__main__":  # before JAX starts, as train.py runs
+  host_memory.use_huge_pages()
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402

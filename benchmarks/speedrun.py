@@ -123,7 +123,10 @@ def run_seed(config: str, workdir: str, seed: int, overrides: Sequence[str],
           "train_sec": summary["train_time_this_run_sec"],
           "startup_sec": wall - summary["wall_time_this_run_sec"],
           "platform": summary["platform"], "devices": summary["devices"],
-          "xla_flags": env.get("XLA_FLAGS", ""), "load_average_end": os.getloadavg()[0],
+          "xla_flags": env.get("XLA_FLAGS", ""),
+          # as the run had them (train.py adds malloc's huge pages: training/host_memory.py)
+          "glibc_tunables": rundir.read(run_dir, rundir.RUN_INFO).get("glibc_tunables", ""),
+          "load_average_end": os.getloadavg()[0],
           "curve": [{"epoch": r["epoch"], "train_sec": r.get("train_seconds"),
                      "top1": 100 * r[key]} for r in evals]}
 

@@ -254,6 +254,14 @@ def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
   # --cpu_devices 2: the run's batch went over two devices, and the record says so.
   assert summary["devices"] == run["devices"] == 2
   assert "--xla_force_host_platform_device_count=2" in run["xla_flags"]
+  # train.py, run as a command, re-executed itself with malloc's huge pages where they
+  # apply (training/host_memory.py), and the record has the tunables it ran with.
+  from training import host_memory  # pylint: disable=g-import-not-at-top
+  import platform  # pylint: disable=g-import-not-at-top
+  assert run["glibc_tunables"] == (
+      host_memory.tunables_with_huge_pages(os.environ, platform.libc_ver(),
+                                           host_memory.thp_mode())
+      or os.environ.get("GLIBC_TUNABLES", ""))
   assert "devices: 2 (1 seed)" in out
   with open(os.path.join(workdir, "speedrun.md")) as f:
     assert "| 0 | 2 |" in f.read()
