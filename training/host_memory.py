@@ -13,19 +13,22 @@ glibc's tunable ``glibc.malloc.hugetlb=1`` has ``malloc`` ask the kernel for tra
 huge pages (``madvise(MADV_HUGEPAGE)``) for what it maps, 2 MiB a fault instead of 4 KiB,
 on kernels whose THP mode is ``madvise`` (``/sys/kernel/mm/transparent_hugepage/enabled``;
 ``always`` needs nothing, ``never`` gives nothing). Measured on the 2-core CPU
-(benchmarks/README.md, "Huge pages"): ResNet-20's step 1.4-1.5x faster with the
-convolution flag of the README's Speed section, 1.1-1.2x without; the speedrun's step on
-two devices 1.27x; results bit for bit the same (malloc does not round).
+(benchmarks/README.md, "Huge pages for XLA:CPU's buffers"): ResNet-20's step 1.4-1.6x
+faster with the convolution flag of the README's Speed section, 1.1-1.2x without; the
+speedrun's step on two devices 1.27x, its 5-epoch run 1.14x from command to accuracy;
+results bit for bit the same (malloc does not round).
 
 Tunables are read when a process starts, so ``use_huge_pages()`` re-executes the command
 once (``os.execv``: the same process id, arguments and interpreter options) with the
-tunable added to ``GLIBC_TUNABLES``; train.py and benchmarks/throughput.py call it first
-thing when run as commands, before JAX is imported. The processes they start inherit the
-variable. To turn it off, name the tunable yourself: ``GLIBC_TUNABLES=glibc.malloc.hugetlb=0``.
+tunable added to ``GLIBC_TUNABLES``; train.py, benchmarks/throughput.py and
+benchmarks/conv_layers.py call it first thing when run as commands, before JAX is
+imported (``train.main()`` called from Python does not). The processes they start inherit
+the variable. To turn it off, name the tunable yourself:
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=0``.
 
 Not done instead: ``mallopt`` from the running process (one arena for every thread, no
 ``mmap``, no trimming) reached the same step time, but compiled slower, every thread
-allocating from the one arena (ConvNeXt-T at 64x64: 9.7 -> 14.1 s); jemalloc or tcmalloc
+allocating from the one arena (ConvNeXt-T at 64x64: 9.7-10.2 -> 13.5-14.1 s); jemalloc or tcmalloc
 need a system library and ``LD_PRELOAD``, where the tunable needs nothing.
 """
 
