@@ -4,6 +4,7 @@
 import functools
 import json
 import os
+import platform
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ from benchmarks import speedrun
 from configs import common
 from input_pipeline import recipe
 from training import config as config_lib
+from training import host_memory
 from training import optim
 from training import steps as steps_lib
 
@@ -256,8 +258,6 @@ def test_speedrun_tool_reports_what_train_py_measured(tmp_path, capsys):
   assert "--xla_force_host_platform_device_count=2" in run["xla_flags"]
   # train.py, run as a command, re-executed itself with malloc's huge pages where they
   # apply (training/host_memory.py), and the record has the tunables it ran with.
-  from training import host_memory  # pylint: disable=g-import-not-at-top
-  import platform  # pylint: disable=g-import-not-at-top
   assert run["glibc_tunables"] == (
       host_memory.tunables_with_huge_pages(os.environ, platform.libc_ver(),
                                            host_memory.thp_mode())

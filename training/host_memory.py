@@ -76,7 +76,7 @@ def use_huge_pages(argv: Sequence[str] | None = None) -> None:
   """Re-executes this command with huge pages for malloc (see the module docstring);
   returns where it does not apply, or where the exec fails."""
   value = tunables_with_huge_pages(os.environ, platform.libc_ver(), thp_mode())
-  argv = list(sys.orig_argv if argv is None else argv)
+  argv = sys.orig_argv if argv is None else argv
   if value is None or not sys.executable or not argv:
     return
   before = os.environ.get("GLIBC_TUNABLES")
