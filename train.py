@@ -38,6 +38,8 @@ from jax.experimental import multihost_utils  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import input_pipeline  # noqa: E402
+import kernels  # noqa: E402
+from kernels import onednn  # noqa: E402
 import models  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
 from training import checkpoint as checkpoint_lib  # noqa: E402
@@ -58,8 +60,8 @@ class TrainingError(RuntimeError):
   """A run that cannot go on (bad setup, NaN loss). One line for the user."""
 
 
-USER_ERRORS = (config_lib.ConfigError, input_pipeline.DatasetError, recipe_lib.RecipeError,
-               models.UnknownModelError, models.ModelOptionError,
+USER_ERRORS = (config_lib.ConfigError, kernels.KernelError, input_pipeline.DatasetError,
+               recipe_lib.RecipeError, models.UnknownModelError, models.ModelOptionError,
                checkpoint_lib.CheckpointError, TrainingError, pretrained.PretrainedError,
                parallel.ParallelError)
 
@@ -191,7 +193,14 @@ def compile_train(model, tx, step_cfg: steps_lib.StepConfig, step_rng: jax.Array
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary."""
+  """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary.
+  Every program is traced with ``config.conv_backend``'s convolutions (kernels/)."""
+  backend = config.get("conv_backend")
+  with kernels.conv_backend(backend if backend in kernels.BACKENDS else "xla"):  # else
+    return _train_and_evaluate(config, workdir)  # the config check says what is wrong
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   t_called = time.time()  # start-up: from here to the loop (check, data, initial state)
   # The shared config check (as launch/sweep.py's pre-flight): fields, model options, the
   # model's init traced (not compiled) and the data plan; each mistake is one line.
@@ -208,6 +217,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # split over all devices; parameters over the fsdp axis when mesh.fsdp > 1.
   mesh = parallel.create_mesh(config.mesh.fsdp)
   replicated = parallel.replicated(mesh)
+  if config.conv_backend == "onednn":  # one CPU device, the library, its bindings built
+    onednn.check(mesh.size, jax.devices()[0].platform)
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % mesh.size:
       raise TrainingError(
@@ -256,8 +267,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   else:  # the data differ from what the config alone says (e.g. an unknown TFDS dataset)
     abstract = jax.eval_shape(init_fn, init_rng)
   num_params = sum(x.size for x in jax.tree.leaves(abstract.params))
-  say(f"model: {config.model}: {num_params:,} parameters, compute {config.dtype}; "
-      f"peak learning rate {optim.peak_learning_rate(config):.4g}"
+  say(f"model: {config.model}: {num_params:,} parameters, compute {config.dtype}"
+      + (", convolutions by oneDNN" if config.conv_backend == "onednn" else "")
+      + f"; peak learning rate {optim.peak_learning_rate(config):.4g}"
       + (f" ({config.learning_rate:g} per {config.lr_base_batch_size} images)"
          if config.lr_base_batch_size else "")
       + (f"; {config.grad_accum_steps} micro-batches of "

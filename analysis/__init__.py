@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 
+import kernels
+
 
 # ------------------------------------------------------------------------------ MACs
 
@@ -106,15 +108,18 @@ def _jaxpr_macs(jaxpr, constants: set = frozenset()) -> int:
 
 
 def _trace(model, input_shape: tuple[int, ...]):
-  """``model.apply`` on ``input_shape`` as a jaxpr, and the abstract variables."""
+  """``model.apply`` on ``input_shape`` as a jaxpr, and the abstract variables. Traced
+  with XLA's convolutions whatever ``config.conv_backend`` runs: they are what is
+  counted and followed here."""
   x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
-  variables = jax.eval_shape(
-      lambda x: model.init(jax.random.key(0), x, train=False), x)
 
   def forward(variables, x):
     return model.apply(variables, x, train=False)
 
-  return jax.make_jaxpr(forward)(variables, x), variables
+  with kernels.conv_backend("xla"):
+    variables = jax.eval_shape(
+        lambda x: model.init(jax.random.key(0), x, train=False), x)
+    return jax.make_jaxpr(forward)(variables, x), variables
 
 
 def count_macs(model, input_shape: tuple[int, ...], train: bool = False) -> int:

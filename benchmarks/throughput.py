@@ -65,10 +65,12 @@ import jax  # noqa: E402
 import ml_collections  # noqa: E402
 
 import analysis  # noqa: E402
+import kernels  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402  (train.compile_train: the function timed here)
 from benchmarks import report_files  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
+from kernels import onednn  # noqa: E402
 from models import torch_convert  # noqa: E402
 from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
@@ -234,7 +236,15 @@ def time_steps(step: Callable[[], Any], sync: Callable[[Any], Any], batch: int, 
 
 
 def time_ours(case: Case, **timing) -> Timing:
-  """train.py's compiled training function on the case's device-resident data."""
+  """train.py's compiled training function on the case's device-resident data, with the
+  config's convolutions (``conv_backend``)."""
+  if case.config.conv_backend == "onednn":
+    onednn.check(jax.device_count(), jax.devices()[0].platform)
+  with kernels.conv_backend(case.config.conv_backend):
+    return _time_ours(case, **timing)
+
+
+def _time_ours(case: Case, **timing) -> Timing:
   config, checked = case.config, case.checked
   mesh = parallel.create_mesh(config.mesh.fsdp)
   init_rng, data_rng, step_rng = jax.random.split(jax.random.key(config.seed), 3)
@@ -442,7 +452,8 @@ def run_case(case: Case, *, compare: str | None, peak_tflops: float | None, say,
   config, checked = case.config, case.checked
   h, w, c = checked.image_shape
   macs = analysis.count_macs(checked.model, (1, h, w, c))
-  say(f"{case.name}: {h}x{w}x{c}, batch {config.batch_size}, {config.dtype}, "
+  say(f"{case.name}: {h}x{w}x{c}, batch {config.batch_size}, {config.dtype}"
+      + (", convolutions by oneDNN" if config.conv_backend == "onednn" else "") + ", "
       f"{config.optimizer}; {checked.num_params:,} parameters, {macs / 1e9:.4g} G "
       f"multiply-adds per image; {jax.device_count()} {jax.devices()[0].platform} "
       f"device(s), load average {os.getloadavg()[0]:.2f}"
@@ -452,7 +463,7 @@ def run_case(case: Case, *, compare: str | None, peak_tflops: float | None, say,
   tflops = 6 * macs * ours.images_per_s / 1e12
   row = {"model": config.model, "name": case.name, "image_size": h, "channels": c,
          "batch": config.batch_size, "dtype": config.dtype, "optimizer": config.optimizer,
-         "params": checked.num_params, "macs_per_image": macs,
+         "conv_backend": config.conv_backend, "params": checked.num_params, "macs_per_image": macs,
          "images_per_s": ours.images_per_s, "step_s": ours.step_s,
          "compile_s": ours.compile_s, "windows_s": ours.windows_s, "tflops": tflops,
          "peak_fraction": tflops / peak_tflops if peak_tflops else None,

@@ -69,7 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import register
-from models.layers import check_positive, check_positive_entries, get_activation, max_pool
+from models.layers import Conv, check_positive, check_positive_entries, get_activation, max_pool
 
 Array = jax.Array
 
@@ -127,7 +127,7 @@ class ConvGroup(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    conv = functools.partial(nn.Conv, self.features, (3, 3), padding="SAME", use_bias=False,
+    conv = functools.partial(Conv, self.features, (3, 3), padding="SAME", use_bias=False,
                              kernel_init=dirac_init, dtype=self.dtype, param_dtype=jnp.float32)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum, epsilon=1e-12, use_scale=False,
@@ -165,9 +165,9 @@ class Airbench(nn.Module):
   def __call__(self, x: Array, train: bool) -> Array:
     x = x.astype(self.dtype)
     k = self.whiten_kernel
-    x = nn.Conv(2 * x.shape[-1] * k * k, (k, k), padding="VALID", kernel_init=torch_default_init,
-                bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
-                name="whiten")(x)
+    x = Conv(2 * x.shape[-1] * k * k, (k, k), padding="VALID", kernel_init=torch_default_init,
+             bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
+             name="whiten")(x)
     x = get_activation("gelu")(x)
     for i, features in enumerate(self.widths):
       x = ConvGroup(features, self.bn_momentum, self.dtype, self.bn_fast_variance,

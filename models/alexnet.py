@@ -92,7 +92,7 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (adaptive_avg_pool, check_choice, check_dropout, check_option,
+from models.layers import (Conv, adaptive_avg_pool, check_choice, check_dropout, check_option,
                            check_positive, check_positive_entries, local_response_norm, max_pool)
 
 Array = jax.Array
@@ -177,9 +177,9 @@ class AlexNet(nn.Module):
                          f"split into {groups} towers (width={self.width})")
       k = _KERNELS[i]
       pad = self.conv1_padding if i == 0 else k // 2
-      x = nn.Conv(features, (k, k), strides=4 if i == 0 else 1, padding=((pad, pad),) * 2,
-                  feature_group_count=groups, use_bias=not self.batch_norm, name=name,
-                  **self._inits(name), **common)(x)
+      x = Conv(features, (k, k), strides=4 if i == 0 else 1, padding=((pad, pad),) * 2,
+               feature_group_count=groups, use_bias=not self.batch_norm, name=name,
+               **self._inits(name), **common)(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                          name=f"bn{i + 1}", **common)(x)

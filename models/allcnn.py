@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from models import register
-from models.layers import check_choice, check_dropout, check_positive, max_pool
+from models.layers import Conv, check_choice, check_dropout, check_positive, max_pool
 
 Array = jax.Array
 
@@ -74,7 +74,7 @@ class AllCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    conv = functools.partial(nn.Conv, kernel_size=(3, 3), padding=((1, 1), (1, 1)),
+    conv = functools.partial(Conv, kernel_size=(3, 3), padding=((1, 1), (1, 1)),
                              kernel_init=nn.initializers.he_normal(), dtype=self.dtype,
                              param_dtype=jnp.float32)
     x = x.astype(self.dtype)

@@ -74,10 +74,9 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (STAGE_BLOCK, DropPath, LayerScale, check_drop_path_rate,
-                           check_option, check_positive, check_positive_entries,
-                           check_same_length, drop_path_rates, get_activation, make_norm,
-                           trunc_normal_02)
+from models.layers import (STAGE_BLOCK, Conv, DropPath, LayerScale, check_drop_path_rate,
+                           check_option, check_positive, check_positive_entries, check_same_length,
+                           drop_path_rates, get_activation, make_norm, trunc_normal_02)
 
 Array = jax.Array
 
@@ -106,10 +105,10 @@ class ConvNeXtBlock(nn.Module):
                               param_dtype=jnp.float32)
     k = self.kernel_size
     shortcut = x
-    x = nn.Conv(self.dim, (k, k), padding=((k // 2, k // 2), (k // 2, k // 2)),
-                feature_group_count=self.dim, kernel_init=trunc_normal_02,
-                bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
-                name="dwconv")(x)
+    x = Conv(self.dim, (k, k), padding=((k // 2, k // 2), (k // 2, k // 2)),
+             feature_group_count=self.dim, kernel_init=trunc_normal_02,
+             bias_init=nn.initializers.zeros, dtype=self.dtype, param_dtype=jnp.float32,
+             name="dwconv")(x)
     x = make_norm("layer", train=train, dtype=self.dtype)(name="norm")(x)
     x = dense(4 * self.dim, name="pwconv1")(x)
     x = get_activation("gelu")(x)
@@ -150,7 +149,7 @@ class ConvNeXt(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    conv = functools.partial(nn.Conv, padding="VALID", kernel_init=trunc_normal_02,
+    conv = functools.partial(Conv, padding="VALID", kernel_init=trunc_normal_02,
                              bias_init=nn.initializers.zeros, dtype=self.dtype,
                              param_dtype=jnp.float32)
     norm = make_norm("layer", train=train, dtype=self.dtype)

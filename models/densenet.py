@@ -92,9 +92,9 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (avg_pool, check_choice, check_dropout, check_option, check_positive,
-                           check_positive_entries, layer_ids_in_block_order, make_norm,
-                           max_pool)
+from models.layers import (Conv, avg_pool, check_choice, check_dropout, check_option,
+                           check_positive, check_positive_entries, layer_ids_in_block_order,
+                           make_norm, max_pool)
 
 Array = jax.Array
 
@@ -117,7 +117,7 @@ class DenseLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     norm = make_norm("batch", train=train, dtype=self.dtype)
-    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal_fan_in,
+    conv = functools.partial(Conv, use_bias=False, kernel_init=he_normal_fan_in,
                              dtype=self.dtype, param_dtype=jnp.float32)
     dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
     y = nn.relu(norm(name="norm1")(x))
@@ -162,8 +162,8 @@ class Transition(nn.Module):
                        "the ImageNet DenseNets need inputs of 32x32 or more, the CIFAR "
                        "ones 4x4")
     x = nn.relu(make_norm("batch", train=train, dtype=self.dtype)(name="norm")(x))
-    x = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=he_normal_fan_in,
-                dtype=self.dtype, param_dtype=jnp.float32, name="conv")(x)
+    x = Conv(self.features, (1, 1), use_bias=False, kernel_init=he_normal_fan_in,
+             dtype=self.dtype, param_dtype=jnp.float32, name="conv")(x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return avg_pool(x, (2, 2))
 
@@ -195,7 +195,7 @@ class DenseNet(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     norm = make_norm("batch", train=train, dtype=self.dtype)
-    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal_fan_in,
+    conv = functools.partial(Conv, use_bias=False, kernel_init=he_normal_fan_in,
                              dtype=self.dtype, param_dtype=jnp.float32)
     x = x.astype(self.dtype)
     if self.stem == "imagenet":

@@ -124,7 +124,7 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (adaptive_avg_pool, check_choice, check_dropout, check_option,
+from models.layers import (Conv, adaptive_avg_pool, check_choice, check_dropout, check_option,
                            check_positive, local_response_norm, max_pool)
 
 Array = jax.Array
@@ -207,10 +207,10 @@ class ConvBlock(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     k, p = self.kernel_size, self.padding
-    x = nn.Conv(self.features, (k, k), self.strides, padding=((p, p), (p, p)),
-                use_bias=self.use_bias, kernel_init=self.kernel_init,
-                bias_init=self.bias_init, dtype=self.dtype, param_dtype=jnp.float32,
-                name="conv")(x)
+    x = Conv(self.features, (k, k), self.strides, padding=((p, p), (p, p)),
+             use_bias=self.use_bias, kernel_init=self.kernel_init,
+             bias_init=self.bias_init, dtype=self.dtype, param_dtype=jnp.float32,
+             name="conv")(x)
     if self.batch_norm:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        epsilon=self.bn_epsilon, dtype=self.dtype,

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+import kernels
+from kernels import onednn
 from models import ModelOptionError
 
 Array = jax.Array
@@ -288,6 +290,27 @@ def max_pool(x: Array, window: int, stride: int, pad: int = 0,
 
 
 # ---------------------------------------------------------------------------------------
+# Convolutions. Every convolution of the zoo goes through here, so that one switch
+# (``config.conv_backend``, held by ``kernels.conv_backend``) picks the library that runs
+# them all: XLA's own (the default, any device) or oneDNN's on a CPU (kernels/onednn.py).
+# Locally connected layers (lecun1989_nets) are not convolutions and stay XLA's.
+
+
+def conv_general_dilated(*args, **kwargs) -> Array:
+  """``jax.lax.conv_general_dilated``, or oneDNN's when ``kernels.current()`` is
+  ``'onednn'`` at trace time (the same signature, values equal at float32 rounding)."""
+  if kernels.current() == "onednn":
+    return onednn.conv_general_dilated(*args, **kwargs)
+  return jax.lax.conv_general_dilated(*args, **kwargs)
+
+
+class Conv(nn.Conv):
+  """``flax.linen.Conv`` through :func:`conv_general_dilated`. The same fields,
+  parameters and names (``Conv_0``...): a drop-in for ``nn.Conv``."""
+  conv_general_dilated: Callable[..., Array] = conv_general_dilated
+
+
+# ---------------------------------------------------------------------------------------
 # Blocks of the modern families (ResNet, SE, DenseNet, MobileNet, ViT, ConvNeXt).
 # ---------------------------------------------------------------------------------------
 
@@ -409,7 +432,7 @@ class SqueezeExcite(nn.Module):
     channels = x.shape[-1]
     hidden = self.hidden or channels // self.reduction
     s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
-    s = nn.Conv(hidden, (1, 1), dtype=self.dtype, param_dtype=jnp.float32, name="fc1")(s)
+    s = Conv(hidden, (1, 1), dtype=self.dtype, param_dtype=jnp.float32, name="fc1")(s)
     s = self.act(s)
-    s = nn.Conv(channels, (1, 1), dtype=self.dtype, param_dtype=jnp.float32, name="fc2")(s)
+    s = Conv(channels, (1, 1), dtype=self.dtype, param_dtype=jnp.float32, name="fc2")(s)
     return x * self.gate(s)

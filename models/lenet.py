@@ -64,7 +64,8 @@ import jax
 import jax.numpy as jnp
 
 from models import register
-from models.layers import ACTIVATIONS, check_choice, check_dropout, get_activation, max_pool
+from models.layers import (ACTIVATIONS, Conv, check_choice, check_dropout, conv_general_dilated,
+                           get_activation, max_pool)
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -125,7 +126,7 @@ class UntiedBiasConv(nn.Module):
     kernel = self.param("kernel", self.kernel_init,
                         (*self.kernel_size, in_per_group, self.features), self.param_dtype)
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-    y = jax.lax.conv_general_dilated(
+    y = conv_general_dilated(
         x, kernel, window_strides=self.strides, padding="VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=self.feature_group_count)
@@ -398,7 +399,7 @@ class PartialConv(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (len(self.table),), jnp.float32)
     dense = jnp.zeros((*self.kernel_size, x.shape[-1], len(self.table)), jnp.float32)
     dense = dense.at[:, :, jnp.asarray(in_idx), jnp.asarray(out_idx)].set(kernel)
-    y = jax.lax.conv_general_dilated(
+    y = conv_general_dilated(
         x, dense.astype(self.dtype), (1, 1), "VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y + bias.astype(self.dtype)
@@ -424,8 +425,8 @@ class WindowDense(nn.Module):
     if x.shape[1:3] == self.kernel_size:
       y = (x.reshape(x.shape[0], -1) @ kernel.reshape(-1, self.features))[:, None, None]
     else:
-      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      y = conv_general_dilated(x, kernel, (1, 1), "VALID",
+                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y + bias.astype(self.dtype)
 
 
@@ -509,8 +510,8 @@ class LeNet5(nn.Module):
 
   def _lenet5_1998(self, x: Array) -> Array:
     init = lecun_uniform_init(self.weight_init)
-    conv = lambda n, name: nn.Conv(n, (5, 5), padding="VALID", kernel_init=init,
-                                   dtype=self.dtype, param_dtype=jnp.float32, name=name)
+    conv = lambda n, name: Conv(n, (5, 5), padding="VALID", kernel_init=init,
+                                dtype=self.dtype, param_dtype=jnp.float32, name=name)
     act = get_activation("scaled_tanh")
     x = act(conv(6, "C1")(x))
     x = act(Subsampling(self.dtype, name="S2")(x))
@@ -529,8 +530,8 @@ class LeNet5(nn.Module):
     return -y
 
   def _lenet5_modern(self, x: Array, train: bool) -> Array:
-    conv = lambda n, k, name: nn.Conv(n, (k, k), padding="VALID", dtype=self.dtype,
-                                      param_dtype=jnp.float32, name=name)
+    conv = lambda n, k, name: Conv(n, (k, k), padding="VALID", dtype=self.dtype,
+                                   param_dtype=jnp.float32, name=name)
     act = get_activation(self.modern_conv_activation)
     pool = lambda x: max_pool(x, 2, 2)
     x = pool(act(conv(20, 5, "conv1")(x)))

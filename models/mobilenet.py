@@ -85,7 +85,7 @@ Choices:
   (for a depthwise 3x3 kernel fan-out = 9 x channels, as PyTorch computes it), BN scale
   1 and offset 0, classifier N(0, 0.01) with zero bias. (TF-slim v1: truncated normal
   0.09; timm: its own fan-out rule.)
-* The depthwise convs are ``nn.Conv(feature_group_count=channels)``: kernels (3, 3, 1, C).
+* The depthwise convs are ``Conv(feature_group_count=channels)``: kernels (3, 3, 1, C).
   The paper puts "very little or no" weight decay on depthwise filters; our optimizer
   decays every leaf named ``kernel``, depthwise ones included.
 
@@ -109,7 +109,7 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (ACTIVATIONS, check_choice, check_dropout, check_positive,
+from models.layers import (ACTIVATIONS, Conv, check_choice, check_dropout, check_positive,
                            get_activation, layer_ids_in_block_order, make_divisible)
 
 Array = jax.Array
@@ -145,7 +145,7 @@ class ConvBN(nn.Module):
 
 
 def layer_factories(dtype: Any, train: bool, epsilon: float) -> tuple[ModuleDef, ModuleDef]:
-  conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal_fan_out,
+  conv = functools.partial(Conv, use_bias=False, kernel_init=he_normal_fan_out,
                            dtype=dtype, param_dtype=jnp.float32)
   norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                            epsilon=epsilon, dtype=dtype, param_dtype=jnp.float32)

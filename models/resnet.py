@@ -117,9 +117,9 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (STAGE_BLOCK, SqueezeExcite, check_choice, check_option,
-                           check_positive, check_positive_entries,
-                           layer_ids_in_block_order, max_pool)
+from models.layers import (STAGE_BLOCK, Conv, SqueezeExcite, check_choice, check_option,
+                           check_positive, check_positive_entries, layer_ids_in_block_order,
+                           max_pool)
 
 Array = jax.Array
 ModuleDef = Any
@@ -284,7 +284,7 @@ class CifarResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
-    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal_fan_out,
+    conv = functools.partial(Conv, use_bias=False, kernel_init=he_normal_fan_out,
                              dtype=self.dtype, param_dtype=jnp.float32)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32)
@@ -351,7 +351,7 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool) -> Array:
     preact = self.version == "v2"
-    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he_normal_fan_out,
+    conv = functools.partial(Conv, use_bias=False, kernel_init=he_normal_fan_out,
                              dtype=self.dtype, param_dtype=jnp.float32)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32)

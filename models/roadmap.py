@@ -125,8 +125,8 @@ import jax
 import jax.numpy as jnp
 
 from models import convnext, register
-from models.layers import (ACTIVATIONS, NORMS, STAGE_BLOCK, DropPath, LayerScale, check_choice,
-                           check_drop_path_rate, check_option, check_positive,
+from models.layers import (ACTIVATIONS, NORMS, STAGE_BLOCK, Conv, DropPath, LayerScale,
+                           check_choice, check_drop_path_rate, check_option, check_positive,
                            check_positive_entries, drop_path_rates, get_activation,
                            layer_ids_in_block_order, make_norm, max_pool, trunc_normal_02)
 from models.resnet import he_normal_fan_out
@@ -270,7 +270,7 @@ class ModernizedResNet(nn.Module):
       kernel_init, head_init = he_normal_fan_out, nn.initializers.lecun_normal()
     else:
       kernel_init = head_init = trunc_normal_02
-    conv = functools.partial(nn.Conv, kernel_init=kernel_init, bias_init=nn.initializers.zeros,
+    conv = functools.partial(Conv, kernel_init=kernel_init, bias_init=nn.initializers.zeros,
                              dtype=self.dtype, param_dtype=jnp.float32)
     dense = functools.partial(nn.Dense, kernel_init=kernel_init,
                               bias_init=nn.initializers.zeros, dtype=self.dtype,

@@ -73,8 +73,8 @@ import jax.numpy as jnp
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (adaptive_avg_pool, check_choice, check_dropout, check_option,
-                           check_positive, max_pool)
+from models.layers import (Conv, adaptive_avg_pool, check_choice, check_dropout, check_option,
+                           check_positive, conv_general_dilated, max_pool)
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -151,8 +151,8 @@ class VGG(nn.Module):
         if i < n:  # the stage's last conv stands for its whole stack
           continue
         k, name = 2 * n + 1, f"{stage}_1"
-      x = nn.Conv(self._scaled(features), (k, k), padding=((k // 2, k // 2),) * 2,
-                  name=f"conv{name}", **self._inits(conv=True), **common)(x)
+      x = Conv(self._scaled(features), (k, k), padding=((k // 2, k // 2),) * 2,
+               name=f"conv{name}", **self._inits(conv=True), **common)(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                          name=f"bn{name}", **common)(x)
@@ -218,8 +218,8 @@ class _DenseAsConv(nn.Module):
                         self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = jax.lax.conv_general_dilated(x, kernel.reshape(kh, kw, c, self.features), (1, 1),
-                                     "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = conv_general_dilated(x, kernel.reshape(kh, kw, c, self.features), (1, 1),
+                             "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y + bias
 
 

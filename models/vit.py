@@ -101,7 +101,7 @@ import numpy as np
 
 from models import register
 from models import torch_convert as tc
-from models.layers import (DropPath, check_choice, check_drop_path_rate, check_dropout,
+from models.layers import (Conv, DropPath, check_choice, check_drop_path_rate, check_dropout,
                            check_option, check_positive, drop_path_rates, get_activation,
                            layer_ids_in_block_order, trunc_normal_02)
 
@@ -381,9 +381,9 @@ class VisionTransformer(nn.Module):
 
     # Eq. 1: patch embedding E (a P x P convolution of stride P), class token, E_pos.
     p = self.patch_size
-    x = nn.Conv(d, (p, p), strides=(p, p), padding="VALID",
-                kernel_init=lecun_normal if paper else torch_default, dtype=self.dtype,
-                param_dtype=jnp.float32, name="patch_embed")(x)
+    x = Conv(d, (p, p), strides=(p, p), padding="VALID",
+             kernel_init=lecun_normal if paper else torch_default, dtype=self.dtype,
+             param_dtype=jnp.float32, name="patch_embed")(x)
     x = x.reshape(x.shape[0], grid[0] * grid[1], d)
     if self.pool == "token":
       cls_init = nn.initializers.zeros if paper else nn.initializers.normal(1e-6)

@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
+from kernels import onednn
 from tools import compile_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +28,11 @@ DIGITS = ["--config", "configs/lenet1989.py", "--config.num_epochs=2",
 TINY_BN = ["--config", "configs/resnet20_cifar.py:tiny", "--config.num_epochs=1",
            "--config.model_kwargs.blocks_per_stage=1",
            "--config.log_every_steps=1", "--config.learning_rate=0.01"]
+
+
+def onednn_installed() -> bool:
+  return None not in (onednn._installed_file(onednn.LIBRARY, "/libdnnl.so.3"),
+                      onednn._installed_file(onednn.HEADERS, "/oneapi/dnnl/dnnl.hpp"))
 
 
 def cpu_env(devices: int) -> dict[str, str]:
@@ -159,6 +166,9 @@ def test_end_to_end_outputs_and_resume(tmp_path, capsys):
     (["--config.data_init_images=100", "--config.dataset=mnist", "--config.model=airbench94",
       "--config.input_pipeline=host"], "data_init_images initialises the model from"),
     (["--config.input_pipeline=host"], "config.device_loop=True runs a log interval's"),
+    (["--config.conv_backend=mkl"], "config.conv_backend='mkl' is not one of xla, onednn"),
+    (["--config.conv_backend=onednn", "--config.dtype=bfloat16"],
+     "config.conv_backend='onednn' runs float32 convolutions, and dtype=bfloat16"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
   # In this process; the exit status through train.py's entry point:
@@ -708,3 +718,18 @@ def test_data_init_and_freeze_keep_airbenchs_whitening_filters(tmp_path, capsys)
   np.testing.assert_array_equal(variables["params"]["whiten"]["bias"], bias)  # ... not after
   assert not np.array_equal(variables["params"]["head"]["kernel"], raw["params"]["head"]["kernel"])
   assert config.data_init_images == 64
+
+
+@pytest.mark.skipif(not onednn_installed(), reason="oneDNN's packages are not installed")
+def test_onednn_convolutions_train_as_xla_does(tmp_path, capsys):
+  """config.conv_backend='onednn': the same run step by step (the losses of a BatchNorm
+  network, whose gradients pass through every convolution's three directions, equal at
+  float32 rounding), and the log says which library ran the convolutions."""
+  xla = run_here(TINY_BN, tmp_path / "xla", capsys)
+  ours = run_here(TINY_BN + ["--config.conv_backend=onednn"], tmp_path / "onednn", capsys)
+  assert "convolutions by oneDNN" in ours.stdout and "oneDNN" not in xla.stdout
+  want, got = rows(tmp_path / "xla"), rows(tmp_path / "onednn")
+  assert [r["step"] for r in got] == [r["step"] for r in want] and len(want) >= 8
+  np.testing.assert_allclose([r["train_loss"] for r in got if "train_loss" in r],
+                             [r["train_loss"] for r in want if "train_loss" in r], rtol=2e-5)
+  assert got[-1]["eval_loss"] == pytest.approx(want[-1]["eval_loss"], rel=2e-5)

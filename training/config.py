@@ -325,6 +325,7 @@ def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[tuple[str,
 
 CHOICES = {
     "dtype": ("float32", "bfloat16"),
+    "conv_backend": ("xla", "onednn"),
     "normalization": ("dataset", "symmetric", "unit", "imagenet", "cifar10", "lenet5"),
     "loss": ("cross_entropy", "mse"),
     "optimizer": ("sgd", "adam", "adamw", "lamb", "rmsprop", "sdlm", "muon"),
@@ -417,6 +418,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if expected_source(config) == "host":
       raise ConfigError(f"{what}; this run streams them through the host pipeline (use "
                         "--config.input_pipeline=device for a dataset that fits in memory)")
+  if config.conv_backend == "onednn":
+    if config.dtype != "float32":
+      raise ConfigError(f"config.conv_backend='onednn' runs float32 convolutions, and "
+                        f"dtype={config.dtype}; use --config.dtype=float32 or "
+                        "--config.conv_backend=xla")
+    if config.optimizer == "sdlm":
+      raise ConfigError("config.conv_backend='onednn' with optimizer=sdlm: SDLM's "
+                        "curvature follows XLA's convolutions through the network; use "
+                        "--config.conv_backend=xla")
   profile = tuple(config.get("profile_steps", ()) or ())
   if profile and (len(profile) != 2 or not all(isinstance(v, int) for v in profile)
                   or not 0 <= profile[0] < profile[1]):
@@ -596,6 +606,7 @@ def check(config: str | ml_collections.ConfigDict,
   """
   import jax  # pylint: disable=g-import-not-at-top  (heavy: only when checking)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import kernels  # pylint: disable=g-import-not-at-top
   import models  # pylint: disable=g-import-not-at-top
   from training import optim  # pylint: disable=g-import-not-at-top
   from training import steps  # pylint: disable=g-import-not-at-top
@@ -626,7 +637,10 @@ def check(config: str | ml_collections.ConfigDict,
                       f"{config.model!r} has no data-dependent init; set it to 0")
   init = steps.state_initializer(model, tx, image_shape, config)
   try:
-    abstract = jax.eval_shape(lambda: init(jax.random.key(0)))
+    with kernels.conv_backend(config.conv_backend):  # a convolution it cannot run: here
+      abstract = jax.eval_shape(lambda: init(jax.random.key(0)))
+  except kernels.KernelError as e:
+    raise ConfigError(str(e)) from None
   except optim.LayerDecayError as e:
     raise ConfigError(f"config.layer_decay: {e}") from None
   except optim.ParameterSpecError as e:  # an entry that names no parameter
@@ -672,14 +686,14 @@ def _first_line(e: BaseException) -> str:
 
 # Fields that do not change what a run computes: where and how often it logs, evaluates
 # and saves, when this segment stops, how the work is spread, where the data is read
-# from. Everything else (model, data, batch, schedule, optimizer, augmentation, seed...)
+# from, which library runs the convolutions (equal at float32 rounding). Everything else (model, data, batch, schedule, optimizer, augmentation, seed...)
 # makes another experiment.
 NOT_THE_EXPERIMENT = (
     "log_every_steps", "eval_every_epochs", "checkpoint_every_epochs",
     "checkpoint_every_minutes", "keep_checkpoints",
     "stop_after_steps", "device_loop", "allow_config_change", "data_dir", "download",
     "profile_steps",
-    "host.prefetch", "eval_batch_size", "mesh.fsdp", "init_from",
+    "host.prefetch", "eval_batch_size", "mesh.fsdp", "init_from", "conv_backend",
 )
 
 
