@@ -21,8 +21,10 @@ Last: the totals over the network (each shape times its count), ours / torch.
 ``--plot A.json[=LABEL] B.json[=LABEL] --out X.png`` times nothing and draws earlier
 invocations into one plot (e.g. with and without an XLA flag).
 
-``--formulation`` times the same convolution written another way in JAX, to see whether
-XLA:CPU runs any of them faster than its own convolution: ``shifted_matmul`` (one matrix
+``--formulation`` times the same convolution run or written another way: ``onednn``
+(oneDNN's kernels as custom calls, what ``config.conv_backend='onednn'`` runs;
+kernels/onednn.py), or written in JAX, to see whether XLA:CPU runs any of them faster
+than its own convolution: ``shifted_matmul`` (one matrix
 product per kernel tap on a shifted view of the input, summed: what a convolution is
 when no convolution kernel is used) or ``im2col`` (the patches gathered with
 ``lax.conv_general_dilated_patches``, then one matrix product); their gradients are
@@ -79,6 +81,7 @@ import numpy as np  # noqa: E402
 import models  # noqa: E402
 from benchmarks import report_files  # noqa: E402
 from benchmarks.report_files import InputError  # noqa: E402
+from kernels import onednn  # noqa: E402
 from models import torch_convert  # noqa: E402
 
 
@@ -194,15 +197,19 @@ def _median_ms(fn: Callable[[], Any], sync: Callable[[Any], Any], repeats: int) 
   return 1e3 * statistics.median(times)
 
 
-FORMULATIONS = ("conv", "shifted_matmul", "im2col")
+FORMULATIONS = ("conv", "onednn", "shifted_matmul", "im2col")
 
 
 def formulated(conv: dict[str, Any], formulation: str = "conv") -> Callable[..., jax.Array]:
-  """``f(x, k)``: ``conv`` (NHWC input, HWIO kernel) as XLA's convolution or, for
-  ``groups == 1``, as matrix products (``FORMULATIONS``)."""
+  """``f(x, k)``: ``conv`` (NHWC input, HWIO kernel) as XLA's convolution, oneDNN's
+  (kernels/onednn.py) or, for ``groups == 1``, as matrix products (``FORMULATIONS``)."""
   strides, padding = conv["strides"], conv["padding"]
   if formulation == "conv":
     return lambda x, k: jax.lax.conv_general_dilated(
+        x, k, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=conv["groups"])
+  if formulation == "onednn":  # oneDNN's kernels as custom calls (config.conv_backend)
+    return lambda x, k: onednn.conv_general_dilated(
         x, k, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=conv["groups"])
   if formulation not in FORMULATIONS:

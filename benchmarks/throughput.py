@@ -500,7 +500,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
   torch_cols = any("torch_eager_images_per_s" in r for r in rows)
   peak_col = any(r.get("peak_fraction") is not None for r in rows)
   f = lambda v, fmt: "-" if v is None else format(v, fmt)
-  head = ["model", "input", "batch", "dtype", "optimizer", "MACs/image", "ours img/s",
+  head = ["model", "input", "batch", "dtype", "convolutions", "optimizer", "MACs/image",
+          "ours img/s",
           "step ms", "compile s", "TFLOP/s"]
   head += ["% of peak"] * peak_col
   if torch_cols:
@@ -508,7 +509,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
     cells = [r["name"], f"{r['image_size']}x{r['image_size']}x{r['channels']}",
-             str(r["batch"]), r["dtype"], r["optimizer"], f"{r['macs_per_image'] / 1e6:,.1f}M",
+             str(r["batch"]), r["dtype"], r.get("conv_backend", "xla"), r["optimizer"],
+             f"{r['macs_per_image'] / 1e6:,.1f}M",
              f"{r['images_per_s']:,.1f}", f"{1e3 * r['step_s']:.1f}", f"{r['compile_s']:.1f}",
              f"{r['tflops']:.3g}"]
     if peak_col:

@@ -146,9 +146,12 @@ def test_conv_layers_finds_every_convolution_of_resnet20():
   assert by_shape[((2, 8, 8, 64), (3, 3, 64, 64), (1, 1))] == 5
 
 
-@pytest.mark.parametrize("formulation", ["shifted_matmul", "im2col"])
+@pytest.mark.parametrize("formulation", ["shifted_matmul", "im2col", "onednn"])
 def test_conv_layers_formulations_equal_the_convolution(formulation):
   from benchmarks import conv_layers  # pylint: disable=g-import-not-at-top
+  from tests.test_kernels import needs_onednn  # pylint: disable=g-import-not-at-top
+  if formulation == "onednn" and needs_onednn.args[0]:
+    pytest.skip(needs_onednn.kwargs["reason"])
   rng = np.random.default_rng(0)
   for strides, padding, shape in [((1, 1), ((1, 1), (1, 1)), (2, 7, 6, 3)),
                                   ((2, 2), ((0, 1), (1, 0)), (2, 8, 7, 3))]:
