@@ -21,10 +21,11 @@ kernels; its schedule rises from 0.2 to 1 over the first 23% of the steps and fa
   XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false" \
       python train.py --config configs/speedrun_fashion_mnist.py
   python benchmarks/speedrun.py --seeds 5                               # 5 seeds, curve
-  # The fastest to 94% here (7.0 min): Muon, airbench's whitening layer and bias rate,
-  # 5 epochs, two devices
+  # The fastest to 94% here (5.1 min): Muon, airbench's whitening layer and bias rate,
+  # 5 epochs, one device with oneDNN's convolutions (7.0 min: XLA's, two devices)
   python benchmarks/speedrun.py --config \
-      configs/speedrun_fashion_mnist.py:muon,whiten,bias64,epochs=5 --cpu_devices 2 --seeds 5
+      configs/speedrun_fashion_mnist.py:muon,whiten,bias64,epochs=5 \
+      --config.conv_backend=onednn --seeds 5
   # Muon for the filters, 6 epochs, two devices (18 min)
   python benchmarks/speedrun.py --config configs/speedrun_fashion_mnist.py:muon \
       --cpu_devices 2 --seeds 5
@@ -58,8 +59,9 @@ Arguments (comma-separated):
 - ``bias64``: airbench94's 64x learning rate for the BatchNorm biases (``lr_mults``).
   ``muon,whiten,bias64,epochs=5`` on two devices, 5 seeds: 94.20 +- 0.07% (94.09-94.27%,
   every seed at 94% or more; raw weights 94.27%) in 7.0 min from command (6.8-7.4, with
-  malloc's huge pages, 2026-12-07; 13.1-13.5 min before them, on a slower day), where
-  ``muon,epochs=5`` held 94% at 2 of 4 seeds (README, "Speedrun").
+  malloc's huge pages, 2026-12-07; 13.1-13.5 min before them, on a slower day); on one
+  device with ``--config.conv_backend=onednn``: 94.20 +- 0.08% (94.11-94.29%) in 5.1
+  min (5.0-5.2). ``muon,epochs=5`` held 94% at 2 of 4 seeds (README, "Speedrun").
 - ``airbench94_muon``: the ``gpu`` network with airbench94_muon.py's whole recipe
   (:func:`use_airbench94_muon`): batch 2,000, 8 epochs; Muon for the filters (rate 0.24,
   momentum 0.6, 3 Newton-Schulz steps, filters renormalised); Nesterov SGD (0.85) for

@@ -142,7 +142,8 @@ def check(num_devices: int, platform: str) -> None:
   if num_devices != 1:
     raise KernelError(f"conv_backend='onednn' runs on one CPU device (oneDNN spreads each "
                       f"convolution over the cores itself), and this run has {num_devices}; "
-                      f"drop --xla_force_host_platform_device_count, {FIX}")
+                      f"run it as one process without --xla_force_host_platform_device_count, "
+                      f"{FIX}")
   load()
 
 
@@ -153,7 +154,9 @@ Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, i
 def _call(direction: str, a: jax.Array, b: jax.Array, shape: Sequence[int],
           geometry: Geometry) -> jax.Array:
   strides, lo, hi, dilation, groups = geometry
-  return jax.ffi.ffi_call(TARGETS[direction], jax.ShapeDtypeStruct(tuple(shape), jnp.float32))(
+  # Under jax.vmap (per-example gradients, say) one call per example: correct, not fast.
+  return jax.ffi.ffi_call(TARGETS[direction], jax.ShapeDtypeStruct(tuple(shape), jnp.float32),
+                          vmap_method="sequential")(
       a, b, strides=np.asarray(strides, np.int64), padding_lo=np.asarray(lo, np.int64),
       padding_hi=np.asarray(hi, np.int64), dilation=np.asarray(dilation, np.int64),
       groups=np.int64(groups))

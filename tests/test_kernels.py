@@ -132,7 +132,7 @@ def test_onednn_runs_on_one_cpu_device_only():
                      "are gpu"):
     onednn.check(1, "gpu")
   with pytest.raises(kernels.KernelError, match="runs on one CPU device .* this run has 2; "
-                     "drop --xla_force_host_platform_device_count"):
+                     "run it as one process without --xla_force_host_platform_device_count"):
     onednn.check(2, "cpu")
 
 
@@ -161,3 +161,10 @@ def test_build_is_cached_by_its_inputs_and_written_whole(monkeypatch, tmp_path):
   assert os.listdir(tmp_path / "k") == [os.path.basename(path)]
   stamp = os.stat(path).st_mtime_ns
   assert onednn.build() == path and os.stat(path).st_mtime_ns == stamp
+  edited = tmp_path / "onednn_conv.cc"  # another source: another file beside it
+  with open(onednn.SOURCE) as f:
+    edited.write_text(f.read() + "\n// edited\n")
+  monkeypatch.setattr(onednn, "SOURCE", str(edited))
+  other = onednn.build()
+  assert other != path and sorted(os.listdir(tmp_path / "k")) == sorted(
+      os.path.basename(p) for p in (path, other))
