@@ -67,6 +67,12 @@ def _installed_file(dist: str, suffix: str) -> str | None:
   return None
 
 
+def installed() -> bool:
+  """Whether oneDNN's packages (the library and its headers) are installed."""
+  return None not in (_installed_file(LIBRARY, "/libdnnl.so.3"),
+                      _installed_file(HEADERS, "/oneapi/dnnl/dnnl.hpp"))
+
+
 def _paths() -> tuple[str, str]:
   """(libdnnl.so.3, the include directory) of the installed packages."""
   library = _installed_file(LIBRARY, "/libdnnl.so.3")

@@ -7,6 +7,7 @@ import os
 import pytest
 
 import train
+from kernels import onednn
 from tools import evaluate
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs",
@@ -70,3 +71,27 @@ def test_default_modes_follow_whether_a_mirror_image_keeps_the_label(trained, tm
   assert evaluate.main([trained[0], "--eval_modes", "center,flip"]) == 0
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("warning: ") and "mirror images" in err[0]
+
+
+@pytest.mark.skipif(not onednn.installed(), reason="oneDNN's packages are not installed")
+def test_conv_backend_is_the_runs_own_unless_chosen(trained, tmp_path, monkeypatch):
+  """The XLA run evaluated with oneDNN's convolutions: the same figures at float32
+  rounding, through the same step; a run's config.json that says onednn is evaluated so."""
+  workdir, summary = trained
+  out = str(tmp_path / "rows.json")
+  assert evaluate.main([workdir, "--eval_modes", "flip_translate", "--conv_backend",
+                        "onednn", "--output", out]) == 0
+  with open(out) as f:
+    (row,) = json.load(f)
+  assert row["eval_loss"] == pytest.approx(summary["eval_loss"], rel=1e-4)
+  assert abs(row["eval_top1"] - summary["eval_top1"]) <= 0.01  # one image of 100 at most
+  config, ds, model, variables = evaluate.load_run(workdir)
+  calls = []
+  real = onednn.conv_general_dilated
+  monkeypatch.setattr(onednn, "conv_general_dilated",
+                      lambda *a, **k: calls.append(1) or real(*a, **k))
+  evaluate.evaluate(config, ds, model, variables, "center")  # the run's own: XLA
+  assert not calls
+  config.conv_backend = "onednn"  # as a run trained with oneDNN records it
+  evaluate.evaluate(config, ds, model, variables, "center")
+  assert calls  # every convolution of the traced eval step

@@ -30,11 +30,6 @@ TINY_BN = ["--config", "configs/resnet20_cifar.py:tiny", "--config.num_epochs=1"
            "--config.log_every_steps=1", "--config.learning_rate=0.01"]
 
 
-def onednn_installed() -> bool:
-  return None not in (onednn._installed_file(onednn.LIBRARY, "/libdnnl.so.3"),
-                      onednn._installed_file(onednn.HEADERS, "/oneapi/dnnl/dnnl.hpp"))
-
-
 def cpu_env(devices: int) -> dict[str, str]:
   """``devices`` simulated CPU devices, with XLA:CPU's collective timeout (40 s, then it
   aborts the process) raised to 120 s for a busy 2-core machine. Past that a step's
@@ -720,7 +715,7 @@ def test_data_init_and_freeze_keep_airbenchs_whitening_filters(tmp_path, capsys)
   assert config.data_init_images == 64
 
 
-@pytest.mark.skipif(not onednn_installed(), reason="oneDNN's packages are not installed")
+@pytest.mark.skipif(not onednn.installed(), reason="oneDNN's packages are not installed")
 def test_onednn_convolutions_train_as_xla_does(tmp_path, capsys):
   """config.conv_backend='onednn': the same run step by step (the losses of a BatchNorm
   network, whose gradients pass through every convolution's three directions, equal at

@@ -8,7 +8,7 @@ r"""Evaluate trained runs again, under other test-time protocols, without retrai
 
 Each workdir's latest checkpoint (``--ema``: its EMA weights; ``--step``: another one)
 is evaluated on the test split of its own ``config.json`` (data, subset, normalisation,
-recipe), once per ``--eval_modes`` entry (``augment.eval_mode``), through the same
+recipe, the library that ran its convolutions: ``--conv_backend`` to choose another), once per ``--eval_modes`` entry (``augment.eval_mode``), through the same
 evaluation step that ``train.py`` compiles (``training/steps.make_eval_step``): a mode
 that the run itself used gives the run's own figure. Without ``--eval_modes``: center,
 flip and flip_translate, or, for data whose labels a mirror image changes (digits:
@@ -39,8 +39,10 @@ import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
+import kernels  # noqa: E402
 import models  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
+from kernels import onednn  # noqa: E402
 from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import data as data_lib  # noqa: E402
@@ -94,6 +96,14 @@ def evaluate(config: ml_collections.ConfigDict, ds, model, variables: dict,
   except recipe_lib.RecipeError as e:
     raise EvaluateError(str(e)) from None
   step_cfg = steps_lib.StepConfig.from_config(config, plan)
+  backend = config.get("conv_backend", "xla")  # as the run computed it
+  if backend == "onednn":
+    onednn.check(1, jax.devices()[0].platform)
+  with kernels.conv_backend(backend):
+    return _evaluate(config, ds, model, variables, step_cfg)
+
+
+def _evaluate(config, ds, model, variables, step_cfg) -> dict[str, float]:
   eval_step = jax.jit(steps_lib.make_eval_step(model, step_cfg))
   state = steps_lib.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                                batch_stats=variables.get("batch_stats", {}), opt_state=())
@@ -125,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--step", type=int, help="the checkpoint of this step (default: latest)")
   p.add_argument("--ema", action="store_true", help="the EMA weights")
   p.add_argument("--output", help="also write the rows as JSON here")
+  p.add_argument("--conv_backend", choices=kernels.BACKENDS,
+                 help="the library that runs the convolutions (default: the run's own "
+                      "config.conv_backend)")
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
   modes = None if args.eval_modes is None else [m for m in args.eval_modes.split(",") if m]
   unknown = [m for m in modes or () if m not in recipe_lib.EVAL_MODES]
@@ -136,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     for workdir in args.workdirs:
       config, ds, model, variables = load_run(workdir, args.step, args.ema)
+      if args.conv_backend:
+        config.conv_backend = args.conv_backend
       run_modes = modes or DEFAULT_MODES[ds.flip]
       if not ds.flip and any(m in recipe_lib.MIRRORED_EVAL_MODES for m in run_modes):
         print(f"warning: {workdir}: mirror images do not keep the labels of {ds.name}; "
@@ -146,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
         print(f"{workdir} | {mode:>14} | top-1 {100 * row['eval_top1']:.2f}% | loss "
               f"{row['eval_loss']:.4f} | {row['eval_count']} images", flush=True)
-  except (EvaluateError, config_lib.ConfigError) as e:
+  except (EvaluateError, config_lib.ConfigError, kernels.KernelError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if len(args.workdirs) > 1:
