@@ -22,7 +22,7 @@ not partitioned over a mesh.
 Where it comes from. ``onednn-cpu-gomp`` (the library, GNU OpenMP threading, no other
 runtime) and ``onednn-devel-cpu-gomp`` (its headers) from PyPI, both in requirements.txt
 on x86-64 Linux; the handlers are compiled once with the system's C++ compiler
-(``$CXX``, else ``g++``, 3-5 s) into ``~/.cache/cnn-history/kernels`` (or
+(``$CXX``, else ``g++``, about 2 s) into ``~/.cache/cnn-history/kernels`` (or
 ``$CNN_HISTORY_KERNELS``), keyed by a hash of the source, the library, JAX's FFI headers
 and the compiler, and written atomically so parallel test workers can share it.
 """
