@@ -4,7 +4,8 @@ Why. On a CPU, XLA runs a convolution as Eigen's im2col packing and a matrix pro
 as a YNNPACK fusion), and its kernel gradient behind layout copies; PyTorch's CPU build
 calls oneDNN's direct convolution kernels (brgemm, on AVX-512), which pack nothing. On
 the 2-core AVX-512 machine of benchmarks/README.md ResNet-20's convolutions, forward and
-both gradients, took 153 ms a step in XLA (its best flags) and 61 ms in oneDNN 3.2. No
+both gradients, took 153 ms a step in XLA (its best flags) and 77 ms through this module
+(oneDNN 3.2; PyTorch's 80 ms; ``benchmarks/conv_layers.py --formulation onednn``). No
 XLA flag moves them to oneDNN (benchmarks/README.md, "The CPU gap in detail"), so this
 module calls oneDNN itself, through JAX's FFI: ``onednn_conv.cc`` holds one handler per
 direction (forward, input gradient, kernel gradient) and this file ties them together
@@ -93,16 +94,17 @@ def _compiler() -> str:
 
 
 def build() -> str:
-  """Compiles ``onednn_conv.cc`` (once per source, library, JAX and compiler) and returns
+  """Compiles ``onednn_conv.cc`` (once per source, library, JAX, compiler and flags) and returns
   the shared library's path."""
   library, include = _paths()
   cxx = _compiler()
   ffi_include = jax.ffi.include_dir()
+  flags = ["-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-w"]
   digest = hashlib.sha256()
   with open(SOURCE, "rb") as f:
     digest.update(f.read())
   for part in (library, str(os.path.getsize(library)), ffi_include, jax.__version__, cxx,
-               shutil.which(cxx)):
+               shutil.which(cxx), *flags):
     digest.update(part.encode() + b"\0")
   directory = os.path.expanduser(os.environ.get("CNN_HISTORY_KERNELS") or CACHE)
   target = os.path.join(directory, f"onednn_conv-{digest.hexdigest()[:16]}.so")
@@ -117,7 +119,7 @@ def build() -> str:
                       f"({e.strerror}); set CNN_HISTORY_KERNELS to a writable directory, "
                       f"{FIX}") from None
   libdir = os.path.dirname(library)
-  command = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", SOURCE, "-I", ffi_include,
+  command = [cxx, *flags, SOURCE, "-I", ffi_include,
              "-I", include, "-L", libdir, "-l:libdnnl.so.3", f"-Wl,-rpath,{libdir}",
              "-o", partial]
   done = subprocess.run(command, capture_output=True, text=True)

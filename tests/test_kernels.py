@@ -30,6 +30,9 @@ CASES = [
     ((2, 9, 9, 8), (7, 7, 1, 8), (1, 1), ((3, 3), (3, 3)), (1, 1), 8),  # depthwise (ConvNeXt)
     ((3, 6, 6, 4), (1, 1, 4, 4), (1, 1), "VALID", (1, 1), 1),           # 1x1
     ((2, 11, 11, 3), (4, 4, 3, 4), (3, 3), "VALID", (1, 1), 1),         # patchify, uncovered
+    # Above onednn_conv.cc's kOneThreadBelow (9.4M multiply-adds): on every core; the
+    # ones above run on the calling thread alone.
+    ((8, 16, 16, 16), (3, 3, 16, 32), (1, 1), "SAME", (1, 1), 1),
 ]
 
 
