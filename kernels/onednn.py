@@ -69,9 +69,11 @@ def _installed_file(dist: str, suffix: str) -> str | None:
 
 
 def installed() -> bool:
-  """Whether oneDNN's packages (the library and its headers) are installed."""
+  """Whether oneDNN's packages (the library and its headers) and a C++ compiler to build
+  the bindings with are here."""
   return None not in (_installed_file(LIBRARY, "/libdnnl.so.3"),
-                      _installed_file(HEADERS, "/oneapi/dnnl/dnnl.hpp"))
+                      _installed_file(HEADERS, "/oneapi/dnnl/dnnl.hpp"),
+                      shutil.which(os.environ.get("CXX") or "g++"))
 
 
 def _paths() -> tuple[str, str]:

@@ -73,7 +73,7 @@ def test_default_modes_follow_whether_a_mirror_image_keeps_the_label(trained, tm
   assert len(err) == 1 and err[0].startswith("warning: ") and "mirror images" in err[0]
 
 
-@pytest.mark.skipif(not onednn.installed(), reason="oneDNN's packages are not installed")
+@pytest.mark.skipif(not onednn.installed(), reason="oneDNN's packages or g++ are missing")
 def test_conv_backend_is_the_runs_own_unless_chosen(trained, tmp_path, monkeypatch):
   """The XLA run evaluated with oneDNN's convolutions: the same figures at float32
   rounding, through the same step; a run's config.json that says onednn is evaluated so."""

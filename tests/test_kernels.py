@@ -16,7 +16,7 @@ from models import layers
 
 needs_onednn = pytest.mark.skipif(
     not onednn.installed(),
-    reason="oneDNN's packages are not installed (x86-64 Linux only, requirements.txt)")
+    reason="oneDNN's packages (x86-64 Linux only, requirements.txt) or g++ are missing")
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 # (input NHWC, kernel HWIO, strides, padding, kernel dilation, groups): the convolutions

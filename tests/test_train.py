@@ -715,7 +715,7 @@ def test_data_init_and_freeze_keep_airbenchs_whitening_filters(tmp_path, capsys)
   assert config.data_init_images == 64
 
 
-@pytest.mark.skipif(not onednn.installed(), reason="oneDNN's packages are not installed")
+@pytest.mark.skipif(not onednn.installed(), reason="oneDNN's packages or g++ are missing")
 def test_onednn_convolutions_train_as_xla_does(tmp_path, capsys):
   """config.conv_backend='onednn': the same run step by step (the losses of a BatchNorm
   network, whose gradients pass through every convolution's three directions, equal at
