@@ -39,7 +39,6 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import input_pipeline  # noqa: E402
 import kernels  # noqa: E402
-from kernels import onednn  # noqa: E402
 import models  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
 from training import checkpoint as checkpoint_lib  # noqa: E402
@@ -196,8 +195,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Runs training to ``config.num_epochs`` (or resumes it); returns the final summary.
   Every program is traced with ``config.conv_backend``'s convolutions (kernels/)."""
   backend = config.get("conv_backend")
-  with kernels.conv_backend(backend if backend in kernels.BACKENDS else "xla"):  # else
-    return _train_and_evaluate(config, workdir)  # the config check says what is wrong
+  if backend not in kernels.BACKENDS:  # the config check says what is wrong
+    backend = "xla"
+  with kernels.conv_backend(backend, jax.devices()):  # the mesh's devices: all of them
+    return _train_and_evaluate(config, workdir)
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -217,8 +218,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   # split over all devices; parameters over the fsdp axis when mesh.fsdp > 1.
   mesh = parallel.create_mesh(config.mesh.fsdp)
   replicated = parallel.replicated(mesh)
-  if config.conv_backend == "onednn":  # one CPU device, the library, its bindings built
-    onednn.check(mesh.size, jax.devices()[0].platform)
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % mesh.size:
       raise TrainingError(

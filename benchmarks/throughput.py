@@ -70,7 +70,6 @@ import models  # noqa: E402
 import train  # noqa: E402  (train.compile_train: the function timed here)
 from benchmarks import report_files  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
-from kernels import onednn  # noqa: E402
 from models import torch_convert  # noqa: E402
 from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
@@ -238,9 +237,7 @@ def time_steps(step: Callable[[], Any], sync: Callable[[Any], Any], batch: int, 
 def time_ours(case: Case, **timing) -> Timing:
   """train.py's compiled training function on the case's device-resident data, with the
   config's convolutions (``conv_backend``)."""
-  if case.config.conv_backend == "onednn":
-    onednn.check(jax.device_count(), jax.devices()[0].platform)
-  with kernels.conv_backend(case.config.conv_backend):
+  with kernels.conv_backend(case.config.conv_backend, jax.devices()):
     return _time_ours(case, **timing)
 
 

@@ -14,7 +14,7 @@ keeps the backend it was traced with, so set it before building the steps.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 BACKENDS = ("xla", "onednn")
 
@@ -32,11 +32,16 @@ def current() -> str:
 
 
 @contextlib.contextmanager
-def conv_backend(name: str) -> Iterator[None]:
-  """Convolutions traced inside run on ``name`` ('xla' or 'onednn'); restored on exit."""
+def conv_backend(name: str, devices: Sequence[Any] | None = None) -> Iterator[None]:
+  """Convolutions traced inside run on ``name`` ('xla' or 'onednn'); restored on exit.
+  With ``devices`` (the programs' devices), first checks that the backend runs there
+  (oneDNN: one CPU device, its package and a compiler) and raises KernelError if not."""
   global _current
   if name not in BACKENDS:
     raise ValueError(f"unknown conv_backend {name!r}; valid values: {', '.join(BACKENDS)}")
+  if name == "onednn" and devices is not None:
+    from kernels import onednn  # pylint: disable=g-import-not-at-top  (it imports this)
+    onednn.check(len(devices), devices[0].platform)
   before, _current = _current, name
   try:
     yield

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -80,28 +81,30 @@ std::unique_ptr<Entry> Build(Direction d, const Geometry& g) {
   auto fwd = dnnl::convolution_forward::primitive_desc(
       eng, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, e->src,
       weights_any, e->dst, g.strides, g.dilation, g.pad_l, g.pad_r, attr);
+  // The two backward directions take the same arguments, the forward one as a hint.
+  auto backward = [&](auto tag) {
+    using Prim = decltype(tag);
+    return typename Prim::primitive_desc(eng, dnnl::algorithm::convolution_direct, e->src,
+                                         weights_any, e->dst, g.strides, g.dilation,
+                                         g.pad_l, g.pad_r, fwd, attr);
+  };
+  auto use = [&](const auto& pd, const memory::desc& weights, dnnl::primitive prim) {
+    e->weights_prim = weights;
+    e->scratchpad = pd.scratchpad_desc();
+    e->prim = std::move(prim);
+  };
   switch (d) {
     case Direction::kForward:
-      e->weights_prim = fwd.weights_desc();
-      e->scratchpad = fwd.scratchpad_desc();
-      e->prim = dnnl::convolution_forward(fwd);
+      use(fwd, fwd.weights_desc(), dnnl::convolution_forward(fwd));
       break;
     case Direction::kBackwardData: {
-      auto pd = dnnl::convolution_backward_data::primitive_desc(
-          eng, dnnl::algorithm::convolution_direct, e->src, weights_any, e->dst, g.strides,
-          g.dilation, g.pad_l, g.pad_r, fwd, attr);
-      e->weights_prim = pd.weights_desc();
-      e->scratchpad = pd.scratchpad_desc();
-      e->prim = dnnl::convolution_backward_data(pd);
+      auto pd = backward(dnnl::convolution_backward_data());
+      use(pd, pd.weights_desc(), dnnl::convolution_backward_data(pd));
       break;
     }
     case Direction::kBackwardWeights: {
-      auto pd = dnnl::convolution_backward_weights::primitive_desc(
-          eng, dnnl::algorithm::convolution_direct, e->src, weights_any, e->dst, g.strides,
-          g.dilation, g.pad_l, g.pad_r, fwd, attr);
-      e->weights_prim = pd.diff_weights_desc();
-      e->scratchpad = pd.scratchpad_desc();
-      e->prim = dnnl::convolution_backward_weights(pd);
+      auto pd = backward(dnnl::convolution_backward_weights());
+      use(pd, pd.diff_weights_desc(), dnnl::convolution_backward_weights(pd));
       break;
     }
   }

@@ -42,7 +42,6 @@ import numpy as np  # noqa: E402
 import kernels  # noqa: E402
 import models  # noqa: E402
 from input_pipeline import recipe as recipe_lib  # noqa: E402
-from kernels import onednn  # noqa: E402
 from training import cli  # noqa: E402
 from training import config as config_lib  # noqa: E402
 from training import data as data_lib  # noqa: E402
@@ -96,10 +95,8 @@ def evaluate(config: ml_collections.ConfigDict, ds, model, variables: dict,
   except recipe_lib.RecipeError as e:
     raise EvaluateError(str(e)) from None
   step_cfg = steps_lib.StepConfig.from_config(config, plan)
-  backend = config.get("conv_backend", "xla")  # as the run computed it
-  if backend == "onednn":
-    onednn.check(1, jax.devices()[0].platform)
-  with kernels.conv_backend(backend):
+  # As the run computed it; the step below runs on the default device.
+  with kernels.conv_backend(config.get("conv_backend", "xla"), jax.devices()[:1]):
     return _evaluate(config, ds, model, variables, step_cfg)
 
 
